@@ -1,0 +1,23 @@
+# tailgate image: the host-built static binary on an empty base.
+#
+# No base image is pulled (there is nothing in it a static Go binary needs):
+# `make image` builds bin/tailgate (CGO_ENABLED=0, -trimpath, stripped) and
+# stages the host's CA bundle and an empty root skeleton under bin/image/.
+# Build with docker or podman: `make image`.
+FROM scratch
+
+# CA bundle for TLS to backends; /var/lib root-owned as in any distro.
+COPY bin/image/rootfs/ /
+# Writable state for the gateway's persistent sending queue (file_storage).
+# Kubernetes mounts a volume here (the root filesystem is read-only there).
+COPY --chown=10001:10001 bin/image/empty/ /var/lib/tailgate/
+
+COPY bin/tailgate /tailgate
+# The profiles, from configs/ (their one home in the repository).
+COPY configs/agent.yaml configs/gateway.yaml /etc/tailgate/
+
+USER 10001:10001
+# OTLP gRPC, OTLP HTTP, health_check, internal telemetry, RED metrics (gateway).
+EXPOSE 4317 4318 13133 8888 8889
+ENTRYPOINT ["/tailgate"]
+CMD ["--config", "/etc/tailgate/gateway.yaml"]

@@ -1,0 +1,177 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ProcessSpec describes one tailgate process.
+type ProcessSpec struct {
+	// Name identifies the process in logs and summaries, e.g. "gateway-1".
+	Name string
+	// Args are the binary's arguments, e.g. --config configs/gateway.yaml.
+	Args []string
+	// Env is added to a minimal environment (PATH and HOME only), so that the
+	// profiles' defaults apply unless a test overrides them on purpose.
+	Env map[string]string
+	// HealthPort is the health_check extension's port.
+	HealthPort int
+	// LogDir receives <Name>.log with the process's stdout and stderr.
+	LogDir string
+}
+
+// Process is a running tailgate binary.
+type Process struct {
+	Spec    ProcessSpec
+	LogPath string
+
+	cmd      *exec.Cmd
+	done     chan struct{}
+	waitErr  error
+	stopOnce sync.Once
+}
+
+// StartProcess starts the binary and returns once it has been launched; call
+// WaitHealthy to wait for it to serve.
+func StartProcess(bin string, spec ProcessSpec) (*Process, error) {
+	if err := os.MkdirAll(spec.LogDir, 0o755); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(spec.LogDir, spec.Name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, spec.Args...)
+	cmd.Env = environ(spec.Env)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	// The kernel kills the collector if the harness dies, so no process
+	// outlives a crashed or interrupted test.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
+	}
+	p := &Process{Spec: spec, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func environ(extra map[string]string) []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	keys := make([]string, 0, len(extra))
+	for k := range extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+extra[k])
+	}
+	return env
+}
+
+// Pid is the process ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitHealthy polls the health_check endpoint until it answers 200, the
+// process exits, or the timeout passes.
+func (p *Process) WaitHealthy(timeout time.Duration) error {
+	url := fmt.Sprintf("http://127.0.0.1:%d/", p.Spec.HealthPort)
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		if p.Exited() {
+			return fmt.Errorf("%s exited before it was healthy (%v); log:\n%s", p.Spec.Name, p.waitErr, p.LogTail(40))
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not healthy after %s; log:\n%s", p.Spec.Name, timeout, p.LogTail(40))
+}
+
+// Stop sends SIGTERM and waits up to grace for a clean shutdown (collectors
+// flush their pipelines on SIGTERM), then kills the process. It is safe to
+// call more than once.
+func (p *Process) Stop(grace time.Duration) error {
+	var err error
+	p.stopOnce.Do(func() {
+		if p.Exited() {
+			return
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(grace):
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+			err = fmt.Errorf("%s did not stop within %s and was killed", p.Spec.Name, grace)
+		}
+	})
+	return err
+}
+
+// Kill ends the process at once with SIGKILL, as a crash or an OOM kill would.
+func (p *Process) Kill() {
+	p.stopOnce.Do(func() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	})
+}
+
+// Wait blocks until the process has exited or ctx ends.
+func (p *Process) Wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		var exitErr *exec.ExitError
+		if errors.As(p.waitErr, &exitErr) {
+			return exitErr
+		}
+		return p.waitErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// LogTail returns the last n lines of the process log.
+func (p *Process) LogTail(n int) string {
+	data, err := os.ReadFile(p.LogPath)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,105 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// SendResult is what the sender did, from the application's point of view.
+type SendResult struct {
+	SpansSent   int64
+	SpansFailed int64 // refused by an agent: never entered the pipeline
+	// FailedTraces had at least one span refused by an agent; they are left
+	// out of completeness checks and reported on their own.
+	FailedTraces map[pcommon.TraceID]bool
+	Elapsed      time.Duration
+}
+
+// Progress is called about once a second while sending.
+type Progress func(sent, failed int64, elapsed time.Duration)
+
+// Send replays the planned traces in real time: each span goes to its
+// service's agent at its planned send time, batched every 20ms per agent as
+// an SDK exporter would. It stops when every span is sent or ctx ends.
+func Send(ctx context.Context, plans []TracePlan, agentEndpoints []string, progress Progress) (SendResult, error) {
+	res := SendResult{FailedTraces: map[pcommon.TraceID]bool{}}
+	clients := make([]ptraceotlp.GRPCClient, len(agentEndpoints))
+	for i, ep := range agentEndpoints {
+		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return res, fmt.Errorf("dial agent %s: %w", ep, err)
+		}
+		defer conn.Close()
+		clients[i] = ptraceotlp.NewGRPCClient(conn)
+	}
+
+	queue := schedule(plans)
+	var sent, failed atomic.Int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	// A bounded number of exports in flight per agent keeps a slow agent
+	// from growing an unbounded backlog in the generator.
+	slots := make([]chan struct{}, len(clients))
+	for i := range slots {
+		slots[i] = make(chan struct{}, 8)
+	}
+
+	base := time.Now()
+	lastProgress := base
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	next := 0
+	for next < len(queue) {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			res.SpansSent, res.SpansFailed, res.Elapsed = sent.Load(), failed.Load(), time.Since(base)
+			return res, ctx.Err()
+		case <-tick.C:
+		}
+		now := time.Since(base)
+		due := map[int][]scheduledSpan{}
+		for next < len(queue) && queue[next].at <= now {
+			s := queue[next]
+			due[s.span.Agent] = append(due[s.span.Agent], s)
+			next++
+		}
+		for agent, spans := range due {
+			slots[agent] <- struct{}{}
+			wg.Add(1)
+			go func(agent int, spans []scheduledSpan) {
+				defer wg.Done()
+				defer func() { <-slots[agent] }()
+				req := ptraceotlp.NewExportRequestFromTraces(buildTraces(base, spans))
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := clients[agent].Export(cctx, req)
+				cancel()
+				if err != nil {
+					failed.Add(int64(len(spans)))
+					mu.Lock()
+					for _, s := range spans {
+						res.FailedTraces[s.trace.ID] = true
+					}
+					mu.Unlock()
+					return
+				}
+				sent.Add(int64(len(spans)))
+			}(agent, spans)
+		}
+		if progress != nil && time.Since(lastProgress) >= time.Second {
+			lastProgress = time.Now()
+			progress(sent.Load(), failed.Load(), now)
+		}
+	}
+	wg.Wait()
+	res.SpansSent, res.SpansFailed, res.Elapsed = sent.Load(), failed.Load(), time.Since(base)
+	return res, nil
+}

@@ -1,0 +1,210 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	// Exporters compress with gzip by default; a real backend accepts it.
+	_ "google.golang.org/grpc/encoding/gzip"
+)
+
+// Sink is an OTLP/gRPC backend standing in for Tempo or Jaeger: it records
+// every span and metric the gateways export to it. It can be taken down and
+// brought back on the same port to simulate a backend outage.
+type Sink struct {
+	Port int
+
+	mu      sync.Mutex
+	spans   map[pcommon.TraceID]map[pcommon.SpanID]int // receive count per span
+	total   int
+	metrics []pmetric.Metrics
+	// SpanAttrs holds, per span, the attribute keys of interest given to
+	// NewSink (for example tailsampling.policy), with their values.
+	attrKeys  []string
+	spanAttrs map[pcommon.SpanID]map[string]string
+	// resources keeps the resource attributes per span, for enrichment checks.
+	resources map[pcommon.SpanID]map[string]string
+
+	srv *grpc.Server
+	lis net.Listener
+}
+
+// NewSink starts a sink on a free loopback port. attrKeys are span or
+// resource attribute keys to remember per span.
+func NewSink(attrKeys ...string) (*Sink, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{
+		Port:      port,
+		spans:     map[pcommon.TraceID]map[pcommon.SpanID]int{},
+		attrKeys:  attrKeys,
+		spanAttrs: map[pcommon.SpanID]map[string]string{},
+		resources: map[pcommon.SpanID]map[string]string{},
+	}
+	return s, s.Up()
+}
+
+// Endpoint is host:port for an OTLP exporter.
+func (s *Sink) Endpoint() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
+
+// Up (re)starts serving on the sink's port.
+func (s *Sink) Up() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return nil
+	}
+	lis, err := net.Listen("tcp", s.Endpoint())
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
+	ptraceotlp.RegisterGRPCServer(srv, &traceService{sink: s})
+	pmetricotlp.RegisterGRPCServer(srv, &metricService{sink: s})
+	s.srv, s.lis = srv, lis
+	go func() { _ = srv.Serve(lis) }()
+	return nil
+}
+
+// Down stops serving: exporters see connection failures until Up.
+func (s *Sink) Down() {
+	s.mu.Lock()
+	srv := s.srv
+	s.srv, s.lis = nil, nil
+	s.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
+	}
+}
+
+// Close stops the sink for good.
+func (s *Sink) Close() { s.Down() }
+
+type traceService struct {
+	ptraceotlp.UnimplementedGRPCServer
+	sink *Sink
+}
+
+func (t *traceService) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	t.sink.recordTraces(req.Traces())
+	return ptraceotlp.NewExportResponse(), nil
+}
+
+type metricService struct {
+	pmetricotlp.UnimplementedGRPCServer
+	sink *Sink
+}
+
+func (m *metricService) Export(_ context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	md := pmetric.NewMetrics()
+	req.Metrics().CopyTo(md)
+	m.sink.mu.Lock()
+	m.sink.metrics = append(m.sink.metrics, md)
+	m.sink.mu.Unlock()
+	return pmetricotlp.NewExportResponse(), nil
+}
+
+func (s *Sink) recordTraces(td ptrace.Traces) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		var res map[string]string
+		if len(s.attrKeys) > 0 {
+			res = pickAttrs(rs.Resource().Attributes(), s.attrKeys, nil)
+		}
+		sss := rs.ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				sp := spans.At(k)
+				byTrace := s.spans[sp.TraceID()]
+				if byTrace == nil {
+					byTrace = map[pcommon.SpanID]int{}
+					s.spans[sp.TraceID()] = byTrace
+				}
+				byTrace[sp.SpanID()]++
+				s.total++
+				if len(s.attrKeys) > 0 {
+					s.resources[sp.SpanID()] = res
+					s.spanAttrs[sp.SpanID()] = pickAttrs(sp.Attributes(), s.attrKeys, nil)
+				}
+			}
+		}
+	}
+}
+
+func pickAttrs(attrs pcommon.Map, keys []string, into map[string]string) map[string]string {
+	for _, k := range keys {
+		if v, ok := attrs.Get(k); ok {
+			if into == nil {
+				into = map[string]string{}
+			}
+			into[k] = v.AsString()
+		}
+	}
+	return into
+}
+
+// SpansOf returns the span IDs received for a trace with their receive counts.
+func (s *Sink) SpansOf(id pcommon.TraceID) map[pcommon.SpanID]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[pcommon.SpanID]int, len(s.spans[id]))
+	for k, v := range s.spans[id] {
+		out[k] = v
+	}
+	return out
+}
+
+// TraceIDs returns every trace ID received.
+func (s *Sink) TraceIDs() []pcommon.TraceID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]pcommon.TraceID, 0, len(s.spans))
+	for id := range s.spans {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// SpanCount is the number of spans received, duplicates included.
+func (s *Sink) SpanCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
+// SpanAttr returns a remembered span attribute (see NewSink).
+func (s *Sink) SpanAttr(id pcommon.SpanID, key string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.spanAttrs[id][key]
+	return v, ok
+}
+
+// ResourceAttr returns a remembered resource attribute of the span's resource.
+func (s *Sink) ResourceAttr(id pcommon.SpanID, key string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.resources[id][key]
+	return v, ok
+}
+
+// Metrics returns every metrics payload received, oldest first.
+func (s *Sink) Metrics() []pmetric.Metrics {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]pmetric.Metrics(nil), s.metrics...)
+}
