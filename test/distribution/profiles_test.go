@@ -1,0 +1,111 @@
+package distribution
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+var profiles = []string{"agent", "gateway"}
+
+// validate runs `tailgate validate` on a profile with exactly the given
+// environment (plus PATH): nothing leaks in from the developer's shell.
+func validate(t *testing.T, profile string, env ...string) (string, error) {
+	t.Helper()
+	bin, err := harness.BinaryPath()
+	require.NoError(t, err)
+	cmd := exec.Command(bin, "validate", "--config", harness.ProfilePath(profile))
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestProfilesValidateWithNoEnvironment(t *testing.T) {
+	for _, p := range profiles {
+		t.Run(p, func(t *testing.T) {
+			out, err := validate(t, p)
+			assert.NoError(t, err, "tailgate validate --config configs/%s.yaml with no env:\n%s", p, out)
+		})
+	}
+}
+
+// TestAgentResolversValidate: each resolver the agent offers is a complete
+// configuration, not only the default one.
+func TestAgentResolversValidate(t *testing.T) {
+	for _, env := range [][]string{
+		{"TAILGATE_GATEWAY_RESOLVER=dns"},
+		{"TAILGATE_GATEWAY_RESOLVER=k8s", "TAILGATE_GATEWAY_K8S_SERVICE=gw.observability"},
+		{"TAILGATE_GATEWAY_RESOLVER=static", "TAILGATE_GATEWAY_STATIC_HOSTNAMES=[10.0.0.1:4317, 10.0.0.2:4317]"},
+	} {
+		t.Run(env[0], func(t *testing.T) {
+			out, err := validate(t, "agent", env...)
+			assert.NoError(t, err, out)
+		})
+	}
+}
+
+// TestInvalidSettingsNameTheKey: a bad value fails validation with an error
+// that names the offending key, so an operator can find it.
+func TestInvalidSettingsNameTheKey(t *testing.T) {
+	cases := []struct {
+		profile, env string
+		wantKeys     []string
+	}{
+		{"gateway", "TAILGATE_DECISION_WAIT=soon", []string{"tail_sampling", "decision_wait"}},
+		{"gateway", "TAILGATE_SAMPLING_PERCENTAGE=lots", []string{"tail_sampling", "sampling_percentage"}},
+		{"gateway", "TAILGATE_METRICS_EXPORTERS=[nosuchexporter]", []string{"metrics/spanmetrics", "nosuchexporter"}},
+		{"agent", "TAILGATE_GATEWAY_RESOLVER=consul", []string{"traces", "load_balancing/consul"}},
+		{"agent", "TAILGATE_K8S_PASSTHROUGH=maybe", []string{"k8s_attributes", "passthrough"}},
+	}
+	for _, c := range cases {
+		t.Run(c.env, func(t *testing.T) {
+			out, err := validate(t, c.profile, c.env)
+			require.Error(t, err, "validate accepted %s", c.env)
+			for _, k := range c.wantKeys {
+				assert.Contains(t, out, k)
+			}
+		})
+	}
+}
+
+var envRef = regexp.MustCompile(`\$\{env:([A-Z0-9_]+)(:-[^}]*)?\}`)
+
+// TestEveryProfileVariableIsDocumented: README.md's variable table lists
+// every variable the profiles read, and no variable they do not read.
+func TestEveryProfileVariableIsDocumented(t *testing.T) {
+	used := map[string]bool{}
+	for _, p := range profiles {
+		data, err := os.ReadFile(harness.ProfilePath(p))
+		require.NoError(t, err)
+		for _, m := range envRef.FindAllStringSubmatch(string(data), -1) {
+			used[m[1]] = true
+		}
+	}
+	readme, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "README.md"))
+	require.NoError(t, err)
+	documented := map[string]bool{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		if m := regexp.MustCompile("^\\| `([A-Z0-9_]+)` \\|").FindStringSubmatch(line); m != nil {
+			documented[m[1]] = true
+		}
+	}
+	assert.Equal(t, sortedKeys(used), sortedKeys(documented), "profile variables vs README.md table")
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,199 @@
+// Package image tests the container image built from the Dockerfile: it is
+// built with podman, its filesystem exported, and the image's own
+// entrypoint and command run from that filesystem as the image's user.
+package image
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+type imageConfig struct {
+	User       string   `json:"User"`
+	Entrypoint []string `json:"Entrypoint"`
+	Cmd        []string `json:"Cmd"`
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = harness.RepoRoot()
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s %s:\n%s", name, strings.Join(args, " "), out)
+	return strings.TrimSpace(string(out))
+}
+
+func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
+	require.Equal(t, 0, os.Geteuid(), "this test chroots into the image filesystem and must run as root (as CI does)")
+	podman, err := exec.LookPath("podman")
+	require.NoError(t, err, "podman is required to build the image (scripts/ci-deps.sh installs it)")
+	_, err = harness.BinaryPath()
+	require.NoError(t, err)
+
+	tag := fmt.Sprintf("localhost/tailgate:test-%d", os.Getpid())
+	run(t, filepath.Join(harness.RepoRoot(), "scripts", "stage-image-context.sh"))
+	run(t, podman, "build", "-q", "-f", "Dockerfile", "-t", tag, ".")
+	t.Cleanup(func() { _ = exec.Command(podman, "rmi", "-f", tag).Run() })
+
+	var cfg imageConfig
+	require.NoError(t, json.Unmarshal([]byte(run(t, podman, "image", "inspect", "--format", "{{json .Config}}", tag)), &cfg))
+	assert.Equal(t, "10001:10001", cfg.User)
+	assert.Equal(t, []string{"/tailgate"}, cfg.Entrypoint)
+	assert.Equal(t, []string{"--config", "/etc/tailgate/gateway.yaml"}, cfg.Cmd)
+
+	// The image's filesystem, exactly: export a container created from it.
+	rootfs := t.TempDir()
+	cid := run(t, podman, "create", tag)
+	t.Cleanup(func() { _ = exec.Command(podman, "rm", "-f", cid).Run() })
+	tarball := filepath.Join(t.TempDir(), "rootfs.tar")
+	run(t, podman, "export", "-o", tarball, cid)
+	run(t, "tar", "-xf", tarball, "-C", rootfs, "--same-owner")
+
+	entries := listFiles(t, rootfs)
+	mountKernelFilesystems(t, rootfs)
+	for _, want := range []string{"tailgate", "etc/tailgate/agent.yaml", "etc/tailgate/gateway.yaml", "etc/ssl/certs/ca-certificates.crt", "var/lib/tailgate"} {
+		assert.Contains(t, entries, want)
+	}
+	// The profiles in the image are the ones in configs/, byte for byte.
+	for _, p := range []string{"agent", "gateway"} {
+		want, err := os.ReadFile(harness.ProfilePath(p))
+		require.NoError(t, err)
+		got, err := os.ReadFile(filepath.Join(rootfs, "etc", "tailgate", p+".yaml"))
+		require.NoError(t, err)
+		assert.Equal(t, string(want), string(got), "image /etc/tailgate/%s.yaml", p)
+	}
+
+	uid, _, _ := strings.Cut(cfg.User, ":")
+	cases := []struct {
+		name string
+		args []string // as `docker run IMAGE args...` would pass them
+		env  map[string]string
+	}{
+		// The default command: the gateway profile.
+		{name: "gateway", args: nil},
+		// No Kubernetes API here, so the agent's k8s_attributes runs in passthrough.
+		{name: "agent", args: []string{"--config", "/etc/tailgate/agent.yaml"}, env: map[string]string{"TAILGATE_K8S_PASSTHROUGH": "true"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := c.args
+			if args == nil {
+				args = cfg.Cmd
+			}
+			ports, err := harness.FreePorts(6)
+			require.NoError(t, err)
+			env := map[string]string{
+				"TAILGATE_OTLP_GRPC_PORT": strconv.Itoa(ports[0]),
+				"TAILGATE_OTLP_HTTP_PORT": strconv.Itoa(ports[1]),
+				"TAILGATE_HEALTH_PORT":    strconv.Itoa(ports[2]),
+				"TAILGATE_TELEMETRY_PORT": strconv.Itoa(ports[3]),
+				"TAILGATE_PPROF_PORT":     strconv.Itoa(ports[4]),
+				"TAILGATE_ZPAGES_PORT":    strconv.Itoa(ports[5]),
+			}
+			for k, v := range c.env {
+				env[k] = v
+			}
+			chrootArgs := append([]string{"--userspec=" + cfg.User, rootfs}, cfg.Entrypoint...)
+			p, err := harness.StartProcess("/usr/sbin/chroot", harness.ProcessSpec{
+				Name: "image-" + c.name, Args: append(chrootArgs, args...), Env: env,
+				HealthPort: ports[2], LogDir: t.TempDir(),
+			})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = p.Stop(30 * time.Second) })
+			require.NoError(t, p.WaitHealthy(30*time.Second))
+
+			// The process runs as the image's user, from the image's filesystem.
+			status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+			require.NoError(t, err)
+			assert.Regexp(t, `(?m)^Uid:\s+`+uid+`\s+`+uid+`\s`, string(status))
+			root, err := os.Readlink(fmt.Sprintf("/proc/%d/root", p.Pid()))
+			require.NoError(t, err)
+			assert.Equal(t, rootfs, root)
+			exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.Pid()))
+			require.NoError(t, err)
+			assert.Equal(t, filepath.Join(rootfs, "tailgate"), exe)
+
+			if c.name == "gateway" {
+				// The persistent queue lives in the image's writable state directory.
+				files, err := os.ReadDir(filepath.Join(rootfs, "var", "lib", "tailgate"))
+				require.NoError(t, err)
+				assert.NotEmpty(t, files, "file_storage wrote nothing to /var/lib/tailgate")
+			}
+			require.NoError(t, p.Stop(30*time.Second))
+		})
+	}
+
+	// Where a Docker daemon answers, run the same image with docker too.
+	if docker, err := exec.LookPath("docker"); err == nil && exec.Command(docker, "info").Run() == nil {
+		t.Run("docker", func(t *testing.T) { dockerRun(t, docker) })
+	} else {
+		t.Log("no Docker daemon answers here: docker run not exercised")
+	}
+}
+
+// dockerRun builds the same Dockerfile with Docker and runs the image with
+// its own entrypoint, user and default command.
+func dockerRun(t *testing.T, docker string) {
+	tag := fmt.Sprintf("tailgate:docker-test-%d", os.Getpid())
+	run(t, docker, "build", "-q", "-f", "Dockerfile", "-t", tag, ".")
+	t.Cleanup(func() { _ = exec.Command(docker, "rmi", "-f", tag).Run() })
+	port, err := harness.FreePort()
+	require.NoError(t, err)
+	name := fmt.Sprintf("tailgate-test-%d", os.Getpid())
+	run(t, docker, "run", "-d", "--name", name, "-e", "MY_POD_IP=0.0.0.0", "-p", fmt.Sprintf("127.0.0.1:%d:13133", port), tag)
+	t.Cleanup(func() { _ = exec.Command(docker, "rm", "-f", name).Run() })
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if out, err := exec.Command("curl", "-sf", fmt.Sprintf("http://127.0.0.1:%d/", port)).CombinedOutput(); err == nil {
+			t.Logf("docker run: health %s", out)
+			assert.Equal(t, "10001:10001", run(t, docker, "inspect", "--format", "{{.Config.User}}", name))
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("docker-run container never became healthy:\n%s", run(t, docker, "logs", name))
+}
+
+// mountKernelFilesystems does what every container runtime does before it
+// starts the entrypoint: mount /proc and /sys (read-only) into the root
+// filesystem. memory_limiter reads the cgroup memory limit through them.
+func mountKernelFilesystems(t *testing.T, rootfs string) {
+	for _, m := range []struct {
+		dir, fstype string
+		flags       uintptr
+	}{
+		{"proc", "proc", syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC},
+		{"sys", "sysfs", syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC},
+	} {
+		target := filepath.Join(rootfs, m.dir)
+		require.NoError(t, os.MkdirAll(target, 0o555))
+		require.NoError(t, syscall.Mount(m.fstype, target, m.fstype, m.flags, ""), "mount %s", target)
+		t.Cleanup(func() { _ = syscall.Unmount(target, syscall.MNT_DETACH) })
+	}
+}
+
+func listFiles(t *testing.T, root string) []string {
+	var out []string
+	require.NoError(t, filepath.Walk(root, func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		out = append(out, rel)
+		return nil
+	}))
+	return out
+}
