@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests need, idempotently: apt runs only
+# when something is missing. Go tools (ocb, the Kubernetes control plane)
+# are installed by the Makefile and scripts/install-controlplane.sh.
+set -euo pipefail
+
+need=()
+command -v podman >/dev/null || need+=(podman)
+[ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+command -v ip >/dev/null || need+=(iproute2)
+command -v unshare >/dev/null || need+=(util-linux)
+command -v chroot >/dev/null || need+=(coreutils)
+command -v make >/dev/null || need+=(make)
+command -v git >/dev/null || need+=(git)
+
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+command -v go >/dev/null || { echo "ci-deps: Go is required (see go.mod for the version)" >&2; exit 1; }
