@@ -69,8 +69,8 @@ lint: ## gofmt and go vet (generated cmd/tailgate excluded from gofmt).
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench: ## Benchmarks (filled in by the end-to-end and processor work).
-	@echo "no benchmarks yet"
+bench: $(BIN) $(OCB) ## Benchmark tailgate against an ocb-built upstream baseline; writes docs/benchmarks.md.
+	TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) $(GO) run ./test/cmd/bench $(BENCH_ARGS)
 
 clean: ## Remove build outputs (the tool cache in $(TOOLS_DIR) is kept).
 	rm -rf bin

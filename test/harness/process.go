@@ -175,3 +175,40 @@ func (p *Process) LogTail(n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// ProcStats are a process's CPU time and memory high-water mark from /proc.
+type ProcStats struct {
+	CPU     time.Duration // user + system
+	PeakRSS int64         // VmHWM, bytes
+	RSS     int64         // VmRSS, bytes
+}
+
+// Stats reads /proc/<pid>/stat and /proc/<pid>/status.
+func (p *Process) Stats() (ProcStats, error) {
+	var st ProcStats
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+	if err != nil {
+		return st, err
+	}
+	// Fields after the command name (which may hold spaces) start at ") ".
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	var utime, stime int64
+	fmt.Sscan(fields[11], &utime)
+	fmt.Sscan(fields[12], &stime)
+	const clockTicks = 100 // USER_HZ on Linux
+	st.CPU = time.Duration(utime+stime) * time.Second / clockTicks
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+	if err != nil {
+		return st, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		var kb int64
+		if _, err := fmt.Sscanf(line, "VmHWM: %d kB", &kb); err == nil {
+			st.PeakRSS = kb << 10
+		}
+		if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &kb); err == nil {
+			st.RSS = kb << 10
+		}
+	}
+	return st, nil
+}

@@ -115,3 +115,23 @@ func (t *Topology) Counters() PipelineCounters {
 	}
 	return c
 }
+
+// MetricQueueSize is the current size of an exporter's sending queue.
+const MetricQueueSize = "otelcol_exporter_queue_size"
+
+// QueuedItems sums the sending queues of every running process; processes
+// whose telemetry cannot be read count as -1 so callers keep waiting.
+func (t *Topology) QueuedItems() float64 {
+	var total float64
+	for _, n := range append(append([]*Node{}, t.Agents...), t.Gateways...) {
+		if n.Proc == nil || n.Proc.Exited() {
+			continue
+		}
+		s, err := ScrapeMetrics(n.Ports.Telemetry)
+		if err != nil {
+			return -1
+		}
+		total += s.Sum(MetricQueueSize)
+	}
+	return total
+}

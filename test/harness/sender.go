@@ -42,6 +42,11 @@ func Send(ctx context.Context, plans []TracePlan, agentEndpoints []string, progr
 	}
 
 	queue := schedule(plans)
+	for _, s := range queue {
+		if s.span.Agent >= len(clients) {
+			return res, fmt.Errorf("span planned for agent %d, but only %d agents given", s.span.Agent, len(clients))
+		}
+	}
 	var sent, failed atomic.Int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup

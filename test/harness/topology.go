@@ -38,6 +38,9 @@ type TopologyConfig struct {
 	SinkAttrKeys []string
 	// ExtraArgs are added to every process's command line (e.g. feature gates).
 	ExtraArgs []string
+	// Binary overrides the binary under test (default: BinaryPath), e.g. the
+	// benchmark's upstream baseline.
+	Binary string
 }
 
 // Topology is a running local deployment: sink, gateways and agents.
@@ -54,9 +57,11 @@ type Topology struct {
 // resolver pointing at the gateways), each from the shipped profile, and
 // waits until every process is healthy. On error everything started is stopped.
 func StartTopology(cfg TopologyConfig) (_ *Topology, err error) {
-	bin, err := BinaryPath()
-	if err != nil {
-		return nil, err
+	bin := cfg.Binary
+	if bin == "" {
+		if bin, err = BinaryPath(); err != nil {
+			return nil, err
+		}
 	}
 	t := &Topology{bin: bin, cfg: cfg}
 	defer func() {

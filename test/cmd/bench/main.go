@@ -1,0 +1,372 @@
+// Command bench is `make bench`: it measures tailgate against a baseline
+// built by ocb from the same upstream components and versions, in the same
+// run, and writes the figures and method to docs/benchmarks.md.
+//
+// It is a benchmark, not a test: it asserts nothing about time.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	steps        []int // offered spans/s
+	stepDuration time.Duration
+	decisionWait time.Duration
+	out          string
+}
+
+func run() error {
+	var (
+		stepsFlag = flag.String("steps", "10000,20000,30000,40000,50000,60000", "offered load steps, spans/s")
+		stepDur   = flag.Duration("step-duration", 10*time.Second, "traffic per step")
+		dw        = flag.Duration("decision-wait", 5*time.Second, "gateways' decision_wait")
+		out       = flag.String("out", filepath.Join(harness.RepoRoot(), "docs", "benchmarks.md"), "report file")
+		cache     = flag.String("cache", filepath.Join(os.Getenv("HOME"), ".cache", "tailgate", "bench"), "baseline build cache")
+	)
+	flag.Parse()
+	opts := options{stepDuration: *stepDur, decisionWait: *dw, out: *out}
+	for _, s := range strings.Split(*stepsFlag, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("-steps: %w", err)
+		}
+		opts.steps = append(opts.steps, v)
+	}
+
+	tailgate, err := harness.BinaryPath()
+	if err != nil {
+		return err
+	}
+	ocb := os.Getenv("TAILGATE_OCB")
+	if ocb == "" {
+		return fmt.Errorf("TAILGATE_OCB is not set: run `make bench`")
+	}
+	baseline, err := buildBaseline(ocb, *cache)
+	if err != nil {
+		return err
+	}
+
+	var results []result
+	for _, b := range []struct{ name, path string }{{"tailgate", tailgate}, {"baseline", baseline}} {
+		fmt.Printf("== %s (%s)\n", b.name, b.path)
+		r, err := measure(b.name, b.path, opts)
+		if err != nil {
+			return fmt.Errorf("%s: %w", b.name, err)
+		}
+		results = append(results, r)
+	}
+	report := render(results, opts)
+	fmt.Println(report)
+	return os.WriteFile(opts.out, []byte(report), 0o644)
+}
+
+// step is one load level's outcome.
+type step struct {
+	offered, achieved float64 // spans/s
+	lossless          bool
+	why               string // why not lossless
+	agentCPU, gwCPU   time.Duration
+	spans             int64
+	heapPerSpan       float64 // gateway heap bytes per buffered span, at peak buffering
+}
+
+type result struct {
+	name          string
+	size          int64
+	startup       time.Duration // median, exec to health 200, gateway profile
+	steps         []step
+	best          *step
+	peakRSS       map[string]int64
+	idleAgentRSS  int64
+	idleGatewayRS int64
+}
+
+func measure(name, bin string, opts options) (result, error) {
+	r := result{name: name, peakRSS: map[string]int64{}}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		return r, err
+	}
+	r.size = fi.Size()
+	if r.startup, err = startupTime(bin, 7); err != nil {
+		return r, err
+	}
+	fmt.Printf("  size %.1f MiB, startup to healthy %s (median of 7)\n", float64(r.size)/(1<<20), r.startup.Round(time.Millisecond))
+
+	logDir, err := os.MkdirTemp("", "tailgate-bench-")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(logDir)
+	topo, err := harness.StartTopology(harness.TopologyConfig{
+		Agents: 2, Gateways: 3, LogDir: logDir, Binary: bin,
+		GatewayEnv: map[string]string{"TAILGATE_DECISION_WAIT": opts.decisionWait.String()},
+	})
+	if err != nil {
+		return r, err
+	}
+	defer topo.Stop()
+	time.Sleep(2 * time.Second)
+	if st, err := topo.Agents[0].Proc.Stats(); err == nil {
+		r.idleAgentRSS = st.RSS
+	}
+	if st, err := topo.Gateways[0].Proc.Stats(); err == nil {
+		r.idleGatewayRS = st.RSS
+	}
+
+	for i, offered := range opts.steps {
+		s, err := loadStep(topo, offered, uint64(1000+i), opts)
+		if err != nil {
+			return r, err
+		}
+		fmt.Printf("  offered %6d spans/s: achieved %6.0f, lossless=%v %s, CPU per 10k spans agent %.3fs gateway %.3fs\n",
+			offered, s.achieved, s.lossless, s.why, per10k(s.agentCPU, s.spans), per10k(s.gwCPU, s.spans))
+		r.steps = append(r.steps, s)
+		if !s.lossless {
+			break
+		}
+		r.best = &r.steps[len(r.steps)-1]
+	}
+	for _, n := range append(append([]*harness.Node{}, topo.Agents...), topo.Gateways...) {
+		if st, err := n.Proc.Stats(); err == nil {
+			r.peakRSS[n.Profile] = max(r.peakRSS[n.Profile], st.PeakRSS)
+		}
+	}
+	return r, nil
+}
+
+func per10k(d time.Duration, spans int64) float64 {
+	if spans == 0 {
+		return 0
+	}
+	return d.Seconds() / float64(spans) * 10000
+}
+
+// loadStep offers one load level for opts.stepDuration and checks that
+// nothing was lost: no span refused, queue-dropped or failed, no trace
+// evicted undecided, every interesting trace complete, and the generator
+// kept up with its schedule.
+func loadStep(topo *harness.Topology, offered int, seed uint64, opts options) (step, error) {
+	s := step{offered: float64(offered)}
+	gen := harness.DefaultGeneratorConfig()
+	meanSpans := float64(gen.MinSpans+gen.MaxSpans) / 2
+	gen.Seed, gen.Agents = seed, len(topo.Agents)
+	gen.Rate = float64(offered) / meanSpans
+	gen.Traces = int(gen.Rate * opts.stepDuration.Seconds())
+	plans, err := harness.Plan(gen)
+	if err != nil {
+		return s, err
+	}
+
+	before := topo.Counters()
+	cpu0 := cpuByProfile(topo)
+	stop := make(chan struct{})
+	peak := make(chan float64, 1)
+	go samplePeakHeapPerSpan(topo, meanSpans, stop, peak)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*opts.stepDuration+time.Minute)
+	defer cancel()
+	sent, err := harness.Send(ctx, plans, topo.AgentEndpoints(), nil)
+	if err != nil {
+		close(stop)
+		return s, err
+	}
+	// Let every decision and flush happen before reading CPU and outcomes.
+	time.Sleep(opts.decisionWait + 3*time.Second)
+	close(stop)
+	s.heapPerSpan = <-peak
+	cpu1 := cpuByProfile(topo)
+	after := topo.Counters()
+	s.agentCPU, s.gwCPU = cpu1["agent"]-cpu0["agent"], cpu1["gateway"]-cpu0["gateway"]
+	s.spans = sent.SpansSent
+	// The schedule's span send times stretch past the traffic window by the
+	// longest trace spread; rate it over the planned window.
+	s.achieved = float64(sent.SpansSent) / max(opts.stepDuration.Seconds(), sent.Elapsed.Seconds()-4)
+
+	ev := harness.Evaluate(plans, sent, topo.Sink)
+	var why []string
+	if sent.SpansFailed > 0 {
+		why = append(why, fmt.Sprintf("%d spans refused", sent.SpansFailed))
+	}
+	for _, c := range []struct {
+		name string
+		d    float64
+	}{
+		{"receiver refused", after.ReceiverRefused - before.ReceiverRefused},
+		{"export failed", after.ExporterFailed - before.ExporterFailed},
+		{"queue full", after.EnqueueFailed - before.EnqueueFailed},
+		{"evicted undecided", after.DroppedTooEarly - before.DroppedTooEarly},
+	} {
+		if c.d > 0 {
+			why = append(why, fmt.Sprintf("%.0f %s", c.d, c.name))
+		}
+	}
+	for _, k := range []harness.Kind{harness.Error, harness.Slow} {
+		if o := ev.ByKind[k]; o.Complete != o.Sent {
+			why = append(why, fmt.Sprintf("%d of %d %s traces incomplete", o.Sent-o.Complete, o.Sent, k))
+		}
+	}
+	if lag := sent.Elapsed.Seconds() - (opts.stepDuration.Seconds() + 4); lag > 0.2*opts.stepDuration.Seconds() {
+		why = append(why, fmt.Sprintf("generator fell %.1fs behind", lag))
+	}
+	s.lossless = len(why) == 0
+	if !s.lossless {
+		s.why = "(" + strings.Join(why, "; ") + ")"
+	}
+	return s, nil
+}
+
+func cpuByProfile(topo *harness.Topology) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, n := range append(append([]*harness.Node{}, topo.Agents...), topo.Gateways...) {
+		if st, err := n.Proc.Stats(); err == nil {
+			out[n.Profile] += st.CPU
+		}
+	}
+	return out
+}
+
+// samplePeakHeapPerSpan samples every gateway's Go heap and the number of
+// traces tail_sampling buffers, and reports heap bytes per buffered span at
+// the moment of most buffered traces (heap above the gateway's idle heap).
+func samplePeakHeapPerSpan(topo *harness.Topology, meanSpans float64, stop <-chan struct{}, out chan<- float64) {
+	idle := map[int]float64{}
+	for i, g := range topo.Gateways {
+		if s, err := harness.ScrapeMetrics(g.Ports.Telemetry); err == nil {
+			idle[i] = s.Sum("otelcol_process_runtime_heap_alloc_bytes")
+		}
+	}
+	best, bestTraces := 0.0, 0.0
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			out <- best
+			return
+		case <-tick.C:
+		}
+		var heap, traces float64
+		for i, g := range topo.Gateways {
+			s, err := harness.ScrapeMetrics(g.Ports.Telemetry)
+			if err != nil {
+				continue
+			}
+			heap += s.Sum("otelcol_process_runtime_heap_alloc_bytes") - idle[i]
+			traces += s.Sum("otelcol_processor_tail_sampling_sampling_traces_on_memory")
+		}
+		if traces > bestTraces && heap > 0 {
+			bestTraces, best = traces, heap/(traces*meanSpans)
+		}
+	}
+}
+
+// startupTime is the median time from exec to a 200 from health_check.
+func startupTime(bin string, runs int) (time.Duration, error) {
+	var times []time.Duration
+	for range runs {
+		dir, err := os.MkdirTemp("", "tailgate-startup-")
+		if err != nil {
+			return 0, err
+		}
+		ports, err := harness.FreePorts(7)
+		if err != nil {
+			return 0, err
+		}
+		env := map[string]string{
+			"MY_POD_IP": "127.0.0.1", "TAILGATE_STORAGE_DIR": filepath.Join(dir, "queue"),
+			"TAILGATE_OTLP_GRPC_PORT": strconv.Itoa(ports[0]), "TAILGATE_OTLP_HTTP_PORT": strconv.Itoa(ports[1]),
+			"TAILGATE_HEALTH_PORT": strconv.Itoa(ports[2]), "TAILGATE_TELEMETRY_PORT": strconv.Itoa(ports[3]),
+			"TAILGATE_PPROF_PORT": strconv.Itoa(ports[4]), "TAILGATE_ZPAGES_PORT": strconv.Itoa(ports[5]),
+			"TAILGATE_PROMETHEUS_PORT": strconv.Itoa(ports[6]),
+		}
+		start := time.Now()
+		p, err := harness.StartProcess(bin, harness.ProcessSpec{
+			Name: "startup", Args: []string{"--config", harness.ProfilePath("gateway")}, Env: env,
+			HealthPort: ports[2], LogDir: dir,
+		})
+		if err != nil {
+			return 0, err
+		}
+		err = p.WaitHealthy(30 * time.Second)
+		times = append(times, time.Since(start))
+		_ = p.Stop(30 * time.Second)
+		os.RemoveAll(dir)
+		if err != nil {
+			return 0, err
+		}
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	return times[len(times)/2], nil
+}
+
+func render(rs []result, opts options) string {
+	t, b := rs[0], rs[1]
+	var sb strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
+	host, _ := os.Hostname()
+	w("# Benchmarks\n\n")
+	w("Generated by `make bench` (test/cmd/bench) on %s; do not edit by hand.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	w("Machine: %d cores (GOMAXPROCS %d), %s/%s, %s, host %q. Load generator, 2 agents, 3 gateways and the sink share these cores.\n\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), host)
+	w("## tailgate vs upstream baseline (same run)\n\n")
+	w("The baseline is built by ocb from tailgate's own manifest minus its in-house components: the same upstream components at the same versions. Both run the same shipped profiles.\n\n")
+	w("| Figure | tailgate | baseline | tailgate / baseline |\n|---|---|---|---|\n")
+	row := func(name string, tv, bv float64, unit string, prec int) {
+		ratio := "n/a"
+		if bv != 0 {
+			ratio = fmt.Sprintf("%.2f", tv/bv)
+		}
+		w("| %s | %.*f %s | %.*f %s | %s |\n", name, prec, tv, unit, prec, bv, unit, ratio)
+	}
+	row("Binary size", float64(t.size)/(1<<20), float64(b.size)/(1<<20), "MiB", 1)
+	row("Startup to healthy (gateway, median of 7)", float64(t.startup.Milliseconds()), float64(b.startup.Milliseconds()), "ms", 0)
+	bestOf := func(r result) step {
+		if r.best == nil {
+			return step{}
+		}
+		return *r.best
+	}
+	tb, bb := bestOf(t), bestOf(b)
+	row("Highest lossless throughput (agent -> 3 gateways -> sink)", tb.achieved, bb.achieved, "spans/s", 0)
+	row("Agent CPU per 10k spans (at that load, both agents)", per10k(tb.agentCPU, tb.spans), per10k(bb.agentCPU, bb.spans), "CPU s", 3)
+	row("Gateway CPU per 10k spans (at that load, all gateways)", per10k(tb.gwCPU, tb.spans), per10k(bb.gwCPU, bb.spans), "CPU s", 3)
+	row("Peak RSS, agent", float64(t.peakRSS["agent"])/(1<<20), float64(b.peakRSS["agent"])/(1<<20), "MiB", 0)
+	row("Peak RSS, gateway", float64(t.peakRSS["gateway"])/(1<<20), float64(b.peakRSS["gateway"])/(1<<20), "MiB", 0)
+	row("Idle RSS, agent", float64(t.idleAgentRSS)/(1<<20), float64(b.idleAgentRSS)/(1<<20), "MiB", 0)
+	row("Idle RSS, gateway", float64(t.idleGatewayRS)/(1<<20), float64(b.idleGatewayRS)/(1<<20), "MiB", 0)
+	row("Gateway heap per buffered span (during decision_wait)", tb.heapPerSpan, bb.heapPerSpan, "B", 0)
+	w("\n## Load steps\n\n| Binary | Offered spans/s | Achieved spans/s | Lossless | Agent CPU s / 10k | Gateway CPU s / 10k |\n|---|---|---|---|---|---|\n")
+	for _, r := range rs {
+		for _, s := range r.steps {
+			w("| %s | %.0f | %.0f | %v %s | %.3f | %.3f |\n", r.name, s.offered, s.achieved, s.lossless, s.why, per10k(s.agentCPU, s.spans), per10k(s.gwCPU, s.spans))
+		}
+	}
+	w("\n## Method\n\n")
+	w("- Topology: 2 agents and 3 gateways from `configs/` (static resolver, gateways' `decision_wait` %s), an in-process OTLP/gRPC sink, all on loopback, started fresh per binary.\n", opts.decisionWait)
+	w("- Traffic: the e2e generator (test/harness): traces of 3-40 spans (mean 21.5) from 10 services on 2 nodes, 5%% error, 5%% slow, each span sent when it ends plus up to 1s of SDK batching delay. Each step offers a fixed span rate for %s.\n", opts.stepDuration)
+	w("- A step is lossless when no span was refused by an agent, no exporter failed or dropped for a full queue, tail_sampling evicted no undecided trace, every error and slow trace reached the sink complete, and the generator kept to its schedule. The highest lossless step's achieved rate is reported; the generator itself uses CPU on the same 2 cores, so this is a floor, not the binaries' ceiling.\n")
+	w("- CPU: user+system time from /proc/<pid>/stat over the step (including the decision_wait and flush after it), divided by spans sent. Peak RSS: VmHWM. Heap per buffered span: Go heap above idle divided by traces buffered x mean spans per trace, at the sample with the most buffered traces.\n")
+	w("- Startup: exec of the gateway profile to the first HTTP 200 from health_check, median of 7.\n")
+	w("- Ratios compare two binaries measured in the same run on the same machine; absolute figures vary with the machine and its load.\n\n")
+	w("Reproduce: `make bench` (or `make bench BENCH_ARGS=\"-steps 20000,40000 -step-duration 20s\"`).\n")
+	return sb.String()
+}
