@@ -26,6 +26,8 @@ type ProcessSpec struct {
 	Env map[string]string
 	// HealthPort is the health_check extension's port.
 	HealthPort int
+	// HealthPath is the path polled on HealthPort (default "/").
+	HealthPath string
 	// LogDir receives <Name>.log with the process's stdout and stderr.
 	LogDir string
 }
@@ -101,7 +103,11 @@ func (p *Process) Exited() bool {
 // WaitHealthy polls the health_check endpoint until it answers 200, the
 // process exits, or the timeout passes.
 func (p *Process) WaitHealthy(timeout time.Duration) error {
-	url := fmt.Sprintf("http://127.0.0.1:%d/", p.Spec.HealthPort)
+	path := p.Spec.HealthPath
+	if path == "" {
+		path = "/"
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", p.Spec.HealthPort, path)
 	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {

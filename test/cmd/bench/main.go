@@ -36,7 +36,7 @@ type options struct {
 
 func run() error {
 	var (
-		stepsFlag = flag.String("steps", "10000,20000,30000,40000,50000,60000", "offered load steps, spans/s")
+		stepsFlag = flag.String("steps", "20000,40000,60000,80000,100000,120000", "offered load steps, spans/s")
 		stepDur   = flag.Duration("step-duration", 10*time.Second, "traffic per step")
 		dw        = flag.Duration("decision-wait", 5*time.Second, "gateways' decision_wait")
 		out       = flag.String("out", filepath.Join(harness.RepoRoot(), "docs", "benchmarks.md"), "report file")
@@ -244,39 +244,47 @@ func cpuByProfile(topo *harness.Topology) map[string]time.Duration {
 	return out
 }
 
-// samplePeakHeapPerSpan samples every gateway's Go heap and the number of
-// traces tail_sampling buffers, and reports heap bytes per buffered span at
-// the moment of most buffered traces (heap above the gateway's idle heap).
+// samplePeakHeapPerSpan samples, every 250ms, every gateway's Go heap and
+// the spans tail_sampling buffers, and reports the least-squares slope of
+// heap over buffered spans: bytes of heap per buffered span. A slope over
+// many samples evens out the GC's sawtooth that a single sample would catch
+// at a random phase.
 func samplePeakHeapPerSpan(topo *harness.Topology, meanSpans float64, stop <-chan struct{}, out chan<- float64) {
-	idle := map[int]float64{}
-	for i, g := range topo.Gateways {
-		if s, err := harness.ScrapeMetrics(g.Ports.Telemetry); err == nil {
-			idle[i] = s.Sum("otelcol_process_runtime_heap_alloc_bytes")
-		}
-	}
-	best, bestTraces := 0.0, 0.0
-	tick := time.NewTicker(500 * time.Millisecond)
+	var xs, ys []float64
+	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case <-stop:
-			out <- best
+			out <- slope(xs, ys)
 			return
 		case <-tick.C:
 		}
-		var heap, traces float64
-		for i, g := range topo.Gateways {
+		for _, g := range topo.Gateways {
 			s, err := harness.ScrapeMetrics(g.Ports.Telemetry)
 			if err != nil {
 				continue
 			}
-			heap += s.Sum("otelcol_process_runtime_heap_alloc_bytes") - idle[i]
-			traces += s.Sum("otelcol_processor_tail_sampling_sampling_traces_on_memory")
-		}
-		if traces > bestTraces && heap > 0 {
-			bestTraces, best = traces, heap/(traces*meanSpans)
+			xs = append(xs, s.Sum("otelcol_processor_tail_sampling_sampling_traces_on_memory")*meanSpans)
+			ys = append(ys, s.Sum("otelcol_process_runtime_heap_alloc_bytes"))
 		}
 	}
+}
+
+func slope(xs, ys []float64) float64 {
+	n := float64(len(xs))
+	if n < 2 {
+		return 0
+	}
+	var sx, sy, sxx, sxy float64
+	for i := range xs {
+		sx, sy, sxx, sxy = sx+xs[i], sy+ys[i], sxx+xs[i]*xs[i], sxy+xs[i]*ys[i]
+	}
+	den := n*sxx - sx*sx
+	if den == 0 {
+		return 0
+	}
+	return (n*sxy - sx*sy) / den
 }
 
 // startupTime is the median time from exec to a 200 from health_check.
@@ -364,9 +372,9 @@ func render(rs []result, opts options) string {
 	w("- Topology: 2 agents and 3 gateways from `configs/` (static resolver, gateways' `decision_wait` %s), an in-process OTLP/gRPC sink, all on loopback, started fresh per binary.\n", opts.decisionWait)
 	w("- Traffic: the e2e generator (test/harness): traces of 3-40 spans (mean 21.5) from 10 services on 2 nodes, 5%% error, 5%% slow, each span sent when it ends plus up to 1s of SDK batching delay. Each step offers a fixed span rate for %s.\n", opts.stepDuration)
 	w("- A step is lossless when no span was refused by an agent, no exporter failed or dropped for a full queue, tail_sampling evicted no undecided trace, every error and slow trace reached the sink complete, and the generator kept to its schedule. The highest lossless step's achieved rate is reported; the generator itself uses CPU on the same 2 cores, so this is a floor, not the binaries' ceiling.\n")
-	w("- CPU: user+system time from /proc/<pid>/stat over the step (including the decision_wait and flush after it), divided by spans sent. Peak RSS: VmHWM. Heap per buffered span: Go heap above idle divided by traces buffered x mean spans per trace, at the sample with the most buffered traces.\n")
+	w("- CPU: user+system time from /proc/<pid>/stat over the step (including the decision_wait and flush after it), divided by spans sent. Peak RSS: VmHWM. Heap per buffered span: least-squares slope of each gateway's Go heap over the spans it buffers (traces on memory x mean spans per trace), sampled every 250ms through the step.\n")
 	w("- Startup: exec of the gateway profile to the first HTTP 200 from health_check, median of 7.\n")
-	w("- Ratios compare two binaries measured in the same run on the same machine; absolute figures vary with the machine and its load.\n\n")
+	w("- Ratios compare two binaries measured in the same run on the same machine; absolute figures vary with the machine and its load. While tailgate has no in-house component in its pipelines the two binaries are the same code, so their ratios show this method's noise (about +-15%% for CPU here).\n\n")
 	w("Reproduce: `make bench` (or `make bench BENCH_ARGS=\"-steps 20000,40000 -step-duration 20s\"`).\n")
 	return sb.String()
 }

@@ -1,0 +1,225 @@
+// Package cluster runs a real Kubernetes control plane for the tests (etcd,
+// kube-apiserver, kube-controller-manager built by
+// scripts/install-controlplane.sh) and plays the kubelet for it: it binds
+// pods to Node objects and runs each tailgate pod as a real process from
+// the image's filesystem (see Kubelet).
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+// ControlPlane is a running etcd + kube-apiserver + kube-controller-manager.
+type ControlPlane struct {
+	BinDir     string
+	Dir        string
+	Kubeconfig string // admin kubeconfig, for kubectl
+	Config     *rest.Config
+	Client     kubernetes.Interface
+	APIPort    int
+	PKI        pki
+
+	procs []*harness.Process
+}
+
+// Controllers are the kube-controller-manager controllers the tests need;
+// the rest (node lifecycle, cloud, storage...) have nothing to act on here.
+var Controllers = []string{
+	"endpointslice-controller", "deployment-controller", "replicaset-controller",
+	"daemonset-controller", "disruption-controller", "serviceaccount-controller",
+	"serviceaccount-token-controller", "namespace-controller", "garbage-collector-controller",
+	"horizontal-pod-autoscaler-controller", "root-ca-certificate-publisher-controller",
+}
+
+const adminToken = "tailgate-test-admin-token"
+
+// InstallBinaries runs scripts/install-controlplane.sh (a no-op once the
+// binaries are cached) and returns the directory holding them.
+func InstallBinaries() (string, error) {
+	cmd := exec.Command(filepath.Join(harness.RepoRoot(), "scripts", "install-controlplane.sh"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("install-controlplane.sh: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1], nil
+}
+
+// Start starts the control plane on loopback ports under dir.
+func Start(binDir, dir string) (_ *ControlPlane, err error) {
+	cp := &ControlPlane{BinDir: binDir, Dir: dir}
+	defer func() {
+		if err != nil {
+			cp.Stop()
+		}
+	}()
+	if cp.PKI, err = writePKI(dir); err != nil {
+		return nil, err
+	}
+	ports, err := harness.FreePorts(5)
+	if err != nil {
+		return nil, err
+	}
+	etcdClient, etcdPeer, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
+	cp.APIPort = apiPort
+
+	etcd, err := harness.StartProcess(filepath.Join(binDir, "etcd"), harness.ProcessSpec{
+		Name: "etcd", LogDir: dir, HealthPort: etcdClient, HealthPath: "/health",
+		Args: []string{
+			"--name=default", "--data-dir=" + filepath.Join(dir, "etcd"),
+			"--listen-client-urls=http://127.0.0.1:" + strconv.Itoa(etcdClient),
+			"--advertise-client-urls=http://127.0.0.1:" + strconv.Itoa(etcdClient),
+			"--listen-peer-urls=http://127.0.0.1:" + strconv.Itoa(etcdPeer),
+			"--initial-advertise-peer-urls=http://127.0.0.1:" + strconv.Itoa(etcdPeer),
+			"--initial-cluster=default=http://127.0.0.1:" + strconv.Itoa(etcdPeer),
+			"--unsafe-no-fsync", "--log-level=warn",
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	cp.procs = append(cp.procs, etcd)
+	if err := etcd.WaitHealthy(30 * time.Second); err != nil {
+		return nil, err
+	}
+
+	tokens := filepath.Join(dir, "tokens.csv")
+	if err := os.WriteFile(tokens, []byte(adminToken+",admin,admin,system:masters\n"), 0o600); err != nil {
+		return nil, err
+	}
+	api, err := harness.StartProcess(filepath.Join(binDir, "kube-apiserver"), harness.ProcessSpec{
+		Name: "kube-apiserver", LogDir: dir,
+		Args: []string{
+			"--etcd-servers=http://127.0.0.1:" + strconv.Itoa(etcdClient),
+			"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(apiPort),
+			// --advertise-address 127.0.0.1 is only accepted without the
+			// endpoint reconciler (it would publish a loopback endpoint).
+			"--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
+			"--service-cluster-ip-range=10.96.0.0/16",
+			"--tls-cert-file=" + cp.PKI.ServingCert, "--tls-private-key-file=" + cp.PKI.ServingKey,
+			"--client-ca-file=" + cp.PKI.CACert,
+			"--token-auth-file=" + tokens, "--authorization-mode=RBAC",
+			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+			"--service-account-key-file=" + cp.PKI.SAPub,
+			"--service-account-signing-key-file=" + cp.PKI.SAKey,
+			"--allow-privileged=false",
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	cp.procs = append(cp.procs, api)
+
+	cp.Config = &rest.Config{
+		Host:            "https://127.0.0.1:" + strconv.Itoa(apiPort),
+		BearerToken:     adminToken,
+		TLSClientConfig: rest.TLSClientConfig{CAFile: cp.PKI.CACert},
+		QPS:             100, Burst: 200,
+	}
+	if cp.Client, err = kubernetes.NewForConfig(cp.Config); err != nil {
+		return nil, err
+	}
+	if err := cp.waitReady(api, time.Minute); err != nil {
+		return nil, err
+	}
+	cp.Kubeconfig = filepath.Join(dir, "admin.kubeconfig")
+	if err := os.WriteFile(cp.Kubeconfig, []byte(cp.kubeconfig()), 0o600); err != nil {
+		return nil, err
+	}
+
+	kcm, err := harness.StartProcess(filepath.Join(binDir, "kube-controller-manager"), harness.ProcessSpec{
+		Name: "kube-controller-manager", LogDir: dir,
+		Args: []string{
+			"--kubeconfig=" + cp.Kubeconfig,
+			"--authentication-kubeconfig=" + cp.Kubeconfig, "--authorization-kubeconfig=" + cp.Kubeconfig,
+			"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(kcmPort),
+			"--leader-elect=false",
+			"--controllers=" + strings.Join(Controllers, ","),
+			"--service-account-private-key-file=" + cp.PKI.SAKey,
+			"--root-ca-file=" + cp.PKI.CACert,
+			"--use-service-account-credentials=false",
+			// Quick reactions keep the tests short.
+			"--concurrent-deployment-syncs=5", "--horizontal-pod-autoscaler-sync-period=5s",
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	cp.procs = append(cp.procs, kcm)
+	return cp, nil
+}
+
+func (cp *ControlPlane) waitReady(api *harness.Process, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if api.Exited() {
+			return fmt.Errorf("kube-apiserver exited:\n%s", api.LogTail(40))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		body, err := cp.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		cancel()
+		if err == nil && string(body) == "ok" {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("kube-apiserver not ready after %s:\n%s", timeout, api.LogTail(40))
+}
+
+func (cp *ControlPlane) kubeconfig() string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: %s
+    certificate-authority: %s
+users:
+- name: admin
+  user:
+    token: %s
+contexts:
+- name: test
+  context: {cluster: test, user: admin}
+current-context: test
+`, cp.Config.Host, cp.PKI.CACert, adminToken)
+}
+
+// Kubectl runs the built kubectl against the control plane.
+func (cp *ControlPlane) Kubectl(args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(cp.BinDir, "kubectl"), append([]string{"--kubeconfig=" + cp.Kubeconfig}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// Logs returns the tail of each control-plane process's log.
+func (cp *ControlPlane) Logs(lines int) string {
+	var sb strings.Builder
+	for _, p := range cp.procs {
+		fmt.Fprintf(&sb, "--- %s ---\n%s\n", p.Spec.Name, p.LogTail(lines))
+	}
+	return sb.String()
+}
+
+// Stop stops the controller manager, the API server and etcd, in that order.
+func (cp *ControlPlane) Stop() {
+	for i := len(cp.procs) - 1; i >= 0; i-- {
+		_ = cp.procs[i].Stop(15 * time.Second)
+	}
+}
