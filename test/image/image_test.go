@@ -4,7 +4,6 @@
 package image
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,12 +20,6 @@ import (
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
 
-type imageConfig struct {
-	User       string   `json:"User"`
-	Entrypoint []string `json:"Entrypoint"`
-	Cmd        []string `json:"Cmd"`
-}
-
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(name, args...)
@@ -38,29 +31,17 @@ func run(t *testing.T, name string, args ...string) string {
 
 func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 	require.Equal(t, 0, os.Geteuid(), "this test chroots into the image filesystem and must run as root (as CI does)")
-	podman, err := exec.LookPath("podman")
-	require.NoError(t, err, "podman is required to build the image (scripts/ci-deps.sh installs it)")
-	_, err = harness.BinaryPath()
+
+	rootfs := t.TempDir()
+	img, err := harness.BuildImage(fmt.Sprintf("localhost/tailgate:test-%d", os.Getpid()), rootfs)
+	if img != nil {
+		t.Cleanup(img.Remove)
+	}
 	require.NoError(t, err)
-
-	tag := fmt.Sprintf("localhost/tailgate:test-%d", os.Getpid())
-	run(t, filepath.Join(harness.RepoRoot(), "scripts", "stage-image-context.sh"))
-	run(t, podman, "build", "-q", "-f", "Dockerfile", "-t", tag, ".")
-	t.Cleanup(func() { _ = exec.Command(podman, "rmi", "-f", tag).Run() })
-
-	var cfg imageConfig
-	require.NoError(t, json.Unmarshal([]byte(run(t, podman, "image", "inspect", "--format", "{{json .Config}}", tag)), &cfg))
+	cfg := img.Config
 	assert.Equal(t, "10001:10001", cfg.User)
 	assert.Equal(t, []string{"/tailgate"}, cfg.Entrypoint)
 	assert.Equal(t, []string{"--config", "/etc/tailgate/gateway.yaml"}, cfg.Cmd)
-
-	// The image's filesystem, exactly: export a container created from it.
-	rootfs := t.TempDir()
-	cid := run(t, podman, "create", tag)
-	t.Cleanup(func() { _ = exec.Command(podman, "rm", "-f", cid).Run() })
-	tarball := filepath.Join(t.TempDir(), "rootfs.tar")
-	run(t, podman, "export", "-o", tarball, cid)
-	run(t, "tar", "-xf", tarball, "-C", rootfs, "--same-owner")
 
 	entries := listFiles(t, rootfs)
 	mountKernelFilesystems(t, rootfs)

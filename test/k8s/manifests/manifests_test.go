@@ -1,0 +1,386 @@
+// Package manifests checks the rendered Kubernetes manifests without a
+// cluster: strict decoding into client-go types and cross-checks against
+// the profiles they run. test/k8s/live applies them to a real API server.
+package manifests
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/k8s/render"
+)
+
+// manifests is the decoded base.
+type manifests struct {
+	namespace     *corev1.Namespace
+	serviceAccts  map[string]*corev1.ServiceAccount
+	clusterRoles  map[string]*rbacv1.ClusterRole
+	roleBindings  map[string]*rbacv1.ClusterRoleBinding
+	configMaps    map[string]*corev1.ConfigMap
+	services      map[string]*corev1.Service
+	agent         *appsv1.DaemonSet
+	gateway       *appsv1.Deployment
+	hpa           *autoscalingv2.HorizontalPodAutoscaler
+	pdb           *policyv1.PodDisruptionBudget
+	configMapFile map[string]string // generated name -> profile file
+}
+
+func load(t *testing.T) *manifests {
+	t.Helper()
+	out, err := render.Build(render.BaseDir())
+	require.NoError(t, err)
+	objs, err := render.Objects(out)
+	require.NoError(t, err)
+	m := &manifests{
+		serviceAccts: map[string]*corev1.ServiceAccount{}, clusterRoles: map[string]*rbacv1.ClusterRole{},
+		roleBindings: map[string]*rbacv1.ClusterRoleBinding{}, configMaps: map[string]*corev1.ConfigMap{},
+		services: map[string]*corev1.Service{},
+	}
+	for _, u := range objs {
+		var err error
+		switch u.GetKind() {
+		case "Namespace":
+			m.namespace = &corev1.Namespace{}
+			err = render.Strict(u, m.namespace)
+		case "ServiceAccount":
+			o := &corev1.ServiceAccount{}
+			err = render.Strict(u, o)
+			m.serviceAccts[o.Name] = o
+		case "ClusterRole":
+			o := &rbacv1.ClusterRole{}
+			err = render.Strict(u, o)
+			m.clusterRoles[o.Name] = o
+		case "ClusterRoleBinding":
+			o := &rbacv1.ClusterRoleBinding{}
+			err = render.Strict(u, o)
+			m.roleBindings[o.Name] = o
+		case "ConfigMap":
+			o := &corev1.ConfigMap{}
+			err = render.Strict(u, o)
+			m.configMaps[o.Name] = o
+		case "Service":
+			o := &corev1.Service{}
+			err = render.Strict(u, o)
+			m.services[o.Name] = o
+		case "DaemonSet":
+			require.Nil(t, m.agent, "one DaemonSet expected")
+			m.agent = &appsv1.DaemonSet{}
+			err = render.Strict(u, m.agent)
+		case "Deployment":
+			require.Nil(t, m.gateway, "one Deployment expected")
+			m.gateway = &appsv1.Deployment{}
+			err = render.Strict(u, m.gateway)
+		case "HorizontalPodAutoscaler":
+			m.hpa = &autoscalingv2.HorizontalPodAutoscaler{}
+			err = render.Strict(u, m.hpa)
+		case "PodDisruptionBudget":
+			m.pdb = &policyv1.PodDisruptionBudget{}
+			err = render.Strict(u, m.pdb)
+		default:
+			t.Fatalf("unexpected kind %s in the base: add it to this test", u.GetKind())
+		}
+		require.NoError(t, err)
+	}
+	for _, o := range []any{m.namespace, m.agent, m.gateway, m.hpa, m.pdb} {
+		require.NotNil(t, o)
+	}
+	return m
+}
+
+// TestManifestsDecodeStrictly: every rendered object decodes into its
+// client-go type with no unknown field (load fails otherwise).
+func TestManifestsDecodeStrictly(t *testing.T) {
+	m := load(t)
+	assert.Len(t, m.configMaps, 2)
+	assert.Equal(t, "observability", m.namespace.Name)
+	assert.Equal(t, "restricted", m.namespace.Labels["pod-security.kubernetes.io/enforce"])
+}
+
+// workload is what the cross-checks need of the DaemonSet and Deployment.
+type workload struct {
+	name     string
+	profile  string
+	selector *metav1.LabelSelector
+	pod      corev1.PodTemplateSpec
+}
+
+func (m *manifests) workloads() []workload {
+	return []workload{
+		{"agent", "agent", m.agent.Spec.Selector, m.agent.Spec.Template},
+		{"gateway", "gateway", m.gateway.Spec.Selector, m.gateway.Spec.Template},
+	}
+}
+
+// containerEnv is the container's literal env (downward-API values get a
+// placeholder address), as the profile will see it.
+func containerEnv(c corev1.Container) map[string]string {
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil {
+			env[e.Name] = "10.0.0.1"
+			continue
+		}
+		env[e.Name] = e.Value
+	}
+	return env
+}
+
+func port(t *testing.T, endpoint any) int32 {
+	t.Helper()
+	_, p, err := net.SplitHostPort(fmt.Sprint(endpoint))
+	require.NoError(t, err, "endpoint %v", endpoint)
+	n, err := strconv.Atoi(p)
+	require.NoError(t, err)
+	return int32(n)
+}
+
+func containerPort(c corev1.Container, name string) int32 {
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return p.ContainerPort
+		}
+	}
+	return 0
+}
+
+func TestWorkloadsMatchTheirProfiles(t *testing.T) {
+	m := load(t)
+	for _, w := range m.workloads() {
+		t.Run(w.name, func(t *testing.T) {
+			sel, err := metav1.LabelSelectorAsSelector(w.selector)
+			require.NoError(t, err)
+			assert.True(t, sel.Matches(labels.Set(w.pod.Labels)), "selector does not match the pod template labels")
+
+			spec := w.pod.Spec
+			require.Len(t, spec.Containers, 1)
+			c := spec.Containers[0]
+			env := containerEnv(c)
+			prof, err := render.Profile(w.profile, env)
+			require.NoError(t, err)
+
+			// The container runs the profile from the ConfigMap generated from configs/.
+			require.Equal(t, []string{"--config", "/etc/tailgate/" + w.profile + ".yaml"}, c.Args)
+			var cmName string
+			for _, vm := range c.VolumeMounts {
+				if vm.MountPath == "/etc/tailgate" {
+					for _, v := range spec.Volumes {
+						if v.Name == vm.Name && v.ConfigMap != nil {
+							cmName = v.ConfigMap.Name
+						}
+					}
+				}
+			}
+			cm := m.configMaps[cmName]
+			require.NotNil(t, cm, "no ConfigMap mounted at /etc/tailgate")
+			file, err := os.ReadFile(harness.ProfilePath(w.profile))
+			require.NoError(t, err)
+			assert.Equal(t, string(file), cm.Data[w.profile+".yaml"], "ConfigMap %s differs from configs/%s.yaml", cmName, w.profile)
+
+			// Ports: receivers, health_check, telemetry.
+			assert.Equal(t, port(t, render.Get(prof, "receivers", "otlp", "protocols", "grpc", "endpoint")), containerPort(c, "otlp-grpc"))
+			assert.Equal(t, port(t, render.Get(prof, "receivers", "otlp", "protocols", "http", "endpoint")), containerPort(c, "otlp-http"))
+			health := port(t, render.Get(prof, "extensions", "health_check", "endpoint"))
+			assert.Equal(t, health, containerPort(c, "health"))
+			for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
+				require.NotNil(t, p)
+				assert.Equal(t, health, containerPort(c, p.HTTPGet.Port.StrVal), "probe port")
+			}
+			readers := render.Get(prof, "service", "telemetry", "metrics", "readers").([]any)
+			telemetry := render.Get(readers[0], "pull", "exporter", "prometheus", "port")
+			assert.Equal(t, fmt.Sprint(telemetry), fmt.Sprint(containerPort(c, "telemetry")))
+			// Everything that must be reachable binds the pod IP.
+			assert.Equal(t, "status.podIP", downward(c, "MY_POD_IP"))
+
+			// Memory: GOMEMLIMIT is 80% of the limit and above memory_limiter's soft limit.
+			limit := c.Resources.Limits.Memory()
+			require.False(t, limit.IsZero(), "no memory limit")
+			gomem, err := resource.ParseQuantity(strings.TrimSuffix(env["GOMEMLIMIT"], "B"))
+			require.NoError(t, err, "GOMEMLIMIT %q", env["GOMEMLIMIT"])
+			ratio := float64(gomem.Value()) / float64(limit.Value())
+			assert.InDelta(t, 0.8, ratio, 0.01, "GOMEMLIMIT / memory limit")
+			ml := render.Get(prof, "processors", "memory_limiter").(map[string]any)
+			hard := float64(ml["limit_percentage"].(int)) / 100
+			soft := hard - float64(ml["spike_limit_percentage"].(int))/100
+			assert.Less(t, hard, 1.0)
+			assert.Less(t, soft, ratio, "GC limit below the point where memory_limiter starts refusing")
+
+			// Restricted Pod Security.
+			psc, sc := spec.SecurityContext, c.SecurityContext
+			require.NotNil(t, psc)
+			require.NotNil(t, sc)
+			assert.True(t, *psc.RunAsNonRoot)
+			assert.Equal(t, corev1.SeccompProfileTypeRuntimeDefault, psc.SeccompProfile.Type)
+			assert.False(t, *sc.AllowPrivilegeEscalation)
+			assert.True(t, *sc.ReadOnlyRootFilesystem)
+			assert.Equal(t, []corev1.Capability{"ALL"}, sc.Capabilities.Drop)
+		})
+	}
+}
+
+func downward(c corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			return e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	return ""
+}
+
+func TestGatewayServicesAndScaling(t *testing.T) {
+	m := load(t)
+	pods := labels.Set(m.gateway.Spec.Template.Labels)
+	c := m.gateway.Spec.Template.Spec.Containers[0]
+	headless := m.services["tailgate-gateway-headless"]
+	require.NotNil(t, headless)
+	assert.Equal(t, corev1.ClusterIPNone, headless.Spec.ClusterIP, "the agents' resolver needs one address per pod")
+	for _, svc := range []*corev1.Service{headless, m.services["tailgate-gateway"]} {
+		require.NotNil(t, svc)
+		assert.True(t, labels.SelectorFromSet(svc.Spec.Selector).Matches(pods), "%s selects the gateway pods", svc.Name)
+		for _, p := range svc.Spec.Ports {
+			assert.NotZero(t, containerPort(c, p.TargetPort.StrVal), "%s port %s targets no container port", svc.Name, p.Name)
+		}
+	}
+
+	// The agents resolve exactly this headless Service on its OTLP port.
+	agentEnv := containerEnv(m.agent.Spec.Template.Spec.Containers[0])
+	assert.Equal(t, "k8s", agentEnv["TAILGATE_GATEWAY_RESOLVER"])
+	assert.Equal(t, headless.Name+"."+m.namespace.Name, agentEnv["TAILGATE_GATEWAY_K8S_SERVICE"])
+	agentProf, err := render.Profile("agent", agentEnv)
+	require.NoError(t, err)
+	ports := render.Get(agentProf, "exporters", "load_balancing/k8s", "resolver", "k8s", "ports").([]any)
+	assert.Equal(t, fmt.Sprint(headless.Spec.Ports[0].Port), fmt.Sprint(ports[0]))
+
+	// The agent Service keeps traffic on the node.
+	agentSvc := m.services["tailgate-agent"]
+	require.NotNil(t, agentSvc)
+	assert.Equal(t, corev1.ServiceInternalTrafficPolicyLocal, *agentSvc.Spec.InternalTrafficPolicy)
+	assert.True(t, labels.SelectorFromSet(agentSvc.Spec.Selector).Matches(labels.Set(m.agent.Spec.Template.Labels)))
+
+	// HPA and PDB.
+	ref := m.hpa.Spec.ScaleTargetRef
+	assert.Equal(t, autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: m.gateway.Name}, ref)
+	assert.GreaterOrEqual(t, *m.hpa.Spec.MinReplicas, *m.gateway.Spec.Replicas)
+	pdbSel, err := metav1.LabelSelectorAsSelector(m.pdb.Spec.Selector)
+	require.NoError(t, err)
+	assert.True(t, pdbSel.Matches(pods), "PDB selects the gateway pods")
+
+	// Shutdown: preStop covers decision_wait, and fits in the grace period
+	// with time left for the collector's own shutdown.
+	gwProf, err := render.Profile("gateway", containerEnv(c))
+	require.NoError(t, err)
+	decisionWait, err := time.ParseDuration(fmt.Sprint(render.Get(gwProf, "processors", "tail_sampling", "decision_wait")))
+	require.NoError(t, err)
+	require.NotNil(t, c.Lifecycle.PreStop.Sleep)
+	preStop := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	assert.Greater(t, preStop, decisionWait)
+	grace := time.Duration(*m.gateway.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
+	assert.GreaterOrEqual(t, grace-preStop, 30*time.Second)
+	scaleDown := time.Duration(*m.hpa.Spec.Behavior.ScaleDown.StabilizationWindowSeconds) * time.Second
+	assert.GreaterOrEqual(t, scaleDown, 3*decisionWait, "scale-down stabilization of several decision_waits")
+
+	// The persistent queue directory is a writable volume.
+	dir := fmt.Sprint(render.Get(gwProf, "extensions", "file_storage/queue", "directory"))
+	writable := false
+	for _, vm := range c.VolumeMounts {
+		for _, v := range m.gateway.Spec.Template.Spec.Volumes {
+			if v.Name == vm.Name && v.EmptyDir != nil && vm.MountPath == dir && !vm.ReadOnly {
+				writable = true
+			}
+		}
+	}
+	assert.True(t, writable, "file_storage directory %s is not a writable volume", dir)
+}
+
+// rule is one (apiGroup, resource, verb) permission.
+type rule string
+
+func rulesOf(rs []rbacv1.PolicyRule) []rule {
+	var out []rule
+	for _, r := range rs {
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				for _, v := range r.Verbs {
+					out = append(out, rule(g+"/"+res+":"+v))
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// requiredRules derives the agent's API needs from its profile, as run by
+// the DaemonSet: k8s_attributes (unless passthrough) watches pods and
+// namespaces, and replicasets when it names Deployments; the k8s resolver
+// watches EndpointSlices.
+func requiredRules(t *testing.T, prof map[string]any) []rule {
+	var need []rbacv1.PolicyRule
+	read := []string{"get", "list", "watch"}
+	pipeline := render.Get(prof, "service", "pipelines", "traces").(map[string]any)
+	for _, p := range pipeline["processors"].([]any) {
+		if p != "k8s_attributes" || fmt.Sprint(render.Get(prof, "processors", "k8s_attributes", "passthrough")) == "true" {
+			continue
+		}
+		need = append(need, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods", "namespaces"}, Verbs: read})
+		for _, md := range render.Get(prof, "processors", "k8s_attributes", "extract", "metadata").([]any) {
+			if md == "k8s.deployment.name" {
+				need = append(need, rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: read})
+			}
+		}
+	}
+	for _, e := range pipeline["exporters"].([]any) {
+		if render.Get(prof, "exporters", fmt.Sprint(e), "resolver", "k8s") != nil {
+			need = append(need, rbacv1.PolicyRule{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read})
+		}
+	}
+	return rulesOf(need)
+}
+
+func TestAgentRBACMatchesProfile(t *testing.T) {
+	m := load(t)
+	prof, err := render.Profile("agent", containerEnv(m.agent.Spec.Template.Spec.Containers[0]))
+	require.NoError(t, err)
+	role := m.clusterRoles["tailgate-agent"]
+	require.NotNil(t, role)
+	assert.Equal(t, requiredRules(t, prof), rulesOf(role.Rules), "ClusterRole rules vs what configs/agent.yaml uses")
+
+	binding := m.roleBindings["tailgate-agent"]
+	require.NotNil(t, binding)
+	assert.Equal(t, role.Name, binding.RoleRef.Name)
+	sa := m.agent.Spec.Template.Spec.ServiceAccountName
+	require.NotNil(t, m.serviceAccts[sa])
+	assert.Contains(t, binding.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: m.namespace.Name})
+	// Gateways need no API access at all.
+	assert.False(t, *m.gateway.Spec.Template.Spec.AutomountServiceAccountToken)
+}
+
+func TestConfigMapsComeFromConfigs(t *testing.T) {
+	m := load(t)
+	for _, cm := range m.configMaps {
+		require.Len(t, cm.Data, 1)
+		for key, data := range cm.Data {
+			file, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "configs", key))
+			require.NoError(t, err)
+			assert.Equal(t, string(file), data, "ConfigMap %s key %s", cm.Name, key)
+		}
+	}
+}
