@@ -17,7 +17,7 @@ import (
 // pki holds the files the control plane is started with.
 type pki struct {
 	CACert, ServingCert, ServingKey string // apiserver TLS
-	SAKey, SAPub                       string // service account token signing
+	SAKey, SAPub                    string // service account token signing
 }
 
 // writePKI creates a CA, an apiserver serving certificate for 127.0.0.1 and

@@ -35,6 +35,13 @@ import (
 //
 // It needs root and its own mount namespace (the test binary runs under
 // `unshare --net --mount`), and pod IPs in 10.244.0.0/16 routed to lo.
+//
+// One difference from a real node: all pods share the test's network
+// namespace, so two pods cannot both bind 127.0.0.1 on one port. The
+// profiles keep pprof and zPages on 127.0.0.1 (never on the pod IP), so the
+// kubelet hands each pod distinct ports for those two through
+// TAILGATE_PPROF_PORT and TAILGATE_ZPAGES_PORT, where a real pod's own
+// loopback would make that unnecessary.
 type Kubelet struct {
 	cp     *ControlPlane
 	rootfs string   // exported image filesystem
@@ -358,8 +365,13 @@ func (k *Kubelet) prepareRoot(pod *corev1.Pod, run *podRun) (string, error) {
 					return "", err
 				}
 			}
+		case v.Projected != nil && projectsToken(v.Projected):
+			// The ServiceAccount admission plugin's kube-api-access volume.
+			if _, err := k.serviceAccountFiles(pod, dir); err != nil {
+				return "", err
+			}
 		default:
-			return "", fmt.Errorf("volume %s: only configMap and emptyDir are supported", v.Name)
+			return "", fmt.Errorf("volume %s: only configMap, emptyDir and the service account projection are supported", v.Name)
 		}
 		sources[v.Name] = dir
 	}
@@ -371,13 +383,6 @@ func (k *Kubelet) prepareRoot(pod *corev1.Pod, run *podRun) (string, error) {
 	var binds []bind
 	for _, m := range c.VolumeMounts {
 		binds = append(binds, bind{sources[m.Name], m.MountPath, m.ReadOnly})
-	}
-	if automount(pod) {
-		dir, err := k.serviceAccountFiles(pod, filepath.Join(vols, "kube-api-access"))
-		if err != nil {
-			return "", err
-		}
-		binds = append(binds, bind{dir, "/var/run/secrets/kubernetes.io/serviceaccount", true})
 	}
 	for _, b := range binds {
 		target := filepath.Join(root, b.target)
@@ -418,8 +423,13 @@ func (k *Kubelet) prepareRoot(pod *corev1.Pod, run *podRun) (string, error) {
 	return root, nil
 }
 
-func automount(pod *corev1.Pod) bool {
-	return pod.Spec.AutomountServiceAccountToken == nil || *pod.Spec.AutomountServiceAccountToken
+func projectsToken(p *corev1.ProjectedVolumeSource) bool {
+	for _, s := range p.Sources {
+		if s.ServiceAccountToken != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // serviceAccountFiles writes what the kubelet projects for a service
@@ -453,7 +463,13 @@ func (k *Kubelet) serviceAccountFiles(pod *corev1.Pod, dir string) (string, erro
 // containerEnv resolves the container's env as the kubelet would, plus the
 // variables every container gets.
 func (k *Kubelet) containerEnv(pod *corev1.Pod, c corev1.Container, run *podRun) (map[string]string, error) {
+	debug, err := harness.FreePorts(2)
+	if err != nil {
+		return nil, err
+	}
 	env := map[string]string{
+		"TAILGATE_PPROF_PORT":     strconv.Itoa(debug[0]),
+		"TAILGATE_ZPAGES_PORT":    strconv.Itoa(debug[1]),
 		"HOSTNAME":                pod.Name,
 		"KUBERNETES_SERVICE_HOST": "127.0.0.1",
 		"KUBERNETES_SERVICE_PORT": strconv.Itoa(k.cp.APIPort),

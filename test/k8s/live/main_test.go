@@ -1,0 +1,217 @@
+// Package live applies the Kubernetes manifests to a real control plane
+// (etcd, kube-apiserver, kube-controller-manager) and runs the resulting
+// pods as real tailgate processes through a process kubelet, all inside a
+// network and mount namespace of the test's own: pods get 10.244.x.y
+// addresses on that namespace's loopback, and nothing leaves it.
+//
+// The control plane, nodes and the applied base are shared by the tests of
+// one run; TestMain stops everything at the end, also after a failure.
+package live
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/k8s/cluster"
+	"github.com/tailgate-dev/tailgate/test/k8s/render"
+)
+
+const (
+	namespace  = "observability"
+	sandboxEnv = "TAILGATE_K8S_SANDBOX"
+	image      = "localhost/tailgate:dev" // the image the base's kustomization names
+)
+
+// env is the shared cluster the tests run against.
+var env struct {
+	cp      *cluster.ControlPlane
+	kubelet *cluster.Kubelet
+	sink    *harness.Sink
+	dir     string
+}
+
+func TestMain(m *testing.M) {
+	if os.Getenv(sandboxEnv) == "" {
+		os.Exit(reexecInSandbox())
+	}
+	code, err := runInSandbox(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "live: setup failed:", err)
+		if env.cp != nil {
+			fmt.Fprintln(os.Stderr, env.cp.Logs(30))
+		}
+		if env.kubelet != nil {
+			fmt.Fprintln(os.Stderr, env.kubelet.LogTails(20))
+		}
+		code = 1
+	}
+	teardown()
+	os.Exit(code)
+}
+
+// reexecInSandbox runs this test binary again in new network and mount
+// namespaces and relays its exit code.
+func reexecInSandbox() int {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "live: the Kubernetes tests need root (network and mount namespaces, chroot), as CI has")
+		return 1
+	}
+	args := append([]string{"--net", "--mount", "--propagation", "private", "--", os.Args[0]}, os.Args[1:]...)
+	cmd := exec.Command("unshare", args...)
+	cmd.Env = append(os.Environ(), sandboxEnv+"=1")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		if exit, ok := err.(*exec.ExitError); ok {
+			return exit.ExitCode()
+		}
+		fmt.Fprintln(os.Stderr, "live:", err)
+		return 1
+	}
+	return 0
+}
+
+func runInSandbox(m *testing.M) (int, error) {
+	// Loopback up, and the pod network routed to it: every 10.244.x.y is a
+	// local address inside this namespace only.
+	for _, args := range [][]string{
+		{"link", "set", "lo", "up"},
+		{"route", "add", "local", "10.244.0.0/16", "dev", "lo"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	binDir, err := cluster.InstallBinaries()
+	if err != nil {
+		return 0, err
+	}
+	if env.dir, err = os.MkdirTemp("", "tailgate-k8s-"); err != nil {
+		return 0, err
+	}
+	rootfs := filepath.Join(env.dir, "image-rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		return 0, err
+	}
+	img, err := harness.BuildImage(image, rootfs)
+	if err != nil {
+		return 0, err
+	}
+	if env.cp, err = cluster.Start(binDir, env.dir); err != nil {
+		return 0, err
+	}
+	if env.kubelet, err = cluster.StartKubelet(env.cp, rootfs, image, img.Config.Entrypoint, env.dir, 2); err != nil {
+		return 0, err
+	}
+	if env.sink, err = harness.NewSink("k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.deployment.name", "k8s.node.name", "k8s.pod.ip"); err != nil {
+		return 0, err
+	}
+	if err := applyBase(); err != nil {
+		return 0, err
+	}
+	return m.Run(), nil
+}
+
+// applyBase renders deploy/kubernetes/base, points the gateways' backend
+// at the test's sink (what a user's overlay does for their backend), and
+// applies it server-side with kubectl.
+func applyBase() error {
+	out, err := render.Build(render.BaseDir())
+	if err != nil {
+		return err
+	}
+	objs, err := render.Objects(out)
+	if err != nil {
+		return err
+	}
+	var docs []string
+	for _, u := range objs {
+		if u.GetKind() == "Deployment" && u.GetName() == "tailgate-gateway" {
+			if err := setEnv(u, "TAILGATE_BACKEND_ENDPOINT", env.sink.Endpoint()); err != nil {
+				return err
+			}
+		}
+		data, err := yaml.Marshal(u.Object)
+		if err != nil {
+			return err
+		}
+		docs = append(docs, string(data))
+	}
+	manifest := filepath.Join(env.dir, "applied.yaml")
+	if err := os.WriteFile(manifest, []byte(strings.Join(docs, "---\n")), 0o644); err != nil {
+		return err
+	}
+	_, err = env.cp.Kubectl("apply", "--server-side", "--field-manager=tailgate-test", "-f", manifest)
+	return err
+}
+
+func setEnv(u *unstructured.Unstructured, name, value string) error {
+	var d appsv1.Deployment
+	if err := render.Strict(u, &d); err != nil {
+		return err
+	}
+	c := &d.Spec.Template.Spec.Containers[0]
+	found := false
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			c.Env[i].Value, found = value, true
+		}
+	}
+	if !found {
+		c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
+	}
+	data, err := yaml.Marshal(&d)
+	if err != nil {
+		return err
+	}
+	u.Object = nil
+	return yaml.Unmarshal(data, &u.Object)
+}
+
+func teardown() {
+	if env.kubelet != nil {
+		env.kubelet.Stop()
+	}
+	if env.cp != nil {
+		env.cp.Stop()
+	}
+	if env.sink != nil {
+		env.sink.Close()
+	}
+	if env.dir != "" {
+		_ = os.RemoveAll(env.dir)
+	}
+}
+
+// eventually polls cond every 250ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("%s: not after %s (last state: %s)\n%s", what, timeout, last, env.kubelet.LogTails(15))
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
