@@ -28,7 +28,7 @@ IMAGE ?= localhost/tailgate:dev
 BIN_SOURCES := builder-config.yaml cmd/tailgate/go.mod cmd/tailgate/go.sum go.mod go.sum \
 	$(shell find cmd/tailgate components -name '*.go' 2>/dev/null)
 
-.PHONY: all build generate tools test run image lint bench clean help
+.PHONY: all build generate tools controlplane test run image lint bench clean help
 
 all: build
 
@@ -40,6 +40,9 @@ tools: $(OCB) ## Install the pinned build tools into $(TOOLS_DIR).
 $(OCB):
 	mkdir -p $(dir $@)
 	GOBIN=$(abspath $(dir $@)) $(GO) install go.opentelemetry.io/collector/cmd/builder@v$(OCB_VERSION)
+
+controlplane: ## Build the Kubernetes test control plane (etcd, kube-apiserver, ...) into $(TOOLS_DIR), once.
+	TOOLS_DIR=$(TOOLS_DIR) scripts/install-controlplane.sh
 
 generate: $(OCB) ## Regenerate cmd/tailgate from builder-config.yaml with ocb.
 	mkdir -p cmd/tailgate
@@ -58,8 +61,8 @@ image: $(BIN) ## Build the container image $(IMAGE) with podman or docker.
 	scripts/stage-image-context.sh
 	$(CONTAINER_ENGINE) build -f Dockerfile -t $(IMAGE) .
 
-test: $(BIN) $(OCB) ## Run every test: generated code, profiles, image, end-to-end.
-	TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) $(GO) test $(GOTESTFLAGS) ./...
+test: $(BIN) $(OCB) controlplane ## Run every test: generated code, profiles, image, end-to-end, Kubernetes.
+	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) $(GO) test $(GOTESTFLAGS) ./...
 
 run: $(BIN) ## Run a local agent -> gateway -> sink topology with traffic and print a summary.
 	TAILGATE_BIN=$(abspath $(BIN)) $(GO) run ./test/cmd/localrun $(RUN_ARGS)

@@ -16,19 +16,24 @@ type Scrape map[string]*dto.MetricFamily
 
 // ScrapeMetrics reads http://127.0.0.1:<port>/metrics.
 func ScrapeMetrics(port int) (Scrape, error) {
+	return ScrapeMetricsAt(fmt.Sprintf("127.0.0.1:%d", port))
+}
+
+// ScrapeMetricsAt reads http://<addr>/metrics.
+func ScrapeMetricsAt(addr string) (Scrape, error) {
 	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	resp, err := client.Get(fmt.Sprintf("http://%s/metrics", addr))
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape port %d: %s", port, resp.Status)
+		return nil, fmt.Errorf("scrape %s: %s", addr, resp.Status)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("scrape port %d: %w", port, err)
+		return nil, fmt.Errorf("scrape %s: %w", addr, err)
 	}
 	return Scrape(families), nil
 }

@@ -1,0 +1,109 @@
+package manifests
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/k8s/render"
+)
+
+// withMonitoring renders the base plus the optional monitoring component,
+// as a user's overlay would.
+func withMonitoring(t *testing.T) (*monitoringv1.ServiceMonitor, *monitoringv1.PrometheusRule, []*corev1.Service) {
+	t.Helper()
+	overlay := t.TempDir()
+	rel := func(p string) string {
+		r, err := filepath.Rel(overlay, filepath.Join(harness.RepoRoot(), "deploy", "kubernetes", p))
+		require.NoError(t, err)
+		return r
+	}
+	kustomization := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [" + rel("base") + "]\ncomponents: [" + rel("monitoring") + "]\n"
+	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644))
+	out, err := render.Build(overlay)
+	require.NoError(t, err)
+	objs, err := render.Objects(out)
+	require.NoError(t, err)
+	var sm *monitoringv1.ServiceMonitor
+	var rule *monitoringv1.PrometheusRule
+	var services []*corev1.Service
+	for _, u := range objs {
+		switch u.GetKind() {
+		case "ServiceMonitor":
+			sm = &monitoringv1.ServiceMonitor{}
+			require.NoError(t, render.Strict(u, sm))
+		case "PrometheusRule":
+			rule = &monitoringv1.PrometheusRule{}
+			require.NoError(t, render.Strict(u, rule))
+		case "Service":
+			s := &corev1.Service{}
+			require.NoError(t, render.Strict(u, s))
+			services = append(services, s)
+		}
+	}
+	require.NotNil(t, sm)
+	require.NotNil(t, rule)
+	assert.Equal(t, "observability", sm.Namespace)
+	assert.Equal(t, "observability", rule.Namespace)
+	return sm, rule, services
+}
+
+// TestServiceMonitorScrapesEveryPodOnce: the ServiceMonitor selects the
+// agent and gateway Services (not the headless one, which would scrape each
+// gateway twice), and every port it names exists on them.
+func TestServiceMonitorScrapesEveryPodOnce(t *testing.T) {
+	sm, _, services := withMonitoring(t)
+	sel := labels.SelectorFromSet(sm.Spec.Selector.MatchLabels)
+	var selected []string
+	ports := map[string]bool{}
+	for _, s := range services {
+		if sel.Matches(labels.Set(s.Labels)) {
+			selected = append(selected, s.Name)
+			assert.NotEqual(t, corev1.ClusterIPNone, s.Spec.ClusterIP, "%s is headless: its pods would be scraped twice", s.Name)
+			for _, p := range s.Spec.Ports {
+				ports[p.Name] = true
+			}
+		}
+	}
+	assert.ElementsMatch(t, []string{"tailgate-agent", "tailgate-gateway"}, selected)
+	for _, ep := range sm.Spec.Endpoints {
+		assert.True(t, ports[ep.Port], "endpoint port %s on no selected Service", ep.Port)
+	}
+}
+
+// TestPrometheusRules runs promtool's unit tests (monitoring/rules-test.yaml)
+// against the rule groups of the PrometheusRule.
+func TestPrometheusRules(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	require.NoError(t, err, "promtool is required (Debian package prometheus; scripts/ci-deps.sh installs it)")
+	_, rule, _ := withMonitoring(t)
+	dir := t.TempDir()
+	groups, err := yaml.Marshal(rule.Spec)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yaml"), groups, 0o644))
+	tests, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "deploy", "kubernetes", "monitoring", "rules-test.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules-test.yaml"), tests, 0o644))
+
+	out, err := exec.Command(promtool, "check", "rules", filepath.Join(dir, "rules.yaml")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	out, err = exec.Command(promtool, "test", "rules", filepath.Join(dir, "rules-test.yaml")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	// Every alert has at least one unit test.
+	for _, g := range rule.Spec.Groups {
+		for _, r := range g.Rules {
+			assert.True(t, strings.Contains(string(tests), "alertname: "+r.Alert), "alert %s has no promtool test", r.Alert)
+		}
+	}
+}
