@@ -14,6 +14,12 @@ OCB_VERSION ?= 0.161.0
 
 TOOLS_DIR ?= $(HOME)/.cache/tailgate/tools
 OCB       := $(TOOLS_DIR)/ocb-v$(OCB_VERSION)/builder
+# mdatagen is built from its wrapper module (build/tools/mdatagen), which
+# pins it to the same release as ocb.
+MDATAGEN  := $(TOOLS_DIR)/mdatagen-v$(OCB_VERSION)/mdatagen
+
+# In-house components: each is its own Go module, like upstream ones.
+COMPONENTS := $(patsubst %/metadata.yaml,%,$(shell find components -name metadata.yaml -not -path '*/internal/*'))
 
 BIN        := bin/tailgate
 GO         ?= go
@@ -25,8 +31,8 @@ CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker || true)
 IMAGE ?= localhost/tailgate:dev
 
 # Everything the binary is built from.
-BIN_SOURCES := builder-config.yaml cmd/tailgate/go.mod cmd/tailgate/go.sum go.mod go.sum \
-	$(shell find cmd/tailgate components -name '*.go' 2>/dev/null)
+BIN_SOURCES := builder-config.yaml cmd/tailgate/go.mod cmd/tailgate/go.sum \
+	$(shell find cmd/tailgate components -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
 .PHONY: all build generate tools controlplane test run image lint bench clean help
 
@@ -35,7 +41,7 @@ all: build
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-tools: $(OCB) ## Install the pinned build tools into $(TOOLS_DIR).
+tools: $(OCB) $(MDATAGEN) ## Install the pinned build tools into $(TOOLS_DIR).
 
 $(OCB):
 	mkdir -p $(dir $@)
@@ -44,7 +50,12 @@ $(OCB):
 controlplane: ## Build the Kubernetes test control plane (etcd, kube-apiserver, ...) into $(TOOLS_DIR), once.
 	TOOLS_DIR=$(TOOLS_DIR) scripts/install-controlplane.sh
 
-generate: $(OCB) ## Regenerate cmd/tailgate from builder-config.yaml with ocb.
+$(MDATAGEN):
+	mkdir -p $(dir $@)
+	cd build/tools/mdatagen && $(GO) build -o $(abspath $@) go.opentelemetry.io/collector/cmd/mdatagen
+
+generate: $(OCB) $(MDATAGEN) ## Regenerate components' metadata (mdatagen) and cmd/tailgate (ocb).
+	for c in $(COMPONENTS); do (cd $$c && $(MDATAGEN) metadata.yaml); done
 	mkdir -p cmd/tailgate
 	$(OCB) --config builder-config.yaml --skip-compilation --skip-strict-versioning=false
 
@@ -61,8 +72,9 @@ image: $(BIN) ## Build the container image $(IMAGE) with podman or docker.
 	scripts/stage-image-context.sh
 	$(CONTAINER_ENGINE) build -f Dockerfile -t $(IMAGE) .
 
-test: $(BIN) $(OCB) controlplane ## Run every test: generated code, profiles, image, end-to-end, Kubernetes.
-	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) $(GO) test $(GOTESTFLAGS) ./...
+test: $(BIN) $(OCB) $(MDATAGEN) controlplane ## Run every test: components, generated code, profiles, image, end-to-end, Kubernetes.
+	for c in $(COMPONENTS); do (cd $$c && $(GO) test $(GOTESTFLAGS) ./...) || exit 1; done
+	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) $(GO) test $(GOTESTFLAGS) ./...
 
 run: $(BIN) ## Run a local agent -> gateway -> sink topology with traffic and print a summary.
 	TAILGATE_BIN=$(abspath $(BIN)) $(GO) run ./test/cmd/localrun $(RUN_ARGS)
@@ -71,6 +83,7 @@ lint: ## gofmt and go vet (generated cmd/tailgate excluded from gofmt).
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^cmd/tailgate/')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	for c in $(COMPONENTS); do (cd $$c && $(GO) vet ./...) || exit 1; done
 
 bench: $(BIN) $(OCB) ## Benchmark tailgate against an ocb-built upstream baseline; writes docs/benchmarks.md.
 	TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) $(GO) run ./test/cmd/bench $(BENCH_ARGS)

@@ -41,6 +41,9 @@ type TopologyConfig struct {
 	// Binary overrides the binary under test (default: BinaryPath), e.g. the
 	// benchmark's upstream baseline.
 	Binary string
+	// GatewayProfile overrides the gateway profile file (default: the
+	// shipped configs/gateway.yaml).
+	GatewayProfile string
 }
 
 // Topology is a running local deployment: sink, gateways and agents.
@@ -72,12 +75,23 @@ func StartTopology(cfg TopologyConfig) (_ *Topology, err error) {
 	if t.Sink, err = NewSink(cfg.SinkAttrKeys...); err != nil {
 		return nil, err
 	}
+	// Gateways learn the gateway set the way agents do (static resolver
+	// here), so their ports are all picked before any of them starts.
 	for i := range cfg.Gateways {
 		n := &Node{Name: fmt.Sprintf("gateway-%d", i+1), Profile: "gateway"}
-		if err := t.start(n, t.gatewayEnv(n)); err != nil {
+		if n.Ports, err = pickPorts(); err != nil {
 			return nil, err
 		}
 		t.Gateways = append(t.Gateways, n)
+	}
+	for _, n := range t.Gateways {
+		n.Env = nodeEnv(n.Ports)
+		for k, v := range t.gatewayEnv(n)(n.Ports) {
+			n.Env[k] = v
+		}
+		if err := t.launch(n); err != nil {
+			return nil, err
+		}
 	}
 	for i := range cfg.Agents {
 		n := &Node{Name: fmt.Sprintf("agent-%d", i+1), Profile: "agent"}
@@ -96,6 +110,9 @@ func (t *Topology) gatewayEnv(n *Node) func(NodePorts) map[string]string {
 			"TAILGATE_METRICS_ENDPOINT":  t.Sink.Endpoint(),
 			"TAILGATE_METRICS_EXPORTERS": "[prometheus, otlp_grpc/metrics]",
 			"TAILGATE_STORAGE_DIR":       filepath.Join(t.cfg.LogDir, n.Name+"-queue"),
+			// The same gateway set the agents route over (rebalance_guard).
+			"TAILGATE_GATEWAY_RESOLVER":         "static",
+			"TAILGATE_GATEWAY_STATIC_HOSTNAMES": "[" + strings.Join(t.GatewayEndpoints(), ", ") + "]",
 		}
 		for k, v := range t.cfg.GatewayEnv {
 			env[k] = v
@@ -141,11 +158,10 @@ func (t *Topology) AgentEndpoints() []string {
 func (t *Topology) start(n *Node, env func(NodePorts) map[string]string) error {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		ports, err := FreePorts(7)
-		if err != nil {
+		var err error
+		if n.Ports, err = pickPorts(); err != nil {
 			return err
 		}
-		n.Ports = NodePorts{ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6]}
 		n.Env = nodeEnv(n.Ports)
 		for k, v := range env(n.Ports) {
 			n.Env[k] = v
@@ -160,8 +176,20 @@ func (t *Topology) start(n *Node, env func(NodePorts) map[string]string) error {
 	return lastErr
 }
 
+func pickPorts() (NodePorts, error) {
+	p, err := FreePorts(7)
+	if err != nil {
+		return NodePorts{}, err
+	}
+	return NodePorts{p[0], p[1], p[2], p[3], p[4], p[5], p[6]}, nil
+}
+
 func (t *Topology) launch(n *Node) error {
-	args := append([]string{"--config", ProfilePath(n.Profile)}, t.cfg.ExtraArgs...)
+	profile := ProfilePath(n.Profile)
+	if n.Profile == "gateway" && t.cfg.GatewayProfile != "" {
+		profile = t.cfg.GatewayProfile
+	}
+	args := append([]string{"--config", profile}, t.cfg.ExtraArgs...)
 	p, err := StartProcess(t.bin, ProcessSpec{
 		Name: n.Name, Args: args, Env: n.Env, HealthPort: n.Ports.Health, LogDir: t.cfg.LogDir,
 	})

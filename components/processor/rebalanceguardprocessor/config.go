@@ -1,0 +1,136 @@
+package rebalanceguardprocessor // import "github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor"
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+)
+
+// Config of the rebalance_guard processor.
+type Config struct {
+	// Enabled turns the guard on. Off, the processor passes data through
+	// untouched (for comparisons with stock behaviour).
+	Enabled bool `mapstructure:"enabled"`
+
+	// Resolver finds the gateway set exactly as the agents' load_balancing
+	// exporter does: give it the same settings (one of static, dns, k8s).
+	Resolver ResolverConfig `mapstructure:"resolver"`
+
+	// Self is this gateway's endpoint as the agents' resolver reports it,
+	// e.g. ${env:MY_POD_IP}:4317.
+	Self string `mapstructure:"self"`
+
+	// MaxTraces bounds the traces tracked as recently seen here.
+	MaxTraces int `mapstructure:"max_traces"`
+
+	// ActiveWindow is how long after its last span a trace still counts as
+	// in flight. Cover the gateways' decision_wait: a trace whose half was
+	// already decided cannot be saved by a marker.
+	ActiveWindow time.Duration `mapstructure:"active_window"`
+
+	// MovedInWindow is how long after a membership change the spans of
+	// traces that moved here are marked: it must cover the agents' lag in
+	// seeing the change plus the spread of a trace's spans.
+	MovedInWindow time.Duration `mapstructure:"moved_in_window"`
+
+	// KeepAttribute is set (true) on marker spans and on marked spans; the
+	// gateway's first tail_sampling policy keeps traces that carry it.
+	KeepAttribute string `mapstructure:"keep_attribute"`
+
+	// MarkerAttribute is set (true) on injected marker spans only, so they
+	// can be dropped after sampling.
+	MarkerAttribute string `mapstructure:"marker_attribute"`
+}
+
+// ResolverConfig has the same shape as load_balancing's `resolver`.
+type ResolverConfig struct {
+	Static *StaticResolver `mapstructure:"static"`
+	DNS    *DNSResolver    `mapstructure:"dns"`
+	K8s    *K8sResolver    `mapstructure:"k8s"`
+}
+
+// StaticResolver is a fixed list of gateway endpoints.
+type StaticResolver struct {
+	Hostnames []string `mapstructure:"hostnames"`
+}
+
+// DNSResolver polls a name, typically a headless Service, for A/AAAA records.
+type DNSResolver struct {
+	Hostname string        `mapstructure:"hostname"`
+	Port     string        `mapstructure:"port"`
+	Interval time.Duration `mapstructure:"interval"`
+	Timeout  time.Duration `mapstructure:"timeout"`
+}
+
+// K8sResolver watches a Service's EndpointSlices.
+type K8sResolver struct {
+	Service string        `mapstructure:"service"`
+	Ports   []int32       `mapstructure:"ports"`
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+var _ component.Config = (*Config)(nil)
+
+func createDefaultConfig() component.Config {
+	return &Config{
+		Enabled:         true,
+		MaxTraces:       200_000,
+		ActiveWindow:    30 * time.Second,
+		MovedInWindow:   30 * time.Second,
+		KeepAttribute:   "tailgate.rebalance.keep",
+		MarkerAttribute: "tailgate.rebalance.marker",
+	}
+}
+
+// Validate checks the configuration; errors name the offending key.
+func (c *Config) Validate() error {
+	var errs []error
+	n := 0
+	if c.Resolver.Static != nil {
+		n++
+		if len(c.Resolver.Static.Hostnames) == 0 {
+			errs = append(errs, errors.New("resolver::static::hostnames must not be empty"))
+		}
+	}
+	if c.Resolver.DNS != nil {
+		n++
+		if c.Resolver.DNS.Hostname == "" {
+			errs = append(errs, errors.New("resolver::dns::hostname must be set"))
+		}
+		if c.Resolver.DNS.Interval < 0 || c.Resolver.DNS.Timeout < 0 {
+			errs = append(errs, errors.New("resolver::dns::interval and timeout must not be negative"))
+		}
+	}
+	if c.Resolver.K8s != nil {
+		n++
+		if c.Resolver.K8s.Service == "" {
+			errs = append(errs, errors.New("resolver::k8s::service must be set"))
+		}
+	}
+	if n != 1 {
+		errs = append(errs, fmt.Errorf("resolver: exactly one of static, dns or k8s must be set, got %d", n))
+	}
+	if _, _, err := net.SplitHostPort(c.Self); err != nil {
+		errs = append(errs, fmt.Errorf("self: must be host:port as the agents address this gateway: %w", err))
+	}
+	if c.MaxTraces <= 0 {
+		errs = append(errs, errors.New("max_traces must be positive"))
+	}
+	if c.ActiveWindow <= 0 {
+		errs = append(errs, errors.New("active_window must be positive"))
+	}
+	if c.MovedInWindow <= 0 {
+		errs = append(errs, errors.New("moved_in_window must be positive"))
+	}
+	if strings.TrimSpace(c.KeepAttribute) == "" {
+		errs = append(errs, errors.New("keep_attribute must be set"))
+	}
+	if strings.TrimSpace(c.MarkerAttribute) == "" || c.MarkerAttribute == c.KeepAttribute {
+		errs = append(errs, errors.New("marker_attribute must be set and differ from keep_attribute"))
+	}
+	return errors.Join(errs...)
+}

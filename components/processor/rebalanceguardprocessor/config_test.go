@@ -1,0 +1,71 @@
+package rebalanceguardprocessor
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor/internal/metadata"
+)
+
+func TestLoadConfig(t *testing.T) {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+	def := createDefaultConfig().(*Config)
+	with := func(f func(*Config)) *Config {
+		c := *def
+		f(&c)
+		return &c
+	}
+	tests := []struct {
+		name    string
+		want    *Config
+		wantErr []string // substrings of the validation error: each names a key
+	}{
+		{name: "static", want: with(func(c *Config) {
+			c.Resolver.Static = &StaticResolver{Hostnames: []string{"10.0.0.1:4317", "10.0.0.2:4317"}}
+			c.Self = "10.0.0.1:4317"
+		})},
+		{name: "dns", want: with(func(c *Config) {
+			c.Resolver.DNS = &DNSResolver{Hostname: "tailgate-gateway-headless.observability.svc.cluster.local", Port: "4317", Interval: 2 * time.Second}
+			c.Self, c.MaxTraces, c.ActiveWindow, c.MovedInWindow = "10.0.0.1:4317", 1000, 20*time.Second, 45*time.Second
+		})},
+		{name: "k8s", want: with(func(c *Config) {
+			c.Resolver.K8s = &K8sResolver{Service: "tailgate-gateway-headless.observability", Ports: []int32{4317}}
+			c.Self, c.KeepAttribute, c.MarkerAttribute = "10.0.0.1:4317", "keep.me", "is.marker"
+		})},
+		{name: "disabled", want: with(func(c *Config) {
+			c.Enabled = false
+			c.Resolver.Static = &StaticResolver{Hostnames: []string{"10.0.0.1:4317"}}
+			c.Self = "10.0.0.1:4317"
+		})},
+		{name: "two_resolvers", wantErr: []string{"resolver: exactly one of static, dns or k8s"}},
+		{name: "no_resolver", wantErr: []string{"resolver: exactly one"}},
+		{name: "bad_self", wantErr: []string{"self: must be host:port"}},
+		{name: "bad_bounds", wantErr: []string{"max_traces must be positive", "moved_in_window must be positive"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sub, err := cm.Sub(component.NewIDWithName(metadata.Type, tt.name).String())
+			require.NoError(t, err)
+			cfg := createDefaultConfig()
+			require.NoError(t, sub.Unmarshal(cfg))
+			err = confmap.Validate(cfg)
+			if len(tt.wantErr) > 0 {
+				require.Error(t, err)
+				for _, w := range tt.wantErr {
+					assert.Contains(t, err.Error(), w)
+				}
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, cfg)
+		})
+	}
+}

@@ -1,0 +1,93 @@
+package rebalanceguardprocessor // import "github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor"
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// dnsMembership polls a name like the loadbalancing exporter's dns
+// resolver: every resolved address becomes ip:port (IPv6 in brackets),
+// sorted, default interval 5s and timeout 1s.
+type dnsMembership struct {
+	cfg      DNSResolver
+	logger   *zap.Logger
+	resolver interface {
+		LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+	}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newDNSMembership(cfg DNSResolver, logger *zap.Logger) *dnsMembership {
+	if cfg.Interval == 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = time.Second
+	}
+	if cfg.Port == "" {
+		cfg.Port = ringDefaultPort
+	}
+	return &dnsMembership{cfg: cfg, logger: logger, resolver: net.DefaultResolver}
+}
+
+func (d *dnsMembership) resolve(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	defer cancel()
+	addrs, err := d.resolver.LookupIPAddr(ctx, d.cfg.Hostname)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		host := a.IP.String()
+		if a.IP.To4() == nil {
+			host = fmt.Sprintf("[%s]", host)
+		}
+		out = append(out, host+":"+d.cfg.Port)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (d *dnsMembership) start(ctx context.Context, onChange func([]string)) error {
+	ctx, d.cancel = context.WithCancel(context.Background())
+	poll := func() {
+		eps, err := d.resolve(ctx)
+		if err != nil {
+			d.logger.Warn("rebalance_guard: DNS resolution failed; keeping the last gateway set", zap.String("hostname", d.cfg.Hostname), zap.Error(err))
+			return
+		}
+		onChange(eps)
+	}
+	poll()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		t := time.NewTicker(d.cfg.Interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				poll()
+			}
+		}
+	}()
+	return nil
+}
+
+func (d *dnsMembership) shutdown(context.Context) error {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.wg.Wait()
+	return nil
+}

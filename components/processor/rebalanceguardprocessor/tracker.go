@@ -1,0 +1,83 @@
+package rebalanceguardprocessor // import "github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor"
+
+import (
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+)
+
+// traceEntry is what the guard remembers of a trace seen here.
+type traceEntry struct {
+	id        pcommon.TraceID
+	firstSeen int64 // unix nanos
+	lastSeen  int64
+	marked    bool // a marker was injected, or its spans are being marked
+	live      bool // slot in use
+}
+
+// tracker remembers the traces seen recently, bounded in count: a fixed
+// ring buffer of entries in first-seen order plus an index. When full, the
+// oldest trace is forgotten (it is the least likely to still be in flight).
+// Not safe for concurrent use: the guard holds its lock.
+type tracker struct {
+	entries []traceEntry
+	index   map[pcommon.TraceID]int32
+	head    int // oldest entry
+	size    int
+}
+
+func newTracker(max int) *tracker {
+	return &tracker{entries: make([]traceEntry, max), index: make(map[pcommon.TraceID]int32, max)}
+}
+
+// touch records a span of trace id seen at now and returns its entry.
+func (t *tracker) touch(id pcommon.TraceID, now int64) *traceEntry {
+	if i, ok := t.index[id]; ok {
+		e := &t.entries[i]
+		e.lastSeen = now
+		return e
+	}
+	if t.size == len(t.entries) {
+		t.evictOldest()
+	}
+	slot := (t.head + t.size) % len(t.entries)
+	t.entries[slot] = traceEntry{id: id, firstSeen: now, lastSeen: now, live: true}
+	t.index[id] = int32(slot)
+	t.size++
+	return &t.entries[slot]
+}
+
+func (t *tracker) evictOldest() {
+	e := &t.entries[t.head]
+	if e.live {
+		delete(t.index, e.id)
+		e.live = false
+	}
+	t.head = (t.head + 1) % len(t.entries)
+	t.size--
+}
+
+// expire forgets, from the oldest on, traces not seen within window. It
+// stops at the first trace still active, so an old but busy trace shields
+// younger idle ones until it goes quiet; the count bound still holds.
+func (t *tracker) expire(now int64, window time.Duration) {
+	for t.size > 0 {
+		e := &t.entries[t.head]
+		if e.live && now-e.lastSeen < int64(window) {
+			return
+		}
+		t.evictOldest()
+	}
+}
+
+// active calls fn for every trace seen within window.
+func (t *tracker) active(now int64, window time.Duration, fn func(*traceEntry)) {
+	for k := 0; k < t.size; k++ {
+		e := &t.entries[(t.head+k)%len(t.entries)]
+		if e.live && now-e.lastSeen < int64(window) {
+			fn(e)
+		}
+	}
+}
+
+func (t *tracker) len() int { return t.size }
