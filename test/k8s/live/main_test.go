@@ -114,7 +114,7 @@ func runInSandbox(m *testing.M) (int, error) {
 	if env.kubelet, err = cluster.StartKubelet(env.cp, rootfs, image, img.Config.Entrypoint, env.dir, 2); err != nil {
 		return 0, err
 	}
-	if env.sink, err = harness.NewSink("k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.deployment.name", "k8s.node.name", "k8s.pod.ip"); err != nil {
+	if env.sink, err = harness.NewSink("k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.deployment.name", "k8s.node.name", "tailgate.rebalance.keep"); err != nil {
 		return 0, err
 	}
 	if err := applyBase(); err != nil {

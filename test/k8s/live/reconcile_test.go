@@ -115,3 +115,7 @@ func readyEndpoints(t *testing.T) []string {
 	}
 	return out
 }
+
+func metav1ListOptions(selector string) metav1.ListOptions {
+	return metav1.ListOptions{LabelSelector: selector}
+}

@@ -35,6 +35,8 @@ type manifests struct {
 	serviceAccts  map[string]*corev1.ServiceAccount
 	clusterRoles  map[string]*rbacv1.ClusterRole
 	roleBindings  map[string]*rbacv1.ClusterRoleBinding
+	roles         map[string]*rbacv1.Role
+	nsBindings    map[string]*rbacv1.RoleBinding
 	configMaps    map[string]*corev1.ConfigMap
 	services      map[string]*corev1.Service
 	agent         *appsv1.DaemonSet
@@ -53,6 +55,7 @@ func load(t *testing.T) *manifests {
 	m := &manifests{
 		serviceAccts: map[string]*corev1.ServiceAccount{}, clusterRoles: map[string]*rbacv1.ClusterRole{},
 		roleBindings: map[string]*rbacv1.ClusterRoleBinding{}, configMaps: map[string]*corev1.ConfigMap{},
+		roles: map[string]*rbacv1.Role{}, nsBindings: map[string]*rbacv1.RoleBinding{},
 		services: map[string]*corev1.Service{},
 	}
 	for _, u := range objs {
@@ -73,6 +76,14 @@ func load(t *testing.T) *manifests {
 			o := &rbacv1.ClusterRoleBinding{}
 			err = render.Strict(u, o)
 			m.roleBindings[o.Name] = o
+		case "Role":
+			o := &rbacv1.Role{}
+			err = render.Strict(u, o)
+			m.roles[o.Name] = o
+		case "RoleBinding":
+			o := &rbacv1.RoleBinding{}
+			err = render.Strict(u, o)
+			m.nsBindings[o.Name] = o
 		case "ConfigMap":
 			o := &corev1.ConfigMap{}
 			err = render.Strict(u, o)
@@ -328,15 +339,36 @@ func rulesOf(rs []rbacv1.PolicyRule) []rule {
 	return out
 }
 
-// requiredRules derives the agent's API needs from its profile, as run by
-// the DaemonSet: k8s_attributes (unless passthrough) watches pods and
-// namespaces, and replicasets when it names Deployments; the k8s resolver
-// watches EndpointSlices.
+// requiredRules derives a profile's API needs, as run by its workload:
+// k8s_attributes (unless passthrough) watches pods and namespaces, and
+// replicasets when it names Deployments; a k8s resolver (load_balancing's
+// or rebalance_guard's) watches EndpointSlices.
 func requiredRules(t *testing.T, prof map[string]any) []rule {
 	var need []rbacv1.PolicyRule
 	read := []string{"get", "list", "watch"}
-	pipeline := render.Get(prof, "service", "pipelines", "traces").(map[string]any)
-	for _, p := range pipeline["processors"].([]any) {
+	endpointSlices := false
+	for _, pl := range render.Get(prof, "service", "pipelines").(map[string]any) {
+		pipeline := pl.(map[string]any)
+		procs, _ := pipeline["processors"].([]any)
+		exps, _ := pipeline["exporters"].([]any)
+		for _, p := range procs {
+			if render.Get(prof, "processors", fmt.Sprint(p), "resolver", "k8s") != nil &&
+				fmt.Sprint(render.Get(prof, "processors", fmt.Sprint(p), "enabled")) != "false" {
+				endpointSlices = true
+			}
+		}
+		for _, e := range exps {
+			if render.Get(prof, "exporters", fmt.Sprint(e), "resolver", "k8s") != nil {
+				endpointSlices = true
+			}
+		}
+	}
+	if endpointSlices {
+		need = append(need, rbacv1.PolicyRule{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read})
+	}
+	pipeline, _ := render.Get(prof, "service", "pipelines", "traces").(map[string]any)
+	procs, _ := pipeline["processors"].([]any)
+	for _, p := range procs {
 		if p != "k8s_attributes" || fmt.Sprint(render.Get(prof, "processors", "k8s_attributes", "passthrough")) == "true" {
 			continue
 		}
@@ -345,11 +377,6 @@ func requiredRules(t *testing.T, prof map[string]any) []rule {
 			if md == "k8s.deployment.name" {
 				need = append(need, rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: read})
 			}
-		}
-	}
-	for _, e := range pipeline["exporters"].([]any) {
-		if render.Get(prof, "exporters", fmt.Sprint(e), "resolver", "k8s") != nil {
-			need = append(need, rbacv1.PolicyRule{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read})
 		}
 	}
 	return rulesOf(need)
@@ -369,8 +396,27 @@ func TestAgentRBACMatchesProfile(t *testing.T) {
 	sa := m.agent.Spec.Template.Spec.ServiceAccountName
 	require.NotNil(t, m.serviceAccts[sa])
 	assert.Contains(t, binding.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: m.namespace.Name})
-	// Gateways need no API access at all.
-	assert.False(t, *m.gateway.Spec.Template.Spec.AutomountServiceAccountToken)
+}
+
+func TestGatewayRBACMatchesProfile(t *testing.T) {
+	m := load(t)
+	prof, err := render.Profile("gateway", containerEnv(m.gateway.Spec.Template.Spec.Containers[0]))
+	require.NoError(t, err)
+	role := m.roles["tailgate-gateway"]
+	require.NotNil(t, role)
+	assert.Equal(t, requiredRules(t, prof), rulesOf(role.Rules), "Role rules vs what configs/gateway.yaml uses")
+	binding := m.nsBindings["tailgate-gateway"]
+	require.NotNil(t, binding)
+	assert.Equal(t, rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name}, binding.RoleRef)
+	sa := m.gateway.Spec.Template.Spec.ServiceAccountName
+	require.NotNil(t, m.serviceAccts[sa])
+	assert.Contains(t, binding.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: m.namespace.Name})
+	// The guard and the agents resolve the same Service.
+	env := containerEnv(m.gateway.Spec.Template.Spec.Containers[0])
+	agentEnv := containerEnv(m.agent.Spec.Template.Spec.Containers[0])
+	for _, k := range []string{"TAILGATE_GATEWAY_RESOLVER", "TAILGATE_GATEWAY_K8S_SERVICE"} {
+		assert.Equal(t, agentEnv[k], env[k], k)
+	}
 }
 
 func TestConfigMapsComeFromConfigs(t *testing.T) {

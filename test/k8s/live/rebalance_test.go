@@ -1,0 +1,208 @@
+package live
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+// membershipLog records when the gateways' ready endpoint set changes, as
+// the EndpointSlices (and so the agents' k8s resolver) publish it.
+type membershipLog struct {
+	mu      sync.Mutex
+	changes []time.Time
+}
+
+func watchMembership(t *testing.T, ctx context.Context) *membershipLog {
+	l := &membershipLog{}
+	go func() {
+		last := ""
+		for ctx.Err() == nil {
+			eps := readyEndpointsQuiet()
+			sort.Strings(eps)
+			if cur := strings.Join(eps, ","); cur != last {
+				if last != "" {
+					l.mu.Lock()
+					l.changes = append(l.changes, time.Now())
+					l.mu.Unlock()
+				}
+				last = cur
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return l
+}
+
+// readyEndpointsQuiet is readyEndpoints for a background goroutine.
+func readyEndpointsQuiet() []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	slices, err := env.cp.Client.DiscoveryV1().EndpointSlices(namespace).List(ctx, metav1ListOptions("kubernetes.io/service-name=tailgate-gateway-headless"))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range slices.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready == nil || *e.Conditions.Ready {
+				out = append(out, e.Addresses...)
+			}
+		}
+	}
+	return out
+}
+
+// settleGateways waits until the Deployment has exactly n ready gateways,
+// nothing terminating, and every agent's ring holds them.
+func settleGateways(t *testing.T, n int) {
+	t.Helper()
+	_, err := env.cp.Kubectl("-n", namespace, "rollout", "status", "deployment/tailgate-gateway", "--timeout=4m")
+	require.NoError(t, err)
+	eventually(t, 3*time.Minute, fmt.Sprintf("%d gateway pods, none terminating", n), func() (bool, string) {
+		ps := pods(t, "app.kubernetes.io/name=tailgate-gateway")
+		return len(ps) == n && len(readyPods(t, "tailgate-gateway")) == n, fmt.Sprint(len(ps), " pods")
+	})
+	agentsSeeGateways(t, n)
+}
+
+// TestRebalanceGuardKeepsSplitTracesWhole runs the same membership churn
+// twice under steady traffic through both agents: scale-out 3->4, scale-in
+// 4->3 and a rolling restart of every gateway, all through kubectl against
+// the real controllers, with the agents' k8s resolver following the
+// EndpointSlices. First with the guard off (stock behaviour, reported),
+// then on (asserted): every error and slow trace in flight during a
+// change must reach the backend complete.
+func TestRebalanceGuardKeepsSplitTracesWhole(t *testing.T) {
+	agentsSeeGateways(t, 3)
+	for i, guard := range []bool{false, true} {
+		t.Run(fmt.Sprintf("guard=%v", guard), func(t *testing.T) {
+			_, err := env.cp.Kubectl("-n", namespace, "set", "env", "deployment/tailgate-gateway", fmt.Sprintf("TAILGATE_REBALANCE_GUARD=%v", guard))
+			require.NoError(t, err)
+			settleGateways(t, 3)
+			time.Sleep(decisionWait)
+			runChurn(t, guard, uint64(100+i))
+		})
+	}
+}
+
+func runChurn(t *testing.T, guard bool, seed uint64) {
+	var agents []string
+	for _, a := range readyPods(t, "tailgate-agent") {
+		agents = append(agents, net.JoinHostPort(a.Status.PodIP, "4317"))
+	}
+	require.Len(t, agents, 2)
+	gen := harness.DefaultGeneratorConfig()
+	gen.Seed, gen.Agents, gen.Rate, gen.Traces = seed, 2, 30, 30*75
+	gen.ErrorRatio, gen.SlowRatio = 0.1, 0.1
+	plans, err := harness.Plan(gen)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changes := watchMembership(t, ctx)
+	kubectl := func(args ...string) func() {
+		return func() {
+			if _, err := env.cp.Kubectl(append([]string{"-n", namespace}, args...)...); err != nil {
+				t.Errorf("%v", err)
+			}
+		}
+	}
+	events := map[time.Duration]func(){
+		8 * time.Second:  kubectl("scale", "deployment/tailgate-gateway", "--replicas=4"),
+		25 * time.Second: kubectl("scale", "deployment/tailgate-gateway", "--replicas=3"),
+		45 * time.Second: kubectl("rollout", "restart", "deployment/tailgate-gateway"),
+	}
+	var wg sync.WaitGroup
+	for at, ev := range events {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-time.After(at):
+				ev()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	start := time.Now()
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer scancel()
+	sent, err := harness.Send(sctx, plans, agents, nil)
+	require.NoError(t, err)
+	wg.Wait()
+	require.Zero(t, sent.SpansFailed, "agents refused spans")
+	settleGateways(t, 3)
+	waitQuietSink(t, 5*time.Second, 2*time.Minute)
+	cancel()
+
+	changes.mu.Lock()
+	times := append([]time.Time(nil), changes.changes...)
+	changes.mu.Unlock()
+	require.NotEmpty(t, times, "the gateway set never changed")
+
+	// In flight during a change: the change fell between the trace's first
+	// and last span (give or take a second of agent batching).
+	var inFlight, complete, partial, lost int
+	for _, p := range plans {
+		if p.Kind == harness.Normal || sent.FailedTraces[p.ID] {
+			continue
+		}
+		first, last := start.Add(p.Start-time.Second), start.Add(p.LastSendAt()+time.Second)
+		hit := false
+		for _, c := range times {
+			if !c.Before(first) && !c.After(last) {
+				hit = true
+			}
+		}
+		if !hit {
+			continue
+		}
+		inFlight++
+		switch got := len(env.sink.SpansOf(p.ID)); {
+		case got == len(p.Spans):
+			complete++
+		case got == 0:
+			lost++
+		default:
+			partial++
+		}
+	}
+	var keptSpans int
+	for _, p := range plans {
+		for _, s := range p.Spans {
+			if v, ok := env.sink.SpanAttr(s.SpanID, "tailgate.rebalance.keep"); ok && v == "true" {
+				keptSpans++
+			}
+		}
+	}
+	t.Logf("REPORT guard=%v: %d membership changes; error+slow traces in flight during a change: %d, complete %d, partial %d, lost %d; spans kept by the guard's attribute: %d of %d sent",
+		guard, len(times), inFlight, complete, partial, lost, keptSpans, sent.SpansSent)
+	require.GreaterOrEqual(t, inFlight, 20, "too few interesting traces in flight during the changes to judge")
+	if guard {
+		assert.Equal(t, inFlight, complete, "with the guard on, every interesting trace in flight during a change arrives complete")
+	}
+}
+
+// waitQuietSink waits until the backend received nothing for quiet.
+func waitQuietSink(t *testing.T, quiet, maxWait time.Duration) {
+	t.Helper()
+	start := time.Now()
+	last, lastChange := env.sink.SpanCount(), time.Now()
+	for time.Since(start) < maxWait && time.Since(lastChange) < quiet {
+		time.Sleep(250 * time.Millisecond)
+		if n := env.sink.SpanCount(); n != last {
+			last, lastChange = n, time.Now()
+		}
+	}
+}
