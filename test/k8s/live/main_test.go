@@ -39,6 +39,7 @@ var env struct {
 	cp      *cluster.ControlPlane
 	kubelet *cluster.Kubelet
 	sink    *harness.Sink
+	dns     *cluster.ClusterDNS
 	dir     string
 }
 
@@ -109,6 +110,9 @@ func runInSandbox(m *testing.M) (int, error) {
 		return 0, err
 	}
 	if env.cp, err = cluster.Start(binDir, env.dir); err != nil {
+		return 0, err
+	}
+	if env.dns, err = cluster.StartDNS(env.cp); err != nil {
 		return 0, err
 	}
 	if env.kubelet, err = cluster.StartKubelet(env.cp, rootfs, image, img.Config.Entrypoint, env.dir, 2); err != nil {
@@ -182,6 +186,9 @@ func setEnv(u *unstructured.Unstructured, name, value string) error {
 func teardown() {
 	if env.kubelet != nil {
 		env.kubelet.Stop()
+	}
+	if env.dns != nil {
+		env.dns.Stop()
 	}
 	if env.cp != nil {
 		env.cp.Stop()

@@ -67,36 +67,63 @@ func readyEndpointsQuiet() []string {
 // nothing terminating, and every agent's ring holds them.
 func settleGateways(t *testing.T, n int) {
 	t.Helper()
+	settleGatewaysVia(t, n, "k8s")
+}
+
+func settleGatewaysVia(t *testing.T, n int, resolver string) {
+	t.Helper()
 	_, err := env.cp.Kubectl("-n", namespace, "rollout", "status", "deployment/tailgate-gateway", "--timeout=4m")
 	require.NoError(t, err)
 	eventually(t, 3*time.Minute, fmt.Sprintf("%d gateway pods, none terminating", n), func() (bool, string) {
 		ps := pods(t, "app.kubernetes.io/name=tailgate-gateway")
 		return len(ps) == n && len(readyPods(t, "tailgate-gateway")) == n, fmt.Sprint(len(ps), " pods")
 	})
-	agentsSeeGateways(t, n)
+	agentsSeeGatewaysVia(t, n, resolver)
 }
 
 // TestRebalanceGuardKeepsSplitTracesWhole runs the same membership churn
-// twice under steady traffic through both agents: scale-out 3->4, scale-in
-// 4->3 and a rolling restart of every gateway, all through kubectl against
-// the real controllers, with the agents' k8s resolver following the
-// EndpointSlices. First with the guard off (stock behaviour, reported),
-// then on (asserted): every error and slow trace in flight during a
-// change must reach the backend complete.
+// under steady traffic through both agents: scale-out 3->4, scale-in 4->3
+// and a rolling restart of every gateway, all through kubectl against the
+// real controllers. It runs with the agents and guards on the k8s resolver
+// (following the EndpointSlices) and on the dns resolver (the test's
+// cluster DNS answering the headless name from the same EndpointSlices),
+// each first with the guard off (stock behaviour, reported) and then on
+// (asserted): every error and slow trace in flight during a change must
+// reach the backend complete.
 func TestRebalanceGuardKeepsSplitTracesWhole(t *testing.T) {
 	agentsSeeGateways(t, 3)
-	for i, guard := range []bool{false, true} {
-		t.Run(fmt.Sprintf("guard=%v", guard), func(t *testing.T) {
-			_, err := env.cp.Kubectl("-n", namespace, "set", "env", "deployment/tailgate-gateway", fmt.Sprintf("TAILGATE_REBALANCE_GUARD=%v", guard))
+	t.Cleanup(func() {
+		// Leave the base as applied for the other tests: k8s resolver, guard on.
+		for _, w := range []string{"daemonset/tailgate-agent", "deployment/tailgate-gateway"} {
+			_, _ = env.cp.Kubectl("-n", namespace, "set", "env", w, "TAILGATE_GATEWAY_RESOLVER=k8s", "TAILGATE_REBALANCE_GUARD-")
+		}
+		_, _ = env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
+		settleGateways(t, 3)
+	})
+	seed := uint64(100)
+	for _, resolver := range []string{"k8s", "dns"} {
+		if resolver != "k8s" {
+			for _, w := range []string{"daemonset/tailgate-agent", "deployment/tailgate-gateway"} {
+				_, err := env.cp.Kubectl("-n", namespace, "set", "env", w, "TAILGATE_GATEWAY_RESOLVER="+resolver)
+				require.NoError(t, err)
+			}
+			_, err := env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
 			require.NoError(t, err)
-			settleGateways(t, 3)
-			time.Sleep(decisionWait)
-			runChurn(t, guard, uint64(100+i))
-		})
+		}
+		for _, guard := range []bool{false, true} {
+			seed++
+			t.Run(fmt.Sprintf("resolver=%s/guard=%v", resolver, guard), func(t *testing.T) {
+				_, err := env.cp.Kubectl("-n", namespace, "set", "env", "deployment/tailgate-gateway", fmt.Sprintf("TAILGATE_REBALANCE_GUARD=%v", guard))
+				require.NoError(t, err)
+				settleGatewaysVia(t, 3, resolver)
+				time.Sleep(decisionWait)
+				runChurn(t, resolver, guard, seed)
+			})
+		}
 	}
 }
 
-func runChurn(t *testing.T, guard bool, seed uint64) {
+func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 	var agents []string
 	for _, a := range readyPods(t, "tailgate-agent") {
 		agents = append(agents, net.JoinHostPort(a.Status.PodIP, "4317"))
@@ -142,7 +169,7 @@ func runChurn(t *testing.T, guard bool, seed uint64) {
 	require.NoError(t, err)
 	wg.Wait()
 	require.Zero(t, sent.SpansFailed, "agents refused spans")
-	settleGateways(t, 3)
+	settleGatewaysVia(t, 3, resolver)
 	waitQuietSink(t, 5*time.Second, 2*time.Minute)
 	cancel()
 
@@ -186,8 +213,8 @@ func runChurn(t *testing.T, guard bool, seed uint64) {
 			}
 		}
 	}
-	t.Logf("REPORT guard=%v: %d membership changes; error+slow traces in flight during a change: %d, complete %d, partial %d, lost %d; spans kept by the guard's attribute: %d of %d sent",
-		guard, len(times), inFlight, complete, partial, lost, keptSpans, sent.SpansSent)
+	t.Logf("REPORT resolver=%s guard=%v: %d membership changes; error+slow traces in flight during a change: %d, complete %d, partial %d, lost %d; spans kept by the guard's attribute: %d of %d sent",
+		resolver, guard, len(times), inFlight, complete, partial, lost, keptSpans, sent.SpansSent)
 	require.GreaterOrEqual(t, inFlight, 20, "too few interesting traces in flight during the changes to judge")
 	if guard {
 		assert.Equal(t, inFlight, complete, "with the guard on, every interesting trace in flight during a change arrives complete")

@@ -53,10 +53,16 @@ func scrapePod(t *testing.T, p corev1.Pod) harness.Scrape {
 // agentsSeeGateways waits until every agent's ring holds n gateways.
 func agentsSeeGateways(t *testing.T, n int) {
 	t.Helper()
+	agentsSeeGatewaysVia(t, n, "k8s")
+}
+
+// agentsSeeGatewaysVia is agentsSeeGateways for the given resolver.
+func agentsSeeGatewaysVia(t *testing.T, n int, resolver string) {
+	t.Helper()
 	eventually(t, time.Minute, fmt.Sprintf("every agent's load balancer has %d gateways", n), func() (bool, string) {
 		var seen []float64
 		for _, a := range readyPods(t, "tailgate-agent") {
-			seen = append(seen, scrapePod(t, a).Sum("otelcol_loadbalancer_num_backends", "resolver", "k8s"))
+			seen = append(seen, scrapePod(t, a).Sum("otelcol_loadbalancer_num_backends", "resolver", resolver))
 		}
 		for _, v := range seen {
 			if v != float64(n) {
