@@ -14,7 +14,8 @@ import (
 	"go.uber.org/zap"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -73,11 +74,20 @@ func (k *k8sMembership) start(_ context.Context, onChange func([]string)) error 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	k.cancel = cancel
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(k.ns),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.LabelSelector = discoveryv1.LabelServiceName + "=" + k.name
-		}))
-	inf := factory.Discovery().V1().EndpointSlices().Informer()
+	// One typed informer, not an informer factory: the factory package
+	// links every API group's informers into the binary (~9 MiB).
+	selector := discoveryv1.LabelServiceName + "=" + k.name
+	slices := client.DiscoveryV1().EndpointSlices(k.ns)
+	inf := cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = selector
+			return slices.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = selector
+			return slices.Watch(ctx, o)
+		},
+	}, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{})
 	publish := func() {
 		k.mu.Lock()
 		defer k.mu.Unlock()
@@ -92,7 +102,7 @@ func (k *k8sMembership) start(_ context.Context, onChange func([]string)) error 
 		cancel()
 		return err
 	}
-	factory.Start(ctx.Done())
+	go inf.Run(ctx.Done())
 	syncCtx, syncCancel := context.WithTimeout(ctx, k.cfg.Timeout)
 	defer syncCancel()
 	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {

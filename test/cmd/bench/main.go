@@ -36,7 +36,7 @@ type options struct {
 
 func run() error {
 	var (
-		stepsFlag = flag.String("steps", "20000,40000,60000,80000,100000,120000", "offered load steps, spans/s")
+		stepsFlag = flag.String("steps", "20000,40000,60000,80000,100000", "offered load steps, spans/s")
 		stepDur   = flag.Duration("step-duration", 10*time.Second, "traffic per step")
 		dw        = flag.Duration("decision-wait", 5*time.Second, "gateways' decision_wait")
 		out       = flag.String("out", filepath.Join(harness.RepoRoot(), "docs", "benchmarks.md"), "report file")
@@ -65,16 +65,33 @@ func run() error {
 		return err
 	}
 
+	baselineProfile, err := baselineGatewayProfile()
+	if err != nil {
+		return err
+	}
+	defer os.Remove(baselineProfile)
+
 	var results []result
-	for _, b := range []struct{ name, path string }{{"tailgate", tailgate}, {"baseline", baseline}} {
+	for _, b := range []struct {
+		name, path, profile string
+		env                 map[string]string
+	}{
+		{"tailgate", tailgate, "", nil},
+		{"baseline", baseline, baselineProfile, nil},
+		{"tailgate, guard off", tailgate, "", map[string]string{"TAILGATE_REBALANCE_GUARD": "false"}},
+	} {
 		fmt.Printf("== %s (%s)\n", b.name, b.path)
-		r, err := measure(b.name, b.path, opts)
+		r, err := measure(b.name, b.path, b.profile, b.env, opts)
 		if err != nil {
 			return fmt.Errorf("%s: %w", b.name, err)
 		}
 		results = append(results, r)
 	}
-	report := render(results, opts)
+	micro, err := guardMicrobenchmark()
+	if err != nil {
+		return err
+	}
+	report := render(results, micro, opts)
 	fmt.Println(report)
 	return os.WriteFile(opts.out, []byte(report), 0o644)
 }
@@ -100,14 +117,14 @@ type result struct {
 	idleGatewayRS int64
 }
 
-func measure(name, bin string, opts options) (result, error) {
+func measure(name, bin, gatewayProfile string, gatewayEnv map[string]string, opts options) (result, error) {
 	r := result{name: name, peakRSS: map[string]int64{}}
 	fi, err := os.Stat(bin)
 	if err != nil {
 		return r, err
 	}
 	r.size = fi.Size()
-	if r.startup, err = startupTime(bin, 7); err != nil {
+	if r.startup, err = startupTime(bin, gatewayProfile, 7); err != nil {
 		return r, err
 	}
 	fmt.Printf("  size %.1f MiB, startup to healthy %s (median of 7)\n", float64(r.size)/(1<<20), r.startup.Round(time.Millisecond))
@@ -117,9 +134,12 @@ func measure(name, bin string, opts options) (result, error) {
 		return r, err
 	}
 	defer os.RemoveAll(logDir)
+	env := map[string]string{"TAILGATE_DECISION_WAIT": opts.decisionWait.String()}
+	for k, v := range gatewayEnv {
+		env[k] = v
+	}
 	topo, err := harness.StartTopology(harness.TopologyConfig{
-		Agents: 2, Gateways: 3, LogDir: logDir, Binary: bin,
-		GatewayEnv: map[string]string{"TAILGATE_DECISION_WAIT": opts.decisionWait.String()},
+		Agents: 2, Gateways: 3, LogDir: logDir, Binary: bin, GatewayProfile: gatewayProfile, GatewayEnv: env,
 	})
 	if err != nil {
 		return r, err
@@ -288,7 +308,10 @@ func slope(xs, ys []float64) float64 {
 }
 
 // startupTime is the median time from exec to a 200 from health_check.
-func startupTime(bin string, runs int) (time.Duration, error) {
+func startupTime(bin, profile string, runs int) (time.Duration, error) {
+	if profile == "" {
+		profile = harness.ProfilePath("gateway")
+	}
 	var times []time.Duration
 	for range runs {
 		dir, err := os.MkdirTemp("", "tailgate-startup-")
@@ -308,7 +331,7 @@ func startupTime(bin string, runs int) (time.Duration, error) {
 		}
 		start := time.Now()
 		p, err := harness.StartProcess(bin, harness.ProcessSpec{
-			Name: "startup", Args: []string{"--config", harness.ProfilePath("gateway")}, Env: env,
+			Name: "startup", Args: []string{"--config", profile}, Env: env,
 			HealthPort: ports[2], LogDir: dir,
 		})
 		if err != nil {
@@ -326,8 +349,8 @@ func startupTime(bin string, runs int) (time.Duration, error) {
 	return times[len(times)/2], nil
 }
 
-func render(rs []result, opts options) string {
-	t, b := rs[0], rs[1]
+func render(rs []result, micro string, opts options) string {
+	t, b, off := rs[0], rs[1], rs[2]
 	var sb strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
 	host, _ := os.Hostname()
@@ -362,6 +385,19 @@ func render(rs []result, opts options) string {
 	row("Idle RSS, agent", float64(t.idleAgentRSS)/(1<<20), float64(b.idleAgentRSS)/(1<<20), "MiB", 0)
 	row("Idle RSS, gateway", float64(t.idleGatewayRS)/(1<<20), float64(b.idleGatewayRS)/(1<<20), "MiB", 0)
 	row("Gateway heap per buffered span (during decision_wait)", tb.heapPerSpan, bb.heapPerSpan, "B", 0)
+	w("\n## rebalance_guard on vs off (same binary, same run)\n\n| Figure | guard on | guard off | on / off |\n|---|---|---|---|\n")
+	ob := bestOf(off)
+	grow := func(name string, on, offv float64, unit string, prec int) {
+		ratio := "n/a"
+		if offv != 0 {
+			ratio = fmt.Sprintf("%.2f", on/offv)
+		}
+		w("| %s | %.*f %s | %.*f %s | %s |\n", name, prec, on, unit, prec, offv, unit, ratio)
+	}
+	grow("Highest lossless throughput", tb.achieved, ob.achieved, "spans/s", 0)
+	grow("Gateway CPU per 10k spans", per10k(tb.gwCPU, tb.spans), per10k(ob.gwCPU, ob.spans), "CPU s", 3)
+	grow("Peak RSS, gateway", float64(t.peakRSS["gateway"])/(1<<20), float64(off.peakRSS["gateway"])/(1<<20), "MiB", 0)
+	w("\nProcessor micro-benchmark (`go test -bench BenchmarkConsumeTraces` in components/processor/rebalanceguardprocessor: 1000-span batches of 50 traces, 5-gateway ring, common path; target < 200 ns/span, no allocation):\n\n```\n%s\n```\n", micro)
 	w("\n## Load steps\n\n| Binary | Offered spans/s | Achieved spans/s | Lossless | Agent CPU s / 10k | Gateway CPU s / 10k |\n|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		for _, s := range r.steps {
@@ -369,7 +405,7 @@ func render(rs []result, opts options) string {
 		}
 	}
 	w("\n## Method\n\n")
-	w("- Topology: 2 agents and 3 gateways from `configs/` (static resolver, gateways' `decision_wait` %s), an in-process OTLP/gRPC sink, all on loopback, started fresh per binary.\n", opts.decisionWait)
+	w("- Topology: 2 agents and 3 gateways from `configs/` (static resolver, gateways' `decision_wait` %s), an in-process OTLP/gRPC sink, all on loopback, started fresh per binary. The baseline has no rebalance_guard, so it runs the gateway profile with the in-house processors removed (everything else identical); \"guard off\" is tailgate with TAILGATE_REBALANCE_GUARD=false.\n", opts.decisionWait)
 	w("- Traffic: the e2e generator (test/harness): traces of 3-40 spans (mean 21.5) from 10 services on 2 nodes, 5%% error, 5%% slow, each span sent when it ends plus up to 1s of SDK batching delay. Each step offers a fixed span rate for %s.\n", opts.stepDuration)
 	w("- A step is lossless when no span was refused by an agent, no exporter failed or dropped for a full queue, tail_sampling evicted no undecided trace, every error and slow trace reached the sink complete, and the generator kept to its schedule. The highest lossless step's achieved rate is reported; the generator itself uses CPU on the same 2 cores, so this is a floor, not the binaries' ceiling.\n")
 	w("- CPU: user+system time from /proc/<pid>/stat over the step (including the decision_wait and flush after it), divided by spans sent. Peak RSS: VmHWM. Heap per buffered span: least-squares slope of each gateway's Go heap over the spans it buffers (traces on memory x mean spans per trace), sampled every 250ms through the step.\n")
