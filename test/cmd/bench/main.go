@@ -359,7 +359,7 @@ func render(rs []result, micro string, opts options) string {
 	w("Machine: %d cores (GOMAXPROCS %d), %s/%s, %s, host %q. Load generator, 2 agents, 3 gateways and the sink share these cores.\n\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), host)
 	w("## tailgate vs upstream baseline (same run)\n\n")
-	w("The baseline is built by ocb from tailgate's own manifest minus its in-house components: the same upstream components at the same versions. Both run the same shipped profiles.\n\n")
+	w("The baseline is built by ocb from tailgate's own manifest minus its in-house components: the same upstream components at the same versions. Both run the shipped profiles (for the baseline, the gateway profile without the in-house processor).\n\n")
 	w("| Figure | tailgate | baseline | tailgate / baseline |\n|---|---|---|---|\n")
 	row := func(name string, tv, bv float64, unit string, prec int) {
 		ratio := "n/a"

@@ -205,14 +205,22 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 			partial++
 		}
 	}
-	var keptSpans int
+	var keptSpans, foreign int
 	for _, p := range plans {
+		planned := map[[8]byte]bool{}
 		for _, s := range p.Spans {
+			planned[s.SpanID] = true
 			if v, ok := env.sink.SpanAttr(s.SpanID, "tailgate.rebalance.keep"); ok && v == "true" {
 				keptSpans++
 			}
 		}
+		for id := range env.sink.SpansOf(p.ID) {
+			if !planned[id] {
+				foreign++ // e.g. a marker span that escaped filter/rebalance_markers
+			}
+		}
 	}
+	assert.Zero(t, foreign, "spans at the backend that no application sent (markers must be dropped after sampling)")
 	t.Logf("REPORT resolver=%s guard=%v: %d membership changes; error+slow traces in flight during a change: %d, complete %d, partial %d, lost %d; spans kept by the guard's attribute: %d of %d sent",
 		resolver, guard, len(times), inFlight, complete, partial, lost, keptSpans, sent.SpansSent)
 	require.GreaterOrEqual(t, inFlight, 20, "too few interesting traces in flight during the changes to judge")
