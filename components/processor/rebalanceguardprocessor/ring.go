@@ -153,4 +153,3 @@ func (r *hashRing) sameAs(o *hashRing) bool {
 	}
 	return true
 }
-
