@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // ImageConfig is the part of an image's config a runtime uses to start it.
@@ -76,4 +77,37 @@ func runIn(dir, name string, args ...string) (string, error) {
 		return "", fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// MountKernelFilesystems does what every container runtime does before it
+// starts the entrypoint: mount /proc and /sys (read-only) into a root
+// filesystem (memory_limiter reads the cgroup memory limit through them).
+// It returns the mount points, to unmount in reverse order, also when it
+// fails part way.
+func MountKernelFilesystems(root string) ([]string, error) {
+	var mounted []string
+	for _, m := range []struct {
+		dir, fstype string
+		flags       uintptr
+	}{
+		{"proc", "proc", syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC},
+		{"sys", "sysfs", syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC},
+	} {
+		target := filepath.Join(root, m.dir)
+		if err := os.MkdirAll(target, 0o555); err != nil {
+			return mounted, err
+		}
+		if err := syscall.Mount(m.fstype, target, m.fstype, m.flags, ""); err != nil {
+			return mounted, fmt.Errorf("mount %s: %w", target, err)
+		}
+		mounted = append(mounted, target)
+	}
+	return mounted, nil
+}
+
+// Unmount detaches mount points in reverse order.
+func Unmount(points []string) {
+	for i := len(points) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -148,22 +147,12 @@ func dockerRun(t *testing.T, docker string) {
 	t.Fatalf("docker-run container never became healthy:\n%s", run(t, docker, "logs", name))
 }
 
-// mountKernelFilesystems does what every container runtime does before it
-// starts the entrypoint: mount /proc and /sys (read-only) into the root
-// filesystem. memory_limiter reads the cgroup memory limit through them.
+// mountKernelFilesystems mounts /proc and /sys into the image's root, as a
+// container runtime would, until the test ends.
 func mountKernelFilesystems(t *testing.T, rootfs string) {
-	for _, m := range []struct {
-		dir, fstype string
-		flags       uintptr
-	}{
-		{"proc", "proc", syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC},
-		{"sys", "sysfs", syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC},
-	} {
-		target := filepath.Join(rootfs, m.dir)
-		require.NoError(t, os.MkdirAll(target, 0o555))
-		require.NoError(t, syscall.Mount(m.fstype, target, m.fstype, m.flags, ""), "mount %s", target)
-		t.Cleanup(func() { _ = syscall.Unmount(target, syscall.MNT_DETACH) })
-	}
+	points, err := harness.MountKernelFilesystems(rootfs)
+	t.Cleanup(func() { harness.Unmount(points) })
+	require.NoError(t, err)
 }
 
 func listFiles(t *testing.T, root string) []string {

@@ -399,21 +399,10 @@ func (k *Kubelet) prepareRoot(pod *corev1.Pod, run *podRun) (string, error) {
 			}
 		}
 	}
-	for _, m := range []struct {
-		dir, fs string
-		flags   uintptr
-	}{
-		{"proc", "proc", syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC},
-		{"sys", "sysfs", syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC},
-	} {
-		target := filepath.Join(root, m.dir)
-		if err := os.MkdirAll(target, 0o555); err != nil {
-			return "", err
-		}
-		if err := syscall.Mount(m.fs, target, m.fs, m.flags, ""); err != nil {
-			return "", err
-		}
-		run.mounts = append(run.mounts, target)
+	points, err := harness.MountKernelFilesystems(root)
+	run.mounts = append(run.mounts, points...)
+	if err != nil {
+		return "", err
 	}
 	if sc := c.SecurityContext; sc != nil && sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem {
 		if err := syscall.Mount("overlay", root, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
@@ -584,11 +573,7 @@ func (k *Kubelet) finalize(pod *corev1.Pod) {
 	})
 }
 
-func (k *Kubelet) unmount(run *podRun) {
-	for i := len(run.mounts) - 1; i >= 0; i-- {
-		_ = syscall.Unmount(run.mounts[i], syscall.MNT_DETACH)
-	}
-}
+func (k *Kubelet) unmount(run *podRun) { harness.Unmount(run.mounts) }
 
 // PodProcess returns the process running a pod, if it runs one.
 func (k *Kubelet) PodProcess(uid types.UID) *harness.Process {

@@ -46,20 +46,9 @@ func watchMembership(t *testing.T, ctx context.Context) *membershipLog {
 
 // readyEndpointsQuiet is readyEndpoints for a background goroutine.
 func readyEndpointsQuiet() []string {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	slices, err := env.cp.Client.DiscoveryV1().EndpointSlices(namespace).List(ctx, metav1ListOptions("kubernetes.io/service-name=tailgate-gateway-headless"))
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, s := range slices.Items {
-		for _, e := range s.Endpoints {
-			if e.Conditions.Ready == nil || *e.Conditions.Ready {
-				out = append(out, e.Addresses...)
-			}
-		}
-	}
+	out, _ := gatewayEndpoints(c)
 	return out
 }
 
