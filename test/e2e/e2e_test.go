@@ -62,7 +62,7 @@ func startTopology(t *testing.T, cfg harness.TopologyConfig) *harness.Topology {
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, n := range append(append([]*harness.Node{}, topo.Agents...), topo.Gateways...) {
+			for _, n := range topo.Nodes() {
 				t.Logf("--- %s log (tail) ---\n%s", n.Name, n.Proc.LogTail(30))
 			}
 		}
@@ -86,33 +86,8 @@ func send(t *testing.T, topo *harness.Topology, plans []harness.TracePlan) harne
 // quiet, at most maxWait in all.
 func settle(t *testing.T, topo *harness.Topology, quiet, maxWait time.Duration) {
 	t.Helper()
-	start := time.Now()
-	time.Sleep(decisionWait + time.Second)
-	last, lastChange := topo.Sink.SpanCount(), time.Now()
-	for time.Since(start) < maxWait {
-		time.Sleep(250 * time.Millisecond)
-		if n := topo.Sink.SpanCount(); n != last {
-			last, lastChange = n, time.Now()
-			continue
-		}
-		if time.Since(lastChange) >= quiet && topo.QueuedItems() == 0 {
-			return
-		}
-	}
-	t.Logf("settle: gave up after %s (queued items %v)", maxWait, topo.QueuedItems())
-}
-
-// waitQuiet waits at least minWait, then until the sink has received nothing
-// for quiet, at most maxWait in all.
-func waitQuiet(t *testing.T, sink *harness.Sink, minWait, quiet, maxWait time.Duration) {
-	t.Helper()
-	start := time.Now()
-	time.Sleep(minWait)
-	last, lastChange := sink.SpanCount(), time.Now()
-	for time.Since(start) < maxWait && time.Since(lastChange) < quiet {
-		time.Sleep(250 * time.Millisecond)
-		if n := sink.SpanCount(); n != last {
-			last, lastChange = n, time.Now()
-		}
+	drained := func() bool { return topo.QueuedItems() == 0 }
+	if !topo.Sink.WaitQuiet(context.Background(), decisionWait+time.Second, quiet, maxWait, drained) {
+		t.Logf("settle: gave up after %s (queued items %v)", maxWait, topo.QueuedItems())
 	}
 }

@@ -127,7 +127,7 @@ func TestGatewayKilledMidRun(t *testing.T) {
 	// The agents keep retrying the dead gateway's batches for their retry
 	// budget, so their queues never drain here: wait for the backend to go
 	// quiet instead.
-	waitQuiet(t, topo.Sink, decisionWait+time.Second, 5*time.Second, time.Minute)
+	topo.Sink.WaitQuiet(context.Background(), decisionWait+time.Second, 5*time.Second, time.Minute, nil)
 
 	ev := harness.Evaluate(plans, sent, topo.Sink)
 	// The agents keep one queue per gateway (configs/agent.yaml), and upstream

@@ -93,7 +93,7 @@ const (
 // Counters scrapes every process of the topology.
 func (t *Topology) Counters() PipelineCounters {
 	c := PipelineCounters{KeptByPolicy: map[string]float64{}}
-	for _, n := range append(append([]*Node{}, t.Agents...), t.Gateways...) {
+	for _, n := range t.Nodes() {
 		s, err := ScrapeMetrics(n.Ports.Telemetry)
 		if err != nil {
 			c.GatewayScrapeErrs = append(c.GatewayScrapeErrs, err)
@@ -123,7 +123,7 @@ const MetricQueueSize = "otelcol_exporter_queue_size"
 // whose telemetry cannot be read count as -1 so callers keep waiting.
 func (t *Topology) QueuedItems() float64 {
 	var total float64
-	for _, n := range append(append([]*Node{}, t.Agents...), t.Gateways...) {
+	for _, n := range t.Nodes() {
 		if n.Proc == nil || n.Proc.Exited() {
 			continue
 		}

@@ -50,14 +50,7 @@ func (s Scrape) Sum(metric string, labelPairs ...string) float64 {
 		if !hasLabels(m, labelPairs) {
 			continue
 		}
-		switch {
-		case m.Counter != nil:
-			total += m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			total += m.GetGauge().GetValue()
-		case m.Untyped != nil:
-			total += m.GetUntyped().GetValue()
-		}
+		total += value(m)
 	}
 	return total
 }
@@ -75,11 +68,24 @@ func (s Scrape) LabelValues(metric, label string, labelPairs ...string) map[stri
 		}
 		for _, lp := range m.GetLabel() {
 			if lp.GetName() == label {
-				out[lp.GetValue()] += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+				out[lp.GetValue()] += value(m)
 			}
 		}
 	}
 	return out
+}
+
+// value is a counter, gauge or untyped sample's value (0 for other types).
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue()
+	}
+	return 0
 }
 
 func hasLabels(m *dto.Metric, pairs []string) bool {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -200,6 +201,32 @@ func (s *Sink) ResourceAttr(id pcommon.SpanID, key string) (string, bool) {
 	defer s.mu.Unlock()
 	v, ok := s.resources[id][key]
 	return v, ok
+}
+
+// WaitQuiet waits at least minWait, then until the sink has received
+// nothing for quiet and done (when given) holds; at most maxWait in all, or
+// until ctx ends. It reports whether that state was reached.
+func (s *Sink) WaitQuiet(ctx context.Context, minWait, quiet, maxWait time.Duration, done func() bool) bool {
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(minWait):
+	}
+	last, lastChange := s.SpanCount(), time.Now()
+	for time.Since(start) < maxWait {
+		if n := s.SpanCount(); n != last {
+			last, lastChange = n, time.Now()
+		} else if time.Since(lastChange) >= quiet && (done == nil || done()) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 // Metrics returns every metrics payload received, oldest first.

@@ -134,6 +134,11 @@ func (t *Topology) agentEnv(NodePorts) map[string]string {
 	return env
 }
 
+// Nodes are every agent and gateway, agents first.
+func (t *Topology) Nodes() []*Node {
+	return append(append([]*Node{}, t.Agents...), t.Gateways...)
+}
+
 // GatewayEndpoints are the gateways' OTLP/gRPC endpoints.
 func (t *Topology) GatewayEndpoints() []string {
 	eps := make([]string, len(t.Gateways))

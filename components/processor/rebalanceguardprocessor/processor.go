@@ -37,7 +37,6 @@ type guard struct {
 	mu       sync.Mutex
 	tracker  *tracker
 	ring     *hashRing // current ring; empty until the first resolution
-	members  []string
 	prev     *hashRing // ring before the last change, for moved-in detection
 	changeAt int64     // unix nanos of the last change
 	self     int32     // index of Self in ring, -1 when not a member
@@ -128,7 +127,7 @@ func (g *guard) onMembership(members []string) {
 			}
 		})
 	}
-	g.ring, g.members = next, members
+	g.ring = next
 	if !first {
 		g.prev, g.changeAt = old, now.UnixNano()
 	}

@@ -8,11 +8,10 @@ import (
 
 // traceEntry is what the guard remembers of a trace seen here.
 type traceEntry struct {
-	id        pcommon.TraceID
-	firstSeen int64 // unix nanos
-	lastSeen  int64
-	marked    bool // a marker was injected, or its spans are being marked
-	live      bool // slot in use
+	id       pcommon.TraceID
+	lastSeen int64 // unix nanos
+	marked   bool  // a marker was injected, or its spans are being marked
+	live     bool  // slot in use
 }
 
 // tracker remembers the traces seen recently, bounded in count: a fixed
@@ -41,7 +40,7 @@ func (t *tracker) touch(id pcommon.TraceID, now int64) *traceEntry {
 		t.evictOldest()
 	}
 	slot := (t.head + t.size) % len(t.entries)
-	t.entries[slot] = traceEntry{id: id, firstSeen: now, lastSeen: now, live: true}
+	t.entries[slot] = traceEntry{id: id, lastSeen: now, live: true}
 	t.index[id] = int32(slot)
 	t.size++
 	return &t.entries[slot]

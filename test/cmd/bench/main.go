@@ -166,7 +166,7 @@ func measure(name, bin, gatewayProfile string, gatewayEnv map[string]string, opt
 		}
 		r.best = &r.steps[len(r.steps)-1]
 	}
-	for _, n := range append(append([]*harness.Node{}, topo.Agents...), topo.Gateways...) {
+	for _, n := range topo.Nodes() {
 		if st, err := n.Proc.Stats(); err == nil {
 			r.peakRSS[n.Profile] = max(r.peakRSS[n.Profile], st.PeakRSS)
 		}
@@ -256,7 +256,7 @@ func loadStep(topo *harness.Topology, offered int, seed uint64, opts options) (s
 
 func cpuByProfile(topo *harness.Topology) map[string]time.Duration {
 	out := map[string]time.Duration{}
-	for _, n := range append(append([]*harness.Node{}, topo.Agents...), topo.Gateways...) {
+	for _, n := range topo.Nodes() {
 		if st, err := n.Proc.Stats(); err == nil {
 			out[n.Profile] += st.CPU
 		}

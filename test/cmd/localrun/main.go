@@ -84,7 +84,8 @@ func run() error {
 	// gateway; wait that long after the last span, then until the backend
 	// has been quiet for two seconds (batch and queue flushes).
 	fmt.Printf("waiting for decisions (decision_wait %s) and flushes\n", *decisionWait)
-	if err := waitQuiet(ctx, topo.Sink, *decisionWait+time.Second, 2*time.Second, *decisionWait+30*time.Second); err != nil {
+	topo.Sink.WaitQuiet(ctx, *decisionWait+time.Second, 2*time.Second, *decisionWait+30*time.Second, nil)
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	counters := topo.Counters()
@@ -95,27 +96,6 @@ func run() error {
 	}
 	if *keepLogs {
 		fmt.Println("logs kept in", logDir)
-	}
-	return nil
-}
-
-// waitQuiet waits at least minWait, then until the sink's span count has not
-// changed for quiet, but never longer than maxWait.
-func waitQuiet(ctx context.Context, sink *harness.Sink, minWait, quiet, maxWait time.Duration) error {
-	start := time.Now()
-	last, lastChange := sink.SpanCount(), time.Now()
-	for time.Since(start) < maxWait {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-		if n := sink.SpanCount(); n != last {
-			last, lastChange = n, time.Now()
-		}
-		if time.Since(start) >= minWait && time.Since(lastChange) >= quiet {
-			return nil
-		}
 	}
 	return nil
 }

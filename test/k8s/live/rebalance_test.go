@@ -159,7 +159,7 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 	wg.Wait()
 	require.Zero(t, sent.SpansFailed, "agents refused spans")
 	settleGatewaysVia(t, 3, resolver)
-	waitQuietSink(t, 5*time.Second, 2*time.Minute)
+	env.sink.WaitQuiet(context.Background(), 0, 5*time.Second, 2*time.Minute, nil)
 	cancel()
 
 	changes.mu.Lock()
@@ -215,18 +215,5 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 	require.GreaterOrEqual(t, inFlight, 20, "too few interesting traces in flight during the changes to judge")
 	if guard {
 		assert.Equal(t, inFlight, complete, "with the guard on, every interesting trace in flight during a change arrives complete")
-	}
-}
-
-// waitQuietSink waits until the backend received nothing for quiet.
-func waitQuietSink(t *testing.T, quiet, maxWait time.Duration) {
-	t.Helper()
-	start := time.Now()
-	last, lastChange := env.sink.SpanCount(), time.Now()
-	for time.Since(start) < maxWait && time.Since(lastChange) < quiet {
-		time.Sleep(250 * time.Millisecond)
-		if n := env.sink.SpanCount(); n != last {
-			last, lastChange = n, time.Now()
-		}
 	}
 }
