@@ -189,22 +189,18 @@ func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 				if last == nil || id != lastID {
 					// Spans of one trace usually come together: decide once per run.
 					last, lastID = g.tracker.touch(id, now), id
-					lastMark = last.marked
+					// An empty ring means the membership is unknown: mark nothing.
 					lastNotOwned = !ring.empty() && ring.ownerIndex(id) != self
-					if !ring.empty() {
-						switch {
-						case lastNotOwned:
-							if !last.marked {
-								newlyNotOwned++
-							}
-							last.marked, lastMark = true, true
-						case inWindow && !prev.empty() && prev.owner(id) != selfEndpoint:
-							if !last.marked {
-								newlyMovedIn++
-							}
-							last.marked, lastMark = true, true
+					movedIn := !lastNotOwned && !ring.empty() && inWindow && !prev.empty() && prev.owner(id) != selfEndpoint
+					if (lastNotOwned || movedIn) && !last.marked {
+						last.marked = true
+						if lastNotOwned {
+							newlyNotOwned++
+						} else {
+							newlyMovedIn++
 						}
 					}
+					lastMark = last.marked
 				}
 				if lastNotOwned {
 					notOwned++
