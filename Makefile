@@ -34,7 +34,7 @@ IMAGE ?= localhost/tailgate:dev
 BIN_SOURCES := builder-config.yaml cmd/tailgate/go.mod cmd/tailgate/go.sum \
 	$(shell find cmd/tailgate components -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: all build generate tools controlplane test run image lint bench clean help
+.PHONY: all build generate tools controlplane test test-churn run image lint bench clean help
 
 all: build
 
@@ -75,6 +75,9 @@ image: $(BIN) ## Build the container image $(IMAGE) with podman or docker.
 test: $(BIN) $(OCB) $(MDATAGEN) controlplane ## Run every test: components, generated code, profiles, image, end-to-end, Kubernetes.
 	for c in $(COMPONENTS); do (cd $$c && $(GO) test $(GOTESTFLAGS) ./...) || exit 1; done
 	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) $(GO) test $(GOTESTFLAGS) ./...
+
+test-churn: $(BIN) controlplane ## The rebalance_guard churn suite (kubectl scale/rollout under traffic, guard off and on; ~10 min).
+	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_CHURN=1 $(GO) test -count=1 -timeout 30m -run TestRebalanceGuardKeepsSplitTracesWhole -v ./test/k8s/live/
 
 run: $(BIN) ## Run a local agent -> gateway -> sink topology with traffic and print a summary.
 	TAILGATE_BIN=$(abspath $(BIN)) $(GO) run ./test/cmd/localrun $(RUN_ARGS)
