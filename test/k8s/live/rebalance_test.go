@@ -3,8 +3,8 @@ package live
 import (
 	"context"
 	"fmt"
-	"os"
 	"net"
+	"os"
 	"sort"
 	"strings"
 	"sync"
