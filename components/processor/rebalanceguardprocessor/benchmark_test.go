@@ -2,6 +2,7 @@ package rebalanceguardprocessor
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,11 +14,22 @@ import (
 	"github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor/internal/metadata"
 )
 
-// BenchmarkConsumeTraces measures the common path: a batch of 1000 spans
-// (50 traces of 20 spans, as agents batch them) owned by this gateway, with
-// a 5-gateway ring and no recent change. Reported per span.
+// BenchmarkConsumeTraces measures a batch of 1000 spans (50 traces of 20
+// spans, as agents batch them) owned by this gateway with a 5-gateway ring:
+// the common path (no recent change), and within moved_in_window of a
+// rolling-update step (a gateway added, then one removed), where every
+// trace is checked against the two replaced rings. Reported per span.
 func BenchmarkConsumeTraces(b *testing.B) {
 	members := []string{gwA, gwB, gwC, "10.0.0.4:4317", "10.0.0.5:4317"}
+	b.Run("steady", func(b *testing.B) { benchmarkConsumeTraces(b, members, nil) })
+	b.Run("after_rolling_step", func(b *testing.B) {
+		surged := append(append([]string(nil), members...), "10.0.0.6:4317")
+		rolled := slices.DeleteFunc(slices.Clone(surged), func(m string) bool { return m == gwB })
+		benchmarkConsumeTraces(b, members, [][]string{surged, rolled})
+	})
+}
+
+func benchmarkConsumeTraces(b *testing.B, members []string, changes [][]string) {
 	cfg := createDefaultConfig().(*Config)
 	cfg.Self = gwA
 	cfg.Resolver.Static = &StaticResolver{Hostnames: members}
@@ -31,8 +43,12 @@ func BenchmarkConsumeTraces(b *testing.B) {
 	}
 	defer g.Shutdown(context.Background())
 	clk.advance(time.Minute)
+	for _, m := range changes {
+		clk.advance(300 * time.Millisecond)
+		g.onMembership(m)
+	}
 
-	ring := newHashRing(members)
+	ring := g.ring
 	td := ptrace.NewTraces()
 	spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
 	for i, n := 0, 0; n < 50; i++ {

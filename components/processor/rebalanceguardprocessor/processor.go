@@ -34,13 +34,12 @@ type guard struct {
 	logger *zap.Logger
 	tb     *metadata.TelemetryBuilder
 
-	mu       sync.Mutex
-	tracker  *tracker
-	ring     *hashRing // current ring; empty until the first resolution
-	prev     *hashRing // ring before the last change, for moved-in detection
-	changeAt int64     // unix nanos of the last change
-	self     int32     // index of Self in ring, -1 when not a member
-	stopped  bool
+	mu      sync.Mutex
+	tracker *tracker
+	ring    *hashRing    // current ring; empty until the first resolution
+	self    int32        // index of Self in ring, -1 when not a member
+	history *ringHistory // rings replaced within moved_in_window, for moved-in detection
+	stopped bool
 
 	sweepStop    chan struct{}
 	sweepDone    chan struct{}
@@ -56,6 +55,7 @@ func newGuard(set processor.Settings, cfg *Config, next consumer.Traces, src mem
 	g := &guard{
 		cfg: cfg, next: next, src: src, clock: clk, logger: set.Logger, tb: tb,
 		tracker: newTracker(cfg.MaxTraces), ring: &hashRing{}, self: -1,
+		history:   newRingHistory(cfg.MovedInWindow),
 		reasonSet: map[string]metric.MeasurementOption{},
 	}
 	for _, r := range []string{reasonMovedOut, reasonMovedIn, reasonNotOwned, reasonShutdown} {
@@ -97,8 +97,8 @@ func (g *guard) sweep() {
 
 // onMembership applies a (possibly) new gateway set. On a real change every
 // active trace whose owner changed gets a marker, and spans arriving in the
-// next moved_in_window for traces the previous ring gave to another gateway
-// are marked. The first set learned is the starting point, not a change:
+// next moved_in_window for traces the replaced ring gave to another gateway
+// are marked (every ring replaced within the window counts, see history.go). The first set learned is the starting point, not a change:
 // with the dns and k8s resolvers a new gateway is not in it yet (it is
 // published once ready), and its own arrival later is an ordinary change;
 // a static set is the same everywhere from the start.
@@ -127,10 +127,10 @@ func (g *guard) onMembership(members []string) {
 			}
 		})
 	}
-	g.ring = next
 	if !first {
-		g.prev, g.changeAt = old, now.UnixNano()
+		g.history.add(old, g.self, now.UnixNano())
 	}
+	g.ring = next
 	g.self = next.indexOf(g.cfg.Self)
 	g.mu.Unlock()
 
@@ -172,9 +172,8 @@ func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 	var newlyNotOwned, newlyMovedIn int64
 	g.mu.Lock()
 	now := g.clock.Now().UnixNano()
-	ring, prev, self := g.ring, g.prev, g.self
-	inWindow := prev != nil && now-g.changeAt < int64(g.cfg.MovedInWindow)
-	selfEndpoint := endpointWithPort(g.cfg.Self)
+	ring, self := g.ring, g.self
+	g.history.expire(now)
 	var lastID pcommon.TraceID
 	var last *traceEntry
 	var lastMark, lastNotOwned bool
@@ -191,7 +190,7 @@ func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 					last, lastID = g.tracker.touch(id, now), id
 					// An empty ring means the membership is unknown: mark nothing.
 					lastNotOwned = !ring.empty() && ring.ownerIndex(id) != self
-					movedIn := !lastNotOwned && !ring.empty() && inWindow && !prev.empty() && prev.owner(id) != selfEndpoint
+					movedIn := !lastNotOwned && !ring.empty() && g.history.elsewhere(id, now)
 					if (lastNotOwned || movedIn) && !last.marked {
 						last.marked = true
 						if lastNotOwned {

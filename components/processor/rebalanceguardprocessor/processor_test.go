@@ -308,7 +308,92 @@ func TestUnchangedMembershipIsNotAChange(t *testing.T) {
 	f.clock.advance(time.Minute)
 	f.src.onChange([]string{gwB, gwA}) // same set, other order
 	f.g.mu.Lock()
-	inWindow := f.clock.Now().UnixNano()-f.g.changeAt < int64(f.cfg.MovedInWindow)
+	inWindow := f.g.history.active(f.clock.Now().UnixNano())
 	f.g.mu.Unlock()
 	assert.False(t, inWindow, "reordering must not open a moved-in window")
+}
+
+func TestTracesMovingInThroughQuickSuccessiveChangesAreMarked(t *testing.T) {
+	// A rolling update publishes a new gateway and, a moment later, takes an
+	// old one out: two changes within a second. A trace that an old ring
+	// gave to gwA and both newer rings give here (gwD) has its earlier half
+	// on gwA, however late its spans arrive here within the window.
+	const gwD = "10.0.0.4:4317"
+	start := []string{gwA, gwB, gwC}
+	joined := []string{gwA, gwB, gwC, gwD}
+	rolled := []string{gwB, gwC, gwD}
+	f := newFixture(t, gwD, start) // the set gwD learns before it is ready
+	f.clock.advance(5 * time.Second)
+	f.src.onChange(joined)
+	f.clock.advance(300 * time.Millisecond)
+	f.src.onChange(rolled)
+
+	var id pcommon.TraceID
+	r1 := newHashRing(joined)
+	for n := 0; ; n++ {
+		id = nthTraceOwnedBy(t, n, start, gwA, rolled, gwD)
+		if r1.owner(id) == gwD {
+			break
+		}
+	}
+	f.clock.advance(2 * time.Second)
+	consume(t, f, id, 2)
+	kept, _, _ := keptSpans(f, id)
+	assert.Equal(t, 2, kept, "its earlier half is on gwA: keep this half")
+
+}
+
+func TestEachReplacedRingCountsForItsOwnWindow(t *testing.T) {
+	// Two changes 20s apart: 15s after the second, a ring replaced 35s ago
+	// no longer matters, the one replaced 15s ago still does.
+	const gwD = "10.0.0.4:4317"
+	start := []string{gwA, gwB, gwC}
+	joined := []string{gwA, gwB, gwC, gwD}
+	rolled := []string{gwB, gwC, gwD}
+	f := newFixture(t, gwD, start)
+	f.clock.advance(5 * time.Second)
+	f.src.onChange(joined)
+	f.clock.advance(20 * time.Second)
+	f.src.onChange(rolled)
+	f.clock.advance(15 * time.Second)
+
+	startRing := newHashRing(start)
+	var longAgo, recent pcommon.TraceID
+	for n := 0; ; n++ {
+		if id := nthTraceOwnedBy(t, n, joined, gwD, rolled, gwD); startRing.owner(id) == gwA {
+			longAgo = id
+			break
+		}
+	}
+	recent = traceOwnedBy(t, joined, gwA, rolled, gwD)
+	consume(t, f, longAgo, 1)
+	consume(t, f, recent, 1)
+	kept, _, _ := keptSpans(f, longAgo)
+	assert.Zero(t, kept, "moved here 35s ago, beyond moved_in_window")
+	kept, _, _ = keptSpans(f, recent)
+	assert.Equal(t, 1, kept, "moved here 15s ago: its earlier half may be on gwA")
+}
+
+func TestFlappingBeyondTheHistoryBoundKeepsEverything(t *testing.T) {
+	// More changes within moved_in_window than rings remembered: the guard
+	// cannot tell where a trace was, so it keeps every trace until the
+	// window after the forgotten ring has passed.
+	small := []string{gwA, gwB}
+	big := []string{gwA, gwB, gwC}
+	f := newFixture(t, gwA, small)
+	f.clock.advance(time.Minute)
+	for i := range maxReplacedRings + 1 {
+		f.clock.advance(100 * time.Millisecond)
+		f.src.onChange([][]string{big, small}[i%2])
+	}
+	always := traceOwnedBy(t, small, gwA, big, gwA) // here in every ring
+	consume(t, f, always, 1)
+	kept, _, _ := keptSpans(f, always)
+	assert.Equal(t, 1, kept)
+
+	f.clock.advance(f.cfg.MovedInWindow)
+	later := nthTraceOwnedBy(t, 1, small, gwA, big, gwA)
+	consume(t, f, later, 1)
+	kept, _, _ = keptSpans(f, later)
+	assert.Zero(t, kept, "the window has passed: ordinary again")
 }

@@ -101,7 +101,12 @@ func (r *hashRing) ownerIndex(id pcommon.TraceID) int32 {
 	if r.empty() {
 		return -1
 	}
-	pos := traceIDChecksum(id) % ringMaxPositions
+	return r.ownerOfChecksum(traceIDChecksum(id))
+}
+
+// ownerOfChecksum is ownerIndex for a precomputed traceIDChecksum.
+func (r *hashRing) ownerOfChecksum(sum uint32) int32 {
+	pos := sum % ringMaxPositions
 	// The first item at or after pos, wrapping to the first item: what the
 	// exporter's recursive bsearch returns.
 	i := sort.Search(len(r.items), func(i int) bool { return r.items[i].pos >= pos })

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
@@ -176,6 +177,7 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 
 	// In flight during a change: the change fell between the trace's first
 	// and last span (give or take a second of agent batching).
+	arrivedOf := func(p harness.TracePlan) map[pcommon.SpanID]int { return env.sink.SpansOf(p.ID) }
 	var inFlight, complete, partial, lost int
 	for _, p := range plans {
 		if p.Kind == harness.Normal || sent.FailedTraces[p.ID] {
@@ -192,13 +194,14 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 			continue
 		}
 		inFlight++
-		switch got := len(env.sink.SpansOf(p.ID)); {
+		switch got := len(arrivedOf(p)); {
 		case got == len(p.Spans):
 			complete++
 		case got == 0:
 			lost++
 		default:
 			partial++
+			t.Log(describeSplit(p, arrivedOf(p), start, times))
 		}
 	}
 	var keptSpans, foreign int
@@ -223,4 +226,27 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 	if guard {
 		assert.Equal(t, inFlight, complete, "with the guard on, every interesting trace in flight during a change arrives complete")
 	}
+}
+
+// describeSplit says, for a trace that reached the backend partial, which
+// spans arrived (and whether they carry the guard's keep attribute) and
+// which did not, against the membership changes, all as offsets from the
+// start of the run: what it takes to tell which rule missed.
+func describeSplit(p harness.TracePlan, arrived map[pcommon.SpanID]int, start time.Time, changes []time.Time) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "partial trace %s (%v): %d of %d spans; changes at", p.ID, p.Kind, len(arrived), len(p.Spans))
+	for _, c := range changes {
+		fmt.Fprintf(&sb, " +%.1fs", c.Sub(start).Seconds())
+	}
+	for _, sp := range p.Spans {
+		state := "MISSING"
+		if _, ok := arrived[sp.SpanID]; ok {
+			state = "arrived"
+			if v, ok := env.sink.SpanAttr(sp.SpanID, "tailgate.rebalance.keep"); ok && v == "true" {
+				state = "arrived, kept by the guard"
+			}
+		}
+		fmt.Fprintf(&sb, "\n  span %s agent %d sent at +%.2fs error=%v: %s", sp.SpanID, sp.Agent, (p.Start + sp.SendAt).Seconds(), sp.Error, state)
+	}
+	return sb.String()
 }
