@@ -76,8 +76,8 @@ test: $(BIN) $(OCB) $(MDATAGEN) controlplane ## Run every test: components, gene
 	for c in $(COMPONENTS); do (cd $$c && $(GO) test $(GOTESTFLAGS) ./...) || exit 1; done
 	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) $(GO) test $(GOTESTFLAGS) ./...
 
-test-churn: $(BIN) controlplane ## The rebalance_guard churn suite (kubectl scale/rollout under traffic, guard off and on; ~10 min).
-	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_CHURN=1 $(GO) test -count=1 -timeout 30m -run TestRebalanceGuardKeepsSplitTracesWhole -v ./test/k8s/live/
+test-churn: $(BIN) controlplane ## Only the rebalance_guard churn suite, verbose (part of `make test`; ~10 min).
+	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 30m -run TestRebalanceGuardKeepsSplitTracesWhole -v ./test/k8s/live/
 
 run: $(BIN) ## Run a local agent -> gateway -> sink topology with traffic and print a summary.
 	TAILGATE_BIN=$(abspath $(BIN)) $(GO) run ./test/cmd/localrun $(RUN_ARGS)

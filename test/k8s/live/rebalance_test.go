@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -82,12 +81,6 @@ func settleGatewaysVia(t *testing.T, n int, resolver string) {
 // (asserted): every error and slow trace in flight during a change must
 // reach the backend complete.
 func TestRebalanceGuardKeepsSplitTracesWhole(t *testing.T) {
-	// Run by `make test-churn`: with the guard on it failed 1 run in 7 here
-	// (one partial trace of 73 in flight), an open defect of rebalance_guard
-	// under scale-in, so it is kept out of `make test` until fixed.
-	if os.Getenv("TAILGATE_CHURN") == "" {
-		t.Skip("churn suite: run `make test-churn` (known intermittent partial trace with the guard on; see issue notes)")
-	}
 	agentsSeeGateways(t, 3)
 	t.Cleanup(func() {
 		// Leave the base as applied for the other tests: k8s resolver, guard on.
@@ -201,7 +194,9 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 			lost++
 		default:
 			partial++
-			t.Log(describeSplit(p, arrivedOf(p), start, times))
+			if guard { // stock partials are expected: only the guard's misses need telling apart
+				t.Log(describeSplit(p, arrivedOf(p), start, times))
+			}
 		}
 	}
 	var keptSpans, foreign int
