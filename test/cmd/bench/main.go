@@ -101,6 +101,7 @@ type step struct {
 	offered, achieved float64 // spans/s
 	lossless          bool
 	why               string // why not lossless
+	repeat            bool   // second run of a step that lost data the first time
 	agentCPU, gwCPU   time.Duration
 	spans             int64
 	heapPerSpan       float64 // gateway heap bytes per buffered span, at peak buffering
@@ -154,13 +155,22 @@ func measure(name, bin, gatewayProfile string, gatewayEnv map[string]string, opt
 	}
 
 	for i, offered := range opts.steps {
-		s, err := loadStep(topo, offered, uint64(1000+i), opts)
-		if err != nil {
-			return r, err
+		// Near saturation of the shared cores any of the binaries can lose a
+		// few slow traces in one step and not in the next run of it: a lossy
+		// step is run once more, and only a loss that repeats ends the climb.
+		var s step
+		for attempt := range 2 {
+			if s, err = loadStep(topo, offered, uint64(1000+i+100*attempt), opts); err != nil {
+				return r, err
+			}
+			s.repeat = attempt > 0
+			fmt.Printf("  offered %6d spans/s: achieved %6.0f, lossless=%v %s, CPU per 10k spans agent %.3fs gateway %.3fs\n",
+				offered, s.achieved, s.lossless, s.why, per10k(s.agentCPU, s.spans), per10k(s.gwCPU, s.spans))
+			r.steps = append(r.steps, s)
+			if s.lossless {
+				break
+			}
 		}
-		fmt.Printf("  offered %6d spans/s: achieved %6.0f, lossless=%v %s, CPU per 10k spans agent %.3fs gateway %.3fs\n",
-			offered, s.achieved, s.lossless, s.why, per10k(s.agentCPU, s.spans), per10k(s.gwCPU, s.spans))
-		r.steps = append(r.steps, s)
 		if !s.lossless {
 			break
 		}
@@ -401,13 +411,17 @@ func render(rs []result, micro string, opts options) string {
 	w("\n## Load steps\n\n| Binary | Offered spans/s | Achieved spans/s | Lossless | Agent CPU s / 10k | Gateway CPU s / 10k |\n|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		for _, s := range r.steps {
-			w("| %s | %.0f | %.0f | %v %s | %.3f | %.3f |\n", r.name, s.offered, s.achieved, s.lossless, s.why, per10k(s.agentCPU, s.spans), per10k(s.gwCPU, s.spans))
+			name := r.name
+			if s.repeat {
+				name += " (step run again)"
+			}
+			w("| %s | %.0f | %.0f | %v %s | %.3f | %.3f |\n", name, s.offered, s.achieved, s.lossless, s.why, per10k(s.agentCPU, s.spans), per10k(s.gwCPU, s.spans))
 		}
 	}
 	w("\n## Method\n\n")
 	w("- Topology: 2 agents and 3 gateways from `configs/` (static resolver, gateways' `decision_wait` %s), an in-process OTLP/gRPC sink, all on loopback, started fresh per binary. The baseline has no rebalance_guard, so it runs the gateway profile with the in-house processors removed (everything else identical); \"guard off\" is tailgate with TAILGATE_REBALANCE_GUARD=false.\n", opts.decisionWait)
 	w("- Traffic: the e2e generator (test/harness): traces of 3-40 spans (mean 21.5) from 10 services on 2 nodes, 5%% error, 5%% slow, each span sent when it ends plus up to 1s of SDK batching delay. Each step offers a fixed span rate for %s.\n", opts.stepDuration)
-	w("- A step is lossless when no span was refused by an agent, no exporter failed or dropped for a full queue, tail_sampling evicted no undecided trace, every error and slow trace reached the sink complete, and the generator kept to its schedule. The highest lossless step's achieved rate is reported; the generator itself uses CPU on the same 2 cores, so this is a floor, not the binaries' ceiling.\n")
+	w("- A step is lossless when no span was refused by an agent, no exporter failed or dropped for a full queue, tail_sampling evicted no undecided trace, every error and slow trace reached the sink complete, and the generator kept to its schedule. Near saturation any of the binaries can lose a few slow traces in one run of a step and none in the next, so a lossy step is run once more and only a loss that repeats ends the climb (both runs are in the table). The highest lossless step's achieved rate is reported; the generator itself uses CPU on the same 2 cores, so this is a floor, not the binaries' ceiling.\n")
 	w("- CPU: user+system time from /proc/<pid>/stat over the step (including the decision_wait and flush after it), divided by spans sent. Peak RSS: VmHWM. Heap per buffered span: least-squares slope of each gateway's Go heap over the spans it buffers (traces on memory x mean spans per trace), sampled every 250ms through the step.\n")
 	w("- Startup: exec of the gateway profile to the first HTTP 200 from health_check, median of 7.\n")
 	w("- Ratios compare two binaries measured in the same run on the same machine; absolute figures vary with the machine and its load. While tailgate has no in-house component in its pipelines the two binaries are the same code, so their ratios show this method's noise (about +-15%% for CPU here).\n\n")
