@@ -1,9 +1,8 @@
 package rebalanceguardprocessor // import "github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor"
 
 import (
+	"slices"
 	"time"
-
-	"go.opentelemetry.io/collector/pdata/pcommon"
 )
 
 // maxReplacedRings bounds the rings remembered within moved_in_window. More
@@ -38,7 +37,7 @@ func (h *ringHistory) add(r *hashRing, self int32, now int64) {
 	h.expire(now)
 	if len(h.rings) == maxReplacedRings {
 		h.overflowUntil = max(h.overflowUntil, h.rings[0].replacedAt+h.window)
-		h.rings = h.rings[1:]
+		h.rings = slices.Delete(h.rings, 0, 1)
 	}
 	h.rings = append(h.rings, replacedRing{ring: r, self: self, replacedAt: now})
 }
@@ -49,22 +48,16 @@ func (h *ringHistory) expire(now int64) {
 	for n < len(h.rings) && now-h.rings[n].replacedAt >= h.window {
 		n++
 	}
-	if n > 0 {
-		h.rings = append(h.rings[:0], h.rings[n:]...)
-	}
+	h.rings = slices.Delete(h.rings, 0, n)
 }
 
 // elsewhere reports whether a ring replaced within the window gave the
-// trace to another gateway (or this gateway was not in it). Call expire
-// first.
-func (h *ringHistory) elsewhere(id pcommon.TraceID, now int64) bool {
+// trace (by its traceIDChecksum) to another gateway, or this gateway was
+// not in it. Call expire first.
+func (h *ringHistory) elsewhere(sum uint32, now int64) bool {
 	if now < h.overflowUntil {
 		return true
 	}
-	if len(h.rings) == 0 {
-		return false
-	}
-	sum := traceIDChecksum(id)
 	for i := range h.rings {
 		r := &h.rings[i]
 		if !r.ring.empty() && r.ring.ownerOfChecksum(sum) != r.self {
@@ -72,9 +65,4 @@ func (h *ringHistory) elsewhere(id pcommon.TraceID, now int64) bool {
 		}
 	}
 	return false
-}
-
-// active reports whether some ring was replaced within the window.
-func (h *ringHistory) active(now int64) bool {
-	return now < h.overflowUntil || len(h.rings) > 0
 }

@@ -98,7 +98,8 @@ func (g *guard) sweep() {
 // onMembership applies a (possibly) new gateway set. On a real change every
 // active trace whose owner changed gets a marker, and spans arriving in the
 // next moved_in_window for traces the replaced ring gave to another gateway
-// are marked (every ring replaced within the window counts, see history.go). The first set learned is the starting point, not a change:
+// are marked (every ring replaced within the window counts, see
+// history.go). The first set learned is the starting point, not a change:
 // with the dns and k8s resolvers a new gateway is not in it yet (it is
 // published once ready), and its own arrival later is an ordinary change;
 // a static set is the same everywhere from the start.
@@ -189,8 +190,9 @@ func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 					// Spans of one trace usually come together: decide once per run.
 					last, lastID = g.tracker.touch(id, now), id
 					// An empty ring means the membership is unknown: mark nothing.
-					lastNotOwned = !ring.empty() && ring.ownerIndex(id) != self
-					movedIn := !lastNotOwned && !ring.empty() && g.history.elsewhere(id, now)
+					sum := traceIDChecksum(id) // once, for the current and the replaced rings
+					lastNotOwned = !ring.empty() && ring.ownerOfChecksum(sum) != self
+					movedIn := !lastNotOwned && !ring.empty() && g.history.elsewhere(sum, now)
 					if (lastNotOwned || movedIn) && !last.marked {
 						last.marked = true
 						if lastNotOwned {
