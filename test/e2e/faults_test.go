@@ -5,7 +5,6 @@ import (
 	"math"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,22 +18,11 @@ import (
 // of sending; it returns when both the sending and every event are done.
 func sendWithEvents(t *testing.T, topo *harness.Topology, plans []harness.TracePlan, events map[time.Duration]func()) harness.SendResult {
 	t.Helper()
-	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	for at, ev := range events {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case <-time.After(at):
-				ev()
-			case <-ctx.Done():
-			}
-		}()
-	}
+	wait := harness.RunAt(ctx, events)
 	sent := send(t, topo, plans)
-	wg.Wait()
+	wait()
 	return sent
 }
 

@@ -140,24 +140,13 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 		25 * time.Second: kubectl("scale", "deployment/tailgate-gateway", "--replicas=3"),
 		45 * time.Second: kubectl("rollout", "restart", "deployment/tailgate-gateway"),
 	}
-	var wg sync.WaitGroup
-	for at, ev := range events {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case <-time.After(at):
-				ev()
-			case <-ctx.Done():
-			}
-		}()
-	}
+	wait := harness.RunAt(ctx, events)
 	start := time.Now()
 	sctx, scancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer scancel()
 	sent, err := harness.Send(sctx, plans, agents, nil)
 	require.NoError(t, err)
-	wg.Wait()
+	wait()
 	require.Zero(t, sent.SpansFailed, "agents refused spans")
 	settleGatewaysVia(t, 3, resolver)
 	env.sink.WaitQuiet(context.Background(), 0, 5*time.Second, 2*time.Minute, nil)
@@ -170,7 +159,6 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 
 	// In flight during a change: the change fell between the trace's first
 	// and last span (give or take a second of agent batching).
-	arrivedOf := func(p harness.TracePlan) map[pcommon.SpanID]int { return env.sink.SpansOf(p.ID) }
 	var inFlight, complete, partial, lost int
 	for _, p := range plans {
 		if p.Kind == harness.Normal || sent.FailedTraces[p.ID] {
@@ -187,7 +175,8 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 			continue
 		}
 		inFlight++
-		switch got := len(arrivedOf(p)); {
+		arrived := env.sink.SpansOf(p.ID)
+		switch got := len(arrived); {
 		case got == len(p.Spans):
 			complete++
 		case got == 0:
@@ -195,7 +184,7 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 		default:
 			partial++
 			if guard { // stock partials are expected: only the guard's misses need telling apart
-				t.Log(describeSplit(p, arrivedOf(p), start, times))
+				t.Log(describeSplit(p, arrived, start, times))
 			}
 		}
 	}
@@ -204,7 +193,7 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 		planned := map[[8]byte]bool{}
 		for _, s := range p.Spans {
 			planned[s.SpanID] = true
-			if v, ok := env.sink.SpanAttr(s.SpanID, "tailgate.rebalance.keep"); ok && v == "true" {
+			if keptByGuard(s.SpanID) {
 				keptSpans++
 			}
 		}
@@ -237,11 +226,18 @@ func describeSplit(p harness.TracePlan, arrived map[pcommon.SpanID]int, start ti
 		state := "MISSING"
 		if _, ok := arrived[sp.SpanID]; ok {
 			state = "arrived"
-			if v, ok := env.sink.SpanAttr(sp.SpanID, "tailgate.rebalance.keep"); ok && v == "true" {
+			if keptByGuard(sp.SpanID) {
 				state = "arrived, kept by the guard"
 			}
 		}
 		fmt.Fprintf(&sb, "\n  span %s agent %d sent at +%.2fs error=%v: %s", sp.SpanID, sp.Agent, (p.Start + sp.SendAt).Seconds(), sp.Error, state)
 	}
 	return sb.String()
+}
+
+// keptByGuard reports whether the span reached the backend with the
+// guard's keep attribute.
+func keptByGuard(id pcommon.SpanID) bool {
+	v, ok := env.sink.SpanAttr(id, "tailgate.rebalance.keep")
+	return ok && v == "true"
 }
