@@ -3,7 +3,7 @@
 # kube-apiserver, kube-controller-manager, kubectl) from the module proxy,
 # into a cache outside the clone keyed by version. Idempotent: a later run
 # with the binaries present does nothing. Versions are the ones pinned in
-# the wrapper modules' go.mod under test/k8s/controlplane/.
+# the wrapper modules. go.mod under build/tools/.
 #
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
@@ -11,8 +11,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 TOOLS_DIR=${TOOLS_DIR:-$HOME/.cache/tailgate/tools}
-kube_mod=test/k8s/controlplane/kubernetes
-etcd_mod=test/k8s/controlplane/etcd
+kube_mod=build/tools/kubernetes
+etcd_mod=build/tools/etcd
 kube_version=$(cd $kube_mod && go list -m -f '{{.Version}}' k8s.io/kubernetes)
 etcd_version=$(cd $etcd_mod && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 : "${kube_version:?cannot read the Kubernetes version from $kube_mod/go.mod}"

@@ -1,7 +1,7 @@
 // Wrapper module that builds etcd for the Kubernetes tests. Separate from
 // the Kubernetes wrapper: their shared dependencies conflict. Built by
 // scripts/install-controlplane.sh into a cache outside the clone.
-module github.com/tailgate-dev/tailgate/test/k8s/controlplane/etcd
+module github.com/tailgate-dev/tailgate/build/tools/etcd
 
 go 1.26.0
 

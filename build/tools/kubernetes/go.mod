@@ -3,7 +3,7 @@
 // from the module proxy. It is a separate module so that the main module
 // never inherits Kubernetes' dependencies. Built by
 // scripts/install-controlplane.sh into a cache outside the clone.
-module github.com/tailgate-dev/tailgate/test/k8s/controlplane/kubernetes
+module github.com/tailgate-dev/tailgate/build/tools/kubernetes
 
 go 1.26.0
 
