@@ -2,7 +2,9 @@
 #
 # No base image is pulled (there is nothing in it a static Go binary needs):
 # `make image` builds bin/tailgate (CGO_ENABLED=0, -trimpath, stripped) and
-# stages the host's CA bundle and an empty root skeleton under bin/image/.
+# stages a build context of its own (scripts/stage-image-context.sh): this
+# file, the binary, the profiles, the host's CA bundle and an empty root
+# skeleton.
 # Build with docker or podman: `make image`.
 FROM scratch
 

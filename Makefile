@@ -69,8 +69,8 @@ $(BIN): $(BIN_SOURCES)
 
 image: $(BIN) ## Build the container image $(IMAGE) with podman or docker.
 	@test -n "$(CONTAINER_ENGINE)" || { echo "make image: neither podman nor docker found (apt-get install podman)"; exit 1; }
-	scripts/stage-image-context.sh
-	$(CONTAINER_ENGINE) build -f Dockerfile -t $(IMAGE) .
+	scripts/stage-image-context.sh bin/image-context
+	$(CONTAINER_ENGINE) build -f bin/image-context/Dockerfile -t $(IMAGE) bin/image-context
 
 test: $(BIN) $(OCB) $(MDATAGEN) controlplane ## Run every test: components, generated code, profiles, image, end-to-end, Kubernetes.
 	for c in $(COMPONENTS); do (cd $$c && $(GO) test $(GOTESTFLAGS) ./...) || exit 1; done

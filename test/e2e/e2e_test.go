@@ -8,9 +8,11 @@ package e2e
 import (
 	"context"
 	"flag"
+	"math"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
@@ -41,16 +43,42 @@ func traffic(traces int) harness.GeneratorConfig {
 	return gen
 }
 
+// plan is the ground truth of traffic(traces), its seed moved by
+// seedOffset so that each test sends traces of its own.
+func plan(t *testing.T, traces int, seedOffset uint64) []harness.TracePlan {
+	t.Helper()
+	gen := traffic(traces)
+	gen.Seed += seedOffset
+	plans, err := harness.Plan(gen)
+	require.NoError(t, err)
+	return plans
+}
+
 // gatewayEnv is the profile overrides every e2e gateway runs with.
-func gatewayEnv(extra map[string]string) map[string]string {
-	env := map[string]string{
-		"TAILGATE_DECISION_WAIT":              decisionWait.String(),
-		"TAILGATE_SPANMETRICS_FLUSH_INTERVAL": "1s",
+var gatewayEnv = map[string]string{
+	"TAILGATE_DECISION_WAIT":              decisionWait.String(),
+	"TAILGATE_SPANMETRICS_FLUSH_INTERVAL": "1s",
+}
+
+// assertKeptWhole checks the product's promise on an evaluation: there were
+// error and slow traces to judge, and every one arrived complete, and no
+// trace of any kind arrived in part.
+func assertKeptWhole(t *testing.T, ev harness.Evaluation) {
+	t.Helper()
+	for _, k := range harness.Interesting {
+		require.Positive(t, ev.ByKind[k].Sent, "the run generated no %s traces", k)
 	}
-	for k, v := range extra {
-		env[k] = v
-	}
-	return env
+	assert.Empty(t, ev.Breaches(), "interesting traces not kept whole")
+}
+
+// assertNormalRate checks that normal traces were kept at the profile's
+// probabilistic share, within 4 standard deviations of the binomial.
+func assertNormalRate(t *testing.T, ev harness.Evaluation) {
+	t.Helper()
+	o := ev.ByKind[harness.Normal]
+	p, n := samplingPercentage/100.0, float64(o.Sent)
+	sigma := math.Sqrt(n * p * (1 - p))
+	assert.InDelta(t, n*p, float64(o.Complete), 4*sigma, "kept %d of %d normal traces (expected %.0f +- %.0f)", o.Complete, o.Sent, n*p, 4*sigma)
 }
 
 // startTopology starts a topology whose processes are stopped when the test

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"math"
 	"os"
 	"strings"
 	"testing"
@@ -26,32 +25,12 @@ func sendWithEvents(t *testing.T, topo *harness.Topology, plans []harness.TraceP
 	return sent
 }
 
-// assertKeptWhole checks that every interesting trace arrived complete and
-// nothing arrived in part: no span of a kept trace was lost.
-func assertKeptWhole(t *testing.T, ev harness.Evaluation) {
-	t.Helper()
-	for _, k := range []harness.Kind{harness.Error, harness.Slow} {
-		o := ev.ByKind[k]
-		require.Positive(t, o.Sent, "no %s traces generated", k)
-		assert.Equal(t, o.Sent, o.Complete, "%s traces: partial %d, lost %d", k, o.Partial, o.Lost)
-	}
-	for _, k := range harness.Kinds {
-		assert.Zero(t, ev.ByKind[k].Partial, "%s traces arrived partially", k)
-	}
-	o := ev.ByKind[harness.Normal]
-	p, n := samplingPercentage/100.0, float64(o.Sent)
-	assert.InDelta(t, n*p, float64(o.Complete), 4*math.Sqrt(n*p*(1-p)), "normal traces kept")
-}
-
 // TestBackendOutageLosesNoKeptSpans: the backend is down for 10s while
 // traffic flows; the gateways' sending queues and retries hold the kept
 // traces and deliver all of them when it is back.
 func TestBackendOutageLosesNoKeptSpans(t *testing.T) {
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv(nil)})
-	gen := traffic(2250) // 15s at 150 traces/s
-	gen.Seed++
-	plans, err := harness.Plan(gen)
-	require.NoError(t, err)
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv})
+	plans := plan(t, 2250, 1) // 15s at 150 traces/s
 
 	var downAt, upAt time.Time
 	sent := sendWithEvents(t, topo, plans, map[time.Duration]func(){
@@ -62,7 +41,9 @@ func TestBackendOutageLosesNoKeptSpans(t *testing.T) {
 	t.Logf("backend down for %s while traffic flowed", upAt.Sub(downAt).Round(time.Second))
 	settle(t, topo, 3*time.Second, 3*time.Minute)
 
-	assertKeptWhole(t, harness.Evaluate(plans, sent, topo.Sink))
+	ev := harness.Evaluate(plans, sent, topo.Sink)
+	assertKeptWhole(t, ev)
+	assertNormalRate(t, ev)
 	assert.Zero(t, topo.Counters().ExporterFailed, "exports given up")
 }
 
@@ -70,11 +51,8 @@ func TestBackendOutageLosesNoKeptSpans(t *testing.T) {
 // gateways' persistent queues (backend down) survive a restart of every
 // gateway and reach the backend once it is back.
 func TestPersistentQueueSurvivesGatewayRestart(t *testing.T) {
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv(nil)})
-	gen := traffic(600)
-	gen.Seed += 2
-	plans, err := harness.Plan(gen)
-	require.NoError(t, err)
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv})
+	plans := plan(t, 600, 2)
 
 	topo.Sink.Down()
 	sent := send(t, topo, plans)
@@ -92,7 +70,9 @@ func TestPersistentQueueSurvivesGatewayRestart(t *testing.T) {
 	require.NoError(t, topo.Sink.Up())
 	settle(t, topo, 3*time.Second, 3*time.Minute)
 
-	assertKeptWhole(t, harness.Evaluate(plans, sent, topo.Sink))
+	ev := harness.Evaluate(plans, sent, topo.Sink)
+	assertKeptWhole(t, ev)
+	assertNormalRate(t, ev)
 }
 
 // TestGatewayKilledMidRun: one gateway is SIGKILLed while traffic flows and
@@ -103,11 +83,8 @@ func TestPersistentQueueSurvivesGatewayRestart(t *testing.T) {
 // IDs) is lost and nothing else: the others' traces arrive whole, with no
 // duplicates (docs/benchmarks.md compares the top-level-retry alternative).
 func TestGatewayKilledMidRun(t *testing.T) {
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv(nil)})
-	gen := traffic(1500)
-	gen.Seed += 3
-	plans, err := harness.Plan(gen)
-	require.NoError(t, err)
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv})
+	plans := plan(t, 1500, 3)
 
 	victim := topo.Gateways[1]
 	const killAt = 3 * time.Second
@@ -150,7 +127,7 @@ func TestGatewayKilledMidRun(t *testing.T) {
 	}
 	assert.Positive(t, afterKill, "no interesting trace begun after the kill arrived complete")
 
-	for _, k := range []harness.Kind{harness.Error, harness.Slow} {
+	for _, k := range harness.Interesting {
 		o := ev.ByKind[k]
 		t.Logf("REPORT gateway SIGKILL at %s of %s: %s traces sent %d, complete %d, partial %d, lost %d",
 			killAt, sent.Elapsed.Round(time.Second), k, o.Sent, o.Complete, o.Partial, o.Lost)

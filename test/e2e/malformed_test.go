@@ -41,7 +41,7 @@ func errorTraces(t *testing.T, seed uint64, n int) []harness.TracePlan {
 // gRPC: each request is refused with an error status, the agent keeps
 // running, and valid traffic before and after reaches the backend whole.
 func TestMalformedOTLPIsRejected(t *testing.T) {
-	topo := startTopology(t, harness.TopologyConfig{Agents: 1, Gateways: 1, GatewayEnv: gatewayEnv(nil)})
+	topo := startTopology(t, harness.TopologyConfig{Agents: 1, Gateways: 1, GatewayEnv: gatewayEnv})
 	agent := topo.Agents[0]
 
 	before := errorTraces(t, 100, 20)

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 	"testing"
@@ -31,9 +30,8 @@ const shareBound = 0.18
 // probabilistic rate, RED metrics count every span once, and the gateways
 // share the traces evenly.
 func TestTailSamplingKeepsInterestingTracesWhole(t *testing.T) {
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv(nil)})
-	plans, err := harness.Plan(traffic(*flagTraces))
-	require.NoError(t, err)
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv})
+	plans := plan(t, *flagTraces, 0)
 	sent := send(t, topo, plans)
 	require.Zero(t, sent.SpansFailed, "agents refused spans")
 	settle(t, topo, 3*time.Second, 2*time.Minute)
@@ -45,27 +43,12 @@ func TestTailSamplingKeepsInterestingTracesWhole(t *testing.T) {
 		t.Logf("%-6s sent %5d complete %5d partial %d lost %5d", k, o.Sent, o.Complete, o.Partial, o.Lost)
 	}
 
-	t.Run("error and slow traces arrive complete", func(t *testing.T) {
-		for _, k := range []harness.Kind{harness.Error, harness.Slow} {
-			o := ev.ByKind[k]
-			require.Positive(t, o.Sent, "the run generated no %s traces", k)
-			assert.Equal(t, o.Sent, o.Complete, "%s traces: partial %d, lost %d", k, o.Partial, o.Lost)
-		}
-	})
-
-	t.Run("no trace arrives partially", func(t *testing.T) {
-		for _, k := range harness.Kinds {
-			assert.Zero(t, ev.ByKind[k].Partial, "%s: %v", k, ev.ByKind[k].PartialIDs)
-		}
+	t.Run("error and slow traces arrive complete, no trace partially", func(t *testing.T) {
+		assertKeptWhole(t, ev)
 		assert.Zero(t, ev.Unknown, "spans of traces nobody sent")
 	})
 
-	t.Run("normal traces kept at the probabilistic rate", func(t *testing.T) {
-		o := ev.ByKind[harness.Normal]
-		p, n := samplingPercentage/100.0, float64(o.Sent)
-		sigma := math.Sqrt(n * p * (1 - p))
-		assert.InDelta(t, n*p, float64(o.Complete), 4*sigma, "kept %d of %d normal traces (expected %.0f +- %.0f)", o.Complete, o.Sent, n*p, 4*sigma)
-	})
+	t.Run("normal traces kept at the probabilistic rate", func(t *testing.T) { assertNormalRate(t, ev) })
 
 	t.Run("gateways share traces evenly", func(t *testing.T) {
 		require.Len(t, counters.GatewayNewTraces, 3)

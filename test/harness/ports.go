@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 )
 
@@ -44,4 +45,34 @@ func FreePorts(n int) ([]int, error) {
 		ports[i] = p
 	}
 	return ports, nil
+}
+
+// NodePorts are the ports one collector listens on.
+type NodePorts struct {
+	OTLPGRPC, OTLPHTTP, Health, Telemetry, Pprof, Zpages, Prometheus int
+}
+
+// PickPorts picks a free port for each of a collector's listeners.
+func PickPorts() (NodePorts, error) {
+	p, err := FreePorts(7)
+	if err != nil {
+		return NodePorts{}, err
+	}
+	return NodePorts{p[0], p[1], p[2], p[3], p[4], p[5], p[6]}, nil
+}
+
+// Env is the profile variables that put a collector started from either
+// shipped profile on these ports, on 127.0.0.1: the one mapping from ports
+// to the profiles' variables (README.md lists them).
+func (p NodePorts) Env() map[string]string {
+	return map[string]string{
+		"MY_POD_IP":                "127.0.0.1",
+		"TAILGATE_OTLP_GRPC_PORT":  strconv.Itoa(p.OTLPGRPC),
+		"TAILGATE_OTLP_HTTP_PORT":  strconv.Itoa(p.OTLPHTTP),
+		"TAILGATE_HEALTH_PORT":     strconv.Itoa(p.Health),
+		"TAILGATE_TELEMETRY_PORT":  strconv.Itoa(p.Telemetry),
+		"TAILGATE_PPROF_PORT":      strconv.Itoa(p.Pprof),
+		"TAILGATE_ZPAGES_PORT":     strconv.Itoa(p.Zpages),
+		"TAILGATE_PROMETHEUS_PORT": strconv.Itoa(p.Prometheus),
+	}
 }

@@ -30,6 +30,11 @@ type ProcessSpec struct {
 	HealthPath string
 	// LogDir receives <Name>.log with the process's stdout and stderr.
 	LogDir string
+	// Root, when set, is the directory the process runs chrooted in (the
+	// binary's path is then inside it), as a container runtime would.
+	Root string
+	// RunAs, when set, is the user and group the process runs as.
+	RunAs *syscall.Credential
 }
 
 // Process is a running tailgate binary.
@@ -58,9 +63,15 @@ func StartProcess(bin string, spec ProcessSpec) (*Process, error) {
 	cmd.Env = environ(spec.Env)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	// The kernel kills the collector if the harness dies, so no process
-	// outlives a crashed or interrupted test.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	// The kernel kills the process if the harness dies, so none outlives a
+	// crashed or killed test. chroot and the user change are made here, by
+	// the runtime between fork and exec, and not by chroot(8): a credential
+	// change clears the parent-death signal, and Go sets it after the change
+	// while `chroot --userspec` would lose it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Pdeathsig: syscall.SIGKILL, Setpgid: true,
+		Chroot: spec.Root, Credential: spec.RunAs,
+	}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)

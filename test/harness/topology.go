@@ -3,16 +3,11 @@ package harness
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 )
-
-// NodePorts are the ports one collector listens on.
-type NodePorts struct {
-	OTLPGRPC, OTLPHTTP, Health, Telemetry, Pprof, Zpages, Prometheus int
-}
 
 // Node is one agent or gateway process and its ports.
 type Node struct {
@@ -31,13 +26,9 @@ type TopologyConfig struct {
 	Agents, Gateways int
 	// LogDir holds one log file per process and the gateways' queue storage.
 	LogDir string
-	// GatewayEnv and AgentEnv override profile variables for every gateway or
-	// agent, e.g. TAILGATE_DECISION_WAIT.
-	GatewayEnv, AgentEnv map[string]string
-	// SinkAttrKeys are attributes the sink remembers per span.
-	SinkAttrKeys []string
-	// ExtraArgs are added to every process's command line (e.g. feature gates).
-	ExtraArgs []string
+	// GatewayEnv overrides profile variables for every gateway, e.g.
+	// TAILGATE_DECISION_WAIT.
+	GatewayEnv map[string]string
 	// Binary overrides the binary under test (default: BinaryPath), e.g. the
 	// benchmark's upstream baseline.
 	Binary string
@@ -72,65 +63,85 @@ func StartTopology(cfg TopologyConfig) (_ *Topology, err error) {
 			t.Stop()
 		}
 	}()
-	if t.Sink, err = NewSink(cfg.SinkAttrKeys...); err != nil {
+	if t.Sink, err = NewSink(); err != nil {
 		return nil, err
 	}
-	// Gateways learn the gateway set the way agents do (static resolver
-	// here), so their ports are all picked before any of them starts.
-	for i := range cfg.Gateways {
-		n := &Node{Name: fmt.Sprintf("gateway-%d", i+1), Profile: "gateway"}
-		if n.Ports, err = pickPorts(); err != nil {
-			return nil, err
-		}
-		t.Gateways = append(t.Gateways, n)
+	t.Gateways = newNodes("gateway", cfg.Gateways)
+	if err := t.start(t.Gateways, t.gatewayEnv); err != nil {
+		return nil, err
 	}
-	for _, n := range t.Gateways {
-		n.Env = nodeEnv(n.Ports)
-		for k, v := range t.gatewayEnv(n)(n.Ports) {
-			n.Env[k] = v
-		}
-		if err := t.launch(n); err != nil {
-			return nil, err
-		}
-	}
-	for i := range cfg.Agents {
-		n := &Node{Name: fmt.Sprintf("agent-%d", i+1), Profile: "agent"}
-		if err := t.start(n, t.agentEnv); err != nil {
-			return nil, err
-		}
-		t.Agents = append(t.Agents, n)
+	t.Agents = newNodes("agent", cfg.Agents)
+	if err := t.start(t.Agents, t.agentEnv); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
 
-func (t *Topology) gatewayEnv(n *Node) func(NodePorts) map[string]string {
-	return func(NodePorts) map[string]string {
-		env := map[string]string{
-			"TAILGATE_BACKEND_ENDPOINT":  t.Sink.Endpoint(),
-			"TAILGATE_METRICS_ENDPOINT":  t.Sink.Endpoint(),
-			"TAILGATE_METRICS_EXPORTERS": "[prometheus, otlp_grpc/metrics]",
-			"TAILGATE_STORAGE_DIR":       filepath.Join(t.cfg.LogDir, n.Name+"-queue"),
-			// The same gateway set the agents route over (rebalance_guard).
-			"TAILGATE_GATEWAY_RESOLVER":         "static",
-			"TAILGATE_GATEWAY_STATIC_HOSTNAMES": "[" + strings.Join(t.GatewayEndpoints(), ", ") + "]",
-		}
-		for k, v := range t.cfg.GatewayEnv {
-			env[k] = v
-		}
-		return env
+func newNodes(profile string, n int) []*Node {
+	nodes := make([]*Node, n)
+	for i := range nodes {
+		nodes[i] = &Node{Name: fmt.Sprintf("%s-%d", profile, i+1), Profile: profile}
 	}
+	return nodes
 }
 
-func (t *Topology) agentEnv(NodePorts) map[string]string {
-	env := map[string]string{
-		// No Kubernetes API here: k8s_attributes only tags the pod IP.
-		"TAILGATE_K8S_PASSTHROUGH":          "true",
+// start launches a group of nodes on fresh ports and waits until each is
+// healthy. Ports are picked free, but another package's test may take one
+// before the collector binds it, so a group in which a node dies while
+// starting is stopped and started again on new ports. The group goes
+// together because its members' environment may name each other's ports
+// (every gateway follows the whole gateway set).
+func (t *Topology) start(nodes []*Node, env func(*Node) map[string]string) error {
+	var err error
+	for range 3 {
+		for _, n := range nodes {
+			if n.Ports, err = PickPorts(); err != nil {
+				return err
+			}
+		}
+		for _, n := range nodes {
+			n.Env = n.Ports.Env()
+			maps.Copy(n.Env, env(n))
+			if err = t.launch(n); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		for _, n := range nodes {
+			if n.Proc != nil {
+				n.Proc.Kill()
+				n.Proc = nil
+			}
+		}
+	}
+	return err
+}
+
+// staticGatewaySet is the static resolver's list of every gateway, which
+// the agents route over and the gateways' rebalance_guard follows.
+func (t *Topology) staticGatewaySet() map[string]string {
+	return map[string]string{
 		"TAILGATE_GATEWAY_RESOLVER":         "static",
 		"TAILGATE_GATEWAY_STATIC_HOSTNAMES": "[" + strings.Join(t.GatewayEndpoints(), ", ") + "]",
 	}
-	for k, v := range t.cfg.AgentEnv {
-		env[k] = v
-	}
+}
+
+func (t *Topology) gatewayEnv(n *Node) map[string]string {
+	env := t.staticGatewaySet()
+	env["TAILGATE_BACKEND_ENDPOINT"] = t.Sink.Endpoint()
+	env["TAILGATE_METRICS_ENDPOINT"] = t.Sink.Endpoint()
+	env["TAILGATE_METRICS_EXPORTERS"] = "[prometheus, otlp_grpc/metrics]"
+	env["TAILGATE_STORAGE_DIR"] = filepath.Join(t.cfg.LogDir, n.Name+"-queue")
+	maps.Copy(env, t.cfg.GatewayEnv)
+	return env
+}
+
+func (t *Topology) agentEnv(*Node) map[string]string {
+	env := t.staticGatewaySet()
+	// No Kubernetes API here: k8s_attributes only tags the pod IP.
+	env["TAILGATE_K8S_PASSTHROUGH"] = "true"
 	return env
 }
 
@@ -140,53 +151,17 @@ func (t *Topology) Nodes() []*Node {
 }
 
 // GatewayEndpoints are the gateways' OTLP/gRPC endpoints.
-func (t *Topology) GatewayEndpoints() []string {
-	eps := make([]string, len(t.Gateways))
-	for i, g := range t.Gateways {
-		eps[i] = g.OTLPEndpoint()
-	}
-	return eps
-}
+func (t *Topology) GatewayEndpoints() []string { return endpoints(t.Gateways) }
 
 // AgentEndpoints are the agents' OTLP/gRPC endpoints.
-func (t *Topology) AgentEndpoints() []string {
-	eps := make([]string, len(t.Agents))
-	for i, a := range t.Agents {
-		eps[i] = a.OTLPEndpoint()
+func (t *Topology) AgentEndpoints() []string { return endpoints(t.Agents) }
+
+func endpoints(nodes []*Node) []string {
+	eps := make([]string, len(nodes))
+	for i, n := range nodes {
+		eps[i] = n.OTLPEndpoint()
 	}
 	return eps
-}
-
-// start launches a node on fresh ports. Ports are picked free but another
-// package's test may grab one before the collector binds it, so a node that
-// dies while starting is retried on new ports.
-func (t *Topology) start(n *Node, env func(NodePorts) map[string]string) error {
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		var err error
-		if n.Ports, err = pickPorts(); err != nil {
-			return err
-		}
-		n.Env = nodeEnv(n.Ports)
-		for k, v := range env(n.Ports) {
-			n.Env[k] = v
-		}
-		if lastErr = t.launch(n); lastErr == nil {
-			return nil
-		}
-		if n.Proc != nil {
-			n.Proc.Kill()
-		}
-	}
-	return lastErr
-}
-
-func pickPorts() (NodePorts, error) {
-	p, err := FreePorts(7)
-	if err != nil {
-		return NodePorts{}, err
-	}
-	return NodePorts{p[0], p[1], p[2], p[3], p[4], p[5], p[6]}, nil
 }
 
 func (t *Topology) launch(n *Node) error {
@@ -194,9 +169,8 @@ func (t *Topology) launch(n *Node) error {
 	if n.Profile == "gateway" && t.cfg.GatewayProfile != "" {
 		profile = t.cfg.GatewayProfile
 	}
-	args := append([]string{"--config", profile}, t.cfg.ExtraArgs...)
 	p, err := StartProcess(t.bin, ProcessSpec{
-		Name: n.Name, Args: args, Env: n.Env, HealthPort: n.Ports.Health, LogDir: t.cfg.LogDir,
+		Name: n.Name, Args: []string{"--config", profile}, Env: n.Env, HealthPort: n.Ports.Health, LogDir: t.cfg.LogDir,
 	})
 	if err != nil {
 		return err
@@ -214,19 +188,6 @@ func (t *Topology) Restart(n *Node, kill bool) error {
 		return err
 	}
 	return t.launch(n)
-}
-
-func nodeEnv(p NodePorts) map[string]string {
-	return map[string]string{
-		"MY_POD_IP":                "127.0.0.1",
-		"TAILGATE_OTLP_GRPC_PORT":  strconv.Itoa(p.OTLPGRPC),
-		"TAILGATE_OTLP_HTTP_PORT":  strconv.Itoa(p.OTLPHTTP),
-		"TAILGATE_HEALTH_PORT":     strconv.Itoa(p.Health),
-		"TAILGATE_TELEMETRY_PORT":  strconv.Itoa(p.Telemetry),
-		"TAILGATE_PPROF_PORT":      strconv.Itoa(p.Pprof),
-		"TAILGATE_ZPAGES_PORT":     strconv.Itoa(p.Zpages),
-		"TAILGATE_PROMETHEUS_PORT": strconv.Itoa(p.Prometheus),
-	}
 }
 
 // Stop stops agents first (they flush to the gateways), then gateways (they

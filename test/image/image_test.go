@@ -1,14 +1,11 @@
-// Package image tests the container image built from the Dockerfile: it is
-// built with podman, its filesystem exported, and the image's own
-// entrypoint and command run from that filesystem as the image's user.
 package image
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +14,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/sandbox"
 )
+
+// TestMain runs the tests in a mount namespace of their own: the /proc and
+// /sys mounted into the image's filesystem go with it, also when the test
+// binary is killed.
+func TestMain(m *testing.M) { os.Exit(sandbox.Main(sandbox.Mount, m.Run)) }
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
@@ -28,11 +31,14 @@ func run(t *testing.T, name string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// TestImageRunsFromItsOwnFilesystemAsItsUser: the image is built with
+// podman, its filesystem exported, and the image's own entrypoint and
+// command run from that filesystem as the image's user.
 func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 	require.Equal(t, 0, os.Geteuid(), "this test chroots into the image filesystem and must run as root (as CI does)")
 
 	rootfs := t.TempDir()
-	img, err := harness.BuildImage(fmt.Sprintf("localhost/tailgate:test-%d", os.Getpid()), rootfs)
+	img, err := Build(fmt.Sprintf("localhost/tailgate:test-%d", os.Getpid()), rootfs)
 	if img != nil {
 		t.Cleanup(img.Remove)
 	}
@@ -57,6 +63,8 @@ func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 	}
 
 	uid, _, _ := strings.Cut(cfg.User, ":")
+	user, err := cfg.Credential()
+	require.NoError(t, err)
 	cases := []struct {
 		name string
 		args []string // as `docker run IMAGE args...` would pass them
@@ -73,23 +81,13 @@ func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 			if args == nil {
 				args = cfg.Cmd
 			}
-			ports, err := harness.FreePorts(6)
+			ports, err := harness.PickPorts()
 			require.NoError(t, err)
-			env := map[string]string{
-				"TAILGATE_OTLP_GRPC_PORT": strconv.Itoa(ports[0]),
-				"TAILGATE_OTLP_HTTP_PORT": strconv.Itoa(ports[1]),
-				"TAILGATE_HEALTH_PORT":    strconv.Itoa(ports[2]),
-				"TAILGATE_TELEMETRY_PORT": strconv.Itoa(ports[3]),
-				"TAILGATE_PPROF_PORT":     strconv.Itoa(ports[4]),
-				"TAILGATE_ZPAGES_PORT":    strconv.Itoa(ports[5]),
-			}
-			for k, v := range c.env {
-				env[k] = v
-			}
-			chrootArgs := append([]string{"--userspec=" + cfg.User, rootfs}, cfg.Entrypoint...)
-			p, err := harness.StartProcess("/usr/sbin/chroot", harness.ProcessSpec{
-				Name: "image-" + c.name, Args: append(chrootArgs, args...), Env: env,
-				HealthPort: ports[2], LogDir: t.TempDir(),
+			env := ports.Env()
+			maps.Copy(env, c.env)
+			p, err := harness.StartProcess(cfg.Entrypoint[0], harness.ProcessSpec{
+				Name: "image-" + c.name, Args: append(cfg.Entrypoint[1:], args...), Env: env,
+				HealthPort: ports.Health, LogDir: t.TempDir(), Root: rootfs, RunAs: user,
 			})
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = p.Stop(30 * time.Second) })
@@ -128,7 +126,10 @@ func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 // its own entrypoint, user and default command.
 func dockerRun(t *testing.T, docker string) {
 	tag := fmt.Sprintf("tailgate:docker-test-%d", os.Getpid())
-	run(t, docker, "build", "-q", "-f", "Dockerfile", "-t", tag, ".")
+	context, err := StageContext()
+	require.NoError(t, err)
+	defer os.RemoveAll(context)
+	run(t, docker, "build", "-q", "-f", filepath.Join(context, "Dockerfile"), "-t", tag, context)
 	t.Cleanup(func() { _ = exec.Command(docker, "rmi", "-f", tag).Run() })
 	port, err := harness.FreePort()
 	require.NoError(t, err)
@@ -150,8 +151,8 @@ func dockerRun(t *testing.T, docker string) {
 // mountKernelFilesystems mounts /proc and /sys into the image's root, as a
 // container runtime would, until the test ends.
 func mountKernelFilesystems(t *testing.T, rootfs string) {
-	points, err := harness.MountKernelFilesystems(rootfs)
-	t.Cleanup(func() { harness.Unmount(points) })
+	points, err := MountKernelFilesystems(rootfs)
+	t.Cleanup(func() { Unmount(points) })
 	require.NoError(t, err)
 }
 

@@ -328,21 +328,16 @@ func startupTime(bin, profile string, runs int) (time.Duration, error) {
 		if err != nil {
 			return 0, err
 		}
-		ports, err := harness.FreePorts(7)
+		ports, err := harness.PickPorts()
 		if err != nil {
 			return 0, err
 		}
-		env := map[string]string{
-			"MY_POD_IP": "127.0.0.1", "TAILGATE_STORAGE_DIR": filepath.Join(dir, "queue"),
-			"TAILGATE_OTLP_GRPC_PORT": strconv.Itoa(ports[0]), "TAILGATE_OTLP_HTTP_PORT": strconv.Itoa(ports[1]),
-			"TAILGATE_HEALTH_PORT": strconv.Itoa(ports[2]), "TAILGATE_TELEMETRY_PORT": strconv.Itoa(ports[3]),
-			"TAILGATE_PPROF_PORT": strconv.Itoa(ports[4]), "TAILGATE_ZPAGES_PORT": strconv.Itoa(ports[5]),
-			"TAILGATE_PROMETHEUS_PORT": strconv.Itoa(ports[6]),
-		}
+		env := ports.Env()
+		env["TAILGATE_STORAGE_DIR"] = filepath.Join(dir, "queue")
 		start := time.Now()
 		p, err := harness.StartProcess(bin, harness.ProcessSpec{
 			Name: "startup", Args: []string{"--config", profile}, Env: env,
-			HealthPort: ports[2], LogDir: dir,
+			HealthPort: ports.Health, LogDir: dir,
 		})
 		if err != nil {
 			return 0, err

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -30,6 +31,9 @@ type ControlPlane struct {
 	Client     kubernetes.Interface
 	APIPort    int
 	PKI        pki
+	// AuditLog records, as JSON lines, every request a ServiceAccount of the
+	// cluster makes (see Requests).
+	AuditLog string
 
 	procs []*harness.Process
 }
@@ -44,6 +48,11 @@ var Controllers = []string{
 }
 
 const adminToken = "tailgate-test-admin-token"
+
+// kubectlTimeout bounds every kubectl call: longer than the longest
+// `rollout status --timeout` the tests give it, so that one still reports
+// its own timeout, yet a hung call cannot hold a test for ever.
+const kubectlTimeout = 5 * time.Minute
 
 // InstallBinaries runs scripts/install-controlplane.sh (a no-op once the
 // binaries are cached) and returns the directory holding them.
@@ -96,6 +105,11 @@ func Start(binDir, dir string) (_ *ControlPlane, err error) {
 		return nil, err
 	}
 
+	cp.AuditLog = filepath.Join(dir, "audit.log")
+	auditPolicy := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(auditPolicy, []byte(auditPolicyYAML), 0o644); err != nil {
+		return nil, err
+	}
 	tokens := filepath.Join(dir, "tokens.csv")
 	if err := os.WriteFile(tokens, []byte(adminToken+",admin,admin,system:masters\n"), 0o600); err != nil {
 		return nil, err
@@ -116,6 +130,7 @@ func Start(binDir, dir string) (_ *ControlPlane, err error) {
 			"--service-account-key-file=" + cp.PKI.SAPub,
 			"--service-account-signing-key-file=" + cp.PKI.SAKey,
 			"--allow-privileged=false",
+			"--audit-policy-file=" + auditPolicy, "--audit-log-path=" + cp.AuditLog,
 		},
 	})
 	if err != nil {
@@ -200,7 +215,11 @@ current-context: test
 
 // Kubectl runs the built kubectl against the control plane.
 func (cp *ControlPlane) Kubectl(args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(cp.BinDir, "kubectl"), append([]string{"--kubeconfig=" + cp.Kubeconfig}, args...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), kubectlTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(cp.BinDir, "kubectl"), append([]string{"--kubeconfig=" + cp.Kubeconfig}, args...)...)
+	// Ends with the test binary, like every process the harness starts.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, out)

@@ -9,14 +9,12 @@
 package live
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -24,14 +22,15 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/image"
 	"github.com/tailgate-dev/tailgate/test/k8s/cluster"
 	"github.com/tailgate-dev/tailgate/test/k8s/render"
+	"github.com/tailgate-dev/tailgate/test/sandbox"
 )
 
 const (
-	namespace  = "observability"
-	sandboxEnv = "TAILGATE_K8S_SANDBOX"
-	image      = "localhost/tailgate:dev" // the image the base's kustomization names
+	namespace = "observability"
+	imageRef  = "localhost/tailgate:dev" // the image the base's kustomization names
 )
 
 // env is the shared cluster the tests run against.
@@ -43,47 +42,29 @@ var env struct {
 	dir     string
 }
 
+// TestMain runs the tests in network and mount namespaces of their own
+// (see test/sandbox): the pod network, the pods' mounts and every process
+// end with the test binary, however it ends.
 func TestMain(m *testing.M) {
-	if os.Getenv(sandboxEnv) == "" {
-		os.Exit(reexecInSandbox())
-	}
-	code, err := runInSandbox(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "live: setup failed:", err)
-		if env.cp != nil {
-			fmt.Fprintln(os.Stderr, env.cp.Logs(30))
+	os.Exit(sandbox.Main(sandbox.Mount|sandbox.Network, func() int {
+		code, err := setUp(m)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "live: setup failed:", err)
+			if env.cp != nil {
+				fmt.Fprintln(os.Stderr, env.cp.Logs(30))
+			}
+			if env.kubelet != nil {
+				fmt.Fprintln(os.Stderr, env.kubelet.LogTails(20))
+			}
+			code = 1
 		}
-		if env.kubelet != nil {
-			fmt.Fprintln(os.Stderr, env.kubelet.LogTails(20))
-		}
-		code = 1
-	}
-	teardown()
-	os.Exit(code)
+		teardown()
+		return code
+	}))
 }
 
-// reexecInSandbox runs this test binary again in new network and mount
-// namespaces and relays its exit code.
-func reexecInSandbox() int {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "live: the Kubernetes tests need root (network and mount namespaces, chroot), as CI has")
-		return 1
-	}
-	args := append([]string{"--net", "--mount", "--propagation", "private", "--", os.Args[0]}, os.Args[1:]...)
-	cmd := exec.Command("unshare", args...)
-	cmd.Env = append(os.Environ(), sandboxEnv+"=1")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
-		if exit, ok := err.(*exec.ExitError); ok {
-			return exit.ExitCode()
-		}
-		fmt.Fprintln(os.Stderr, "live:", err)
-		return 1
-	}
-	return 0
-}
-
-func runInSandbox(m *testing.M) (int, error) {
+// setUp starts the shared cluster inside the sandbox and runs the tests.
+func setUp(m *testing.M) (int, error) {
 	// Loopback up, and the pod network routed to it: every 10.244.x.y is a
 	// local address inside this namespace only.
 	for _, args := range [][]string{
@@ -105,7 +86,7 @@ func runInSandbox(m *testing.M) (int, error) {
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return 0, err
 	}
-	img, err := harness.BuildImage(image, rootfs)
+	img, err := image.Build(imageRef, rootfs)
 	if err != nil {
 		return 0, err
 	}
@@ -115,7 +96,7 @@ func runInSandbox(m *testing.M) (int, error) {
 	if env.dns, err = cluster.StartDNS(env.cp); err != nil {
 		return 0, err
 	}
-	if env.kubelet, err = cluster.StartKubelet(env.cp, rootfs, image, img.Config.Entrypoint, env.dir, 2); err != nil {
+	if env.kubelet, err = cluster.StartKubelet(env.cp, rootfs, imageRef, img.Config.Entrypoint, env.dir, 2); err != nil {
 		return 0, err
 	}
 	if env.sink, err = harness.NewSink("k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.deployment.name", "k8s.node.name", "tailgate.rebalance.keep"); err != nil {
@@ -199,26 +180,4 @@ func teardown() {
 	if env.dir != "" {
 		_ = os.RemoveAll(env.dir)
 	}
-}
-
-// eventually polls cond every 250ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("%s: not after %s (last state: %s)\n%s", what, timeout, last, env.kubelet.LogTails(15))
-}
-
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return c
 }

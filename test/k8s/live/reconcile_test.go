@@ -1,17 +1,19 @@
 package live
 
 import (
-	"context"
 	"fmt"
+	"maps"
+	"net/http"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"time"
 )
 
 // TestControllersReconcileTheBase: what the API server and the controllers
@@ -91,42 +93,55 @@ func TestRestrictedPodSecurityIsEnforced(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "privileged", Namespace: namespace},
 		// No securityContext at all: may escalate privileges, keeps every
 		// capability, may run as root, no seccomp profile.
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: image}}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: imageRef}}},
 	}
 	_, err := env.cp.Client.CoreV1().Pods(namespace).Create(ctx(t), bad, metav1.CreateOptions{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "violates PodSecurity \"restricted")
 }
 
-func pods(t *testing.T, selector string) []corev1.Pod {
-	t.Helper()
-	list, err := env.cp.Client.CoreV1().Pods(namespace).List(ctx(t), metav1.ListOptions{LabelSelector: selector})
+// TestRBACGrantsExactlyWhatThePodsUse: the agents and gateways, running the
+// shipped profiles through the base's ServiceAccounts, made only requests
+// their RBAC allows (none forbidden), and used every permission it grants:
+// the RBAC in deploy/ is what the pinned components' informers really
+// need, read from the API server's audit log, nothing more.
+func TestRBACGrantsExactlyWhatThePodsUse(t *testing.T) {
+	agentsSeeGateways(t, 3, "k8s") // both tiers up and following the EndpointSlices
+	c := env.cp.Client
+	agentRole, err := c.RbacV1().ClusterRoles().Get(ctx(t), "tailgate-agent", metav1.GetOptions{})
 	require.NoError(t, err)
-	return list.Items
-}
-
-// readyEndpoints lists the ready addresses of the gateways' headless Service.
-func readyEndpoints(t *testing.T) []string {
-	t.Helper()
-	out, err := gatewayEndpoints(ctx(t))
+	gatewayRole, err := c.RbacV1().Roles(namespace).Get(ctx(t), "tailgate-gateway", metav1.GetOptions{})
 	require.NoError(t, err)
-	return out
-}
-
-func gatewayEndpoints(c context.Context) ([]string, error) {
-	slices, err := env.cp.Client.DiscoveryV1().EndpointSlices(namespace).List(c, metav1.ListOptions{
-		LabelSelector: "kubernetes.io/service-name=tailgate-gateway-headless",
-	})
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, s := range slices.Items {
-		for _, e := range s.Endpoints {
-			if e.Conditions.Ready == nil || *e.Conditions.Ready {
-				out = append(out, e.Addresses...)
+	for sa, granted := range map[string][]rbacv1.PolicyRule{"tailgate-agent": agentRole.Rules, "tailgate-gateway": gatewayRole.Rules} {
+		t.Run(sa, func(t *testing.T) {
+			want := map[string]bool{}
+			for _, r := range granted {
+				for _, g := range r.APIGroups {
+					for _, res := range r.Resources {
+						for _, v := range r.Verbs {
+							want[g+"/"+res+":"+v] = true
+						}
+					}
+				}
 			}
-		}
+			user := "system:serviceaccount:" + namespace + ":" + sa
+			var refused []string
+			eventually(t, time.Minute, user+" used every permission it is granted", func() (bool, string) {
+				requests, err := env.cp.Requests(user)
+				if err != nil {
+					return false, err.Error()
+				}
+				used := map[string]bool{}
+				refused = nil
+				for _, r := range requests {
+					used[r.APIGroup+"/"+r.Resource+":"+r.Verb] = true
+					if r.Code == http.StatusForbidden {
+						refused = append(refused, r.Verb+" "+r.APIGroup+"/"+r.Resource)
+					}
+				}
+				return maps.Equal(want, used), fmt.Sprintf("granted %v, used %v", slices.Sorted(maps.Keys(want)), slices.Sorted(maps.Keys(used)))
+			})
+			assert.Empty(t, refused, "%s was refused requests: its RBAC lacks a permission the profile needs", user)
+		})
 	}
-	return out, nil
 }

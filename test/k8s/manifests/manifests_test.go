@@ -23,27 +23,35 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
 	"github.com/tailgate-dev/tailgate/test/k8s/render"
+	"github.com/tailgate-dev/tailgate/test/profile"
 )
 
 // manifests is the decoded base.
 type manifests struct {
-	namespace     *corev1.Namespace
-	serviceAccts  map[string]*corev1.ServiceAccount
-	clusterRoles  map[string]*rbacv1.ClusterRole
-	roleBindings  map[string]*rbacv1.ClusterRoleBinding
-	roles         map[string]*rbacv1.Role
-	nsBindings    map[string]*rbacv1.RoleBinding
-	configMaps    map[string]*corev1.ConfigMap
-	services      map[string]*corev1.Service
-	agent         *appsv1.DaemonSet
-	gateway       *appsv1.Deployment
-	hpa           *autoscalingv2.HorizontalPodAutoscaler
-	pdb           *policyv1.PodDisruptionBudget
-	configMapFile map[string]string // generated name -> profile file
+	namespace    *corev1.Namespace
+	serviceAccts map[string]*corev1.ServiceAccount
+	clusterRoles map[string]*rbacv1.ClusterRole
+	roleBindings map[string]*rbacv1.ClusterRoleBinding
+	roles        map[string]*rbacv1.Role
+	nsBindings   map[string]*rbacv1.RoleBinding
+	configMaps   map[string]*corev1.ConfigMap
+	services     map[string]*corev1.Service
+	agent        *appsv1.DaemonSet
+	gateway      *appsv1.Deployment
+	hpa          *autoscalingv2.HorizontalPodAutoscaler
+	pdb          *policyv1.PodDisruptionBudget
+}
+
+// decodeNamed decodes u strictly into a new T, kept in into by name.
+func decodeNamed[T any](u *unstructured.Unstructured, into map[string]*T) error {
+	o := new(T)
+	into[u.GetName()] = o
+	return render.Strict(u, o)
 }
 
 func load(t *testing.T) *manifests {
@@ -65,33 +73,19 @@ func load(t *testing.T) *manifests {
 			m.namespace = &corev1.Namespace{}
 			err = render.Strict(u, m.namespace)
 		case "ServiceAccount":
-			o := &corev1.ServiceAccount{}
-			err = render.Strict(u, o)
-			m.serviceAccts[o.Name] = o
+			err = decodeNamed(u, m.serviceAccts)
 		case "ClusterRole":
-			o := &rbacv1.ClusterRole{}
-			err = render.Strict(u, o)
-			m.clusterRoles[o.Name] = o
+			err = decodeNamed(u, m.clusterRoles)
 		case "ClusterRoleBinding":
-			o := &rbacv1.ClusterRoleBinding{}
-			err = render.Strict(u, o)
-			m.roleBindings[o.Name] = o
+			err = decodeNamed(u, m.roleBindings)
 		case "Role":
-			o := &rbacv1.Role{}
-			err = render.Strict(u, o)
-			m.roles[o.Name] = o
+			err = decodeNamed(u, m.roles)
 		case "RoleBinding":
-			o := &rbacv1.RoleBinding{}
-			err = render.Strict(u, o)
-			m.nsBindings[o.Name] = o
+			err = decodeNamed(u, m.nsBindings)
 		case "ConfigMap":
-			o := &corev1.ConfigMap{}
-			err = render.Strict(u, o)
-			m.configMaps[o.Name] = o
+			err = decodeNamed(u, m.configMaps)
 		case "Service":
-			o := &corev1.Service{}
-			err = render.Strict(u, o)
-			m.services[o.Name] = o
+			err = decodeNamed(u, m.services)
 		case "DaemonSet":
 			require.Nil(t, m.agent, "one DaemonSet expected")
 			m.agent = &appsv1.DaemonSet{}
@@ -185,7 +179,7 @@ func TestWorkloadsMatchTheirProfiles(t *testing.T) {
 			require.Len(t, spec.Containers, 1)
 			c := spec.Containers[0]
 			env := containerEnv(c)
-			prof, err := render.Profile(w.profile, env)
+			prof, err := profile.Effective(w.profile, env)
 			require.NoError(t, err)
 
 			// The container runs the profile from the ConfigMap generated from configs/.
@@ -207,16 +201,16 @@ func TestWorkloadsMatchTheirProfiles(t *testing.T) {
 			assert.Equal(t, string(file), cm.Data[w.profile+".yaml"], "ConfigMap %s differs from configs/%s.yaml", cmName, w.profile)
 
 			// Ports: receivers, health_check, telemetry.
-			assert.Equal(t, port(t, render.Get(prof, "receivers", "otlp", "protocols", "grpc", "endpoint")), containerPort(c, "otlp-grpc"))
-			assert.Equal(t, port(t, render.Get(prof, "receivers", "otlp", "protocols", "http", "endpoint")), containerPort(c, "otlp-http"))
-			health := port(t, render.Get(prof, "extensions", "health_check", "endpoint"))
+			assert.Equal(t, port(t, profile.Get(prof, "receivers", "otlp", "protocols", "grpc", "endpoint")), containerPort(c, "otlp-grpc"))
+			assert.Equal(t, port(t, profile.Get(prof, "receivers", "otlp", "protocols", "http", "endpoint")), containerPort(c, "otlp-http"))
+			health := port(t, profile.Get(prof, "extensions", "health_check", "endpoint"))
 			assert.Equal(t, health, containerPort(c, "health"))
 			for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
 				require.NotNil(t, p)
 				assert.Equal(t, health, containerPort(c, p.HTTPGet.Port.StrVal), "probe port")
 			}
-			readers := render.Get(prof, "service", "telemetry", "metrics", "readers").([]any)
-			telemetry := render.Get(readers[0], "pull", "exporter", "prometheus", "port")
+			readers := profile.Get(prof, "service", "telemetry", "metrics", "readers").([]any)
+			telemetry := profile.Get(readers[0], "pull", "exporter", "prometheus", "port")
 			assert.Equal(t, fmt.Sprint(telemetry), fmt.Sprint(containerPort(c, "telemetry")))
 			// Everything that must be reachable binds the pod IP.
 			assert.Equal(t, "status.podIP", downward(c, "MY_POD_IP"))
@@ -228,7 +222,7 @@ func TestWorkloadsMatchTheirProfiles(t *testing.T) {
 			require.NoError(t, err, "GOMEMLIMIT %q", env["GOMEMLIMIT"])
 			ratio := float64(gomem.Value()) / float64(limit.Value())
 			assert.InDelta(t, 0.8, ratio, 0.01, "GOMEMLIMIT / memory limit")
-			ml := render.Get(prof, "processors", "memory_limiter").(map[string]any)
+			ml := profile.Get(prof, "processors", "memory_limiter").(map[string]any)
 			hard := float64(ml["limit_percentage"].(int)) / 100
 			soft := hard - float64(ml["spike_limit_percentage"].(int))/100
 			assert.Less(t, hard, 1.0)
@@ -275,9 +269,9 @@ func TestGatewayServicesAndScaling(t *testing.T) {
 	agentEnv := containerEnv(m.agent.Spec.Template.Spec.Containers[0])
 	assert.Equal(t, "k8s", agentEnv["TAILGATE_GATEWAY_RESOLVER"])
 	assert.Equal(t, headless.Name+"."+m.namespace.Name, agentEnv["TAILGATE_GATEWAY_K8S_SERVICE"])
-	agentProf, err := render.Profile("agent", agentEnv)
+	agentProf, err := profile.Effective("agent", agentEnv)
 	require.NoError(t, err)
-	ports := render.Get(agentProf, "exporters", "load_balancing/k8s", "resolver", "k8s", "ports").([]any)
+	ports := profile.Get(agentProf, "exporters", "load_balancing/k8s", "resolver", "k8s", "ports").([]any)
 	assert.Equal(t, fmt.Sprint(headless.Spec.Ports[0].Port), fmt.Sprint(ports[0]))
 
 	// The agent Service keeps traffic on the node.
@@ -296,9 +290,9 @@ func TestGatewayServicesAndScaling(t *testing.T) {
 
 	// Shutdown: preStop covers decision_wait, and fits in the grace period
 	// with time left for the collector's own shutdown.
-	gwProf, err := render.Profile("gateway", containerEnv(c))
+	gwProf, err := profile.Effective("gateway", containerEnv(c))
 	require.NoError(t, err)
-	decisionWait, err := time.ParseDuration(fmt.Sprint(render.Get(gwProf, "processors", "tail_sampling", "decision_wait")))
+	decisionWait, err := time.ParseDuration(fmt.Sprint(profile.Get(gwProf, "processors", "tail_sampling", "decision_wait")))
 	require.NoError(t, err)
 	require.NotNil(t, c.Lifecycle.PreStop.Sleep)
 	preStop := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
@@ -309,7 +303,7 @@ func TestGatewayServicesAndScaling(t *testing.T) {
 	assert.GreaterOrEqual(t, scaleDown, 3*decisionWait, "scale-down stabilization of several decision_waits")
 
 	// The persistent queue directory is a writable volume.
-	dir := fmt.Sprint(render.Get(gwProf, "extensions", "file_storage/queue", "directory"))
+	dir := fmt.Sprint(profile.Get(gwProf, "extensions", "file_storage/queue", "directory"))
 	writable := false
 	for _, vm := range c.VolumeMounts {
 		for _, v := range m.gateway.Spec.Template.Spec.Volumes {
@@ -339,44 +333,90 @@ func rulesOf(rs []rbacv1.PolicyRule) []rule {
 	return out
 }
 
-// requiredRules derives a profile's API needs, as run by its workload:
-// k8s_attributes (unless passthrough) watches pods and namespaces, and
-// replicasets when it names Deployments; a k8s resolver (load_balancing's
-// or rebalance_guard's) watches EndpointSlices.
+// requiredRules derives a profile's API needs, as run by its workload,
+// from the settings that decide them in the pinned upstream code, and
+// returns them sorted:
+//   - a k8s resolver (load_balancing's or rebalance_guard's) runs an
+//     EndpointSlice informer: list and watch;
+//   - k8s_attributes (unless passthrough) runs informers chosen in
+//     k8sattributesprocessor v1.0.0 internal/kube/client.go New(): pods
+//     always; namespaces only for namespace labels or annotations (the
+//     cluster UID watches kube-system's namespace); replicasets for
+//     k8s.deployment.uid or deployment and replicaset labels or annotations
+//     (k8s.deployment.name alone comes from the ReplicaSet's name);
+//     nodes for node labels, annotations or k8s.node.uid; deployments,
+//     statefulsets, daemonsets, jobs and cronjobs for their own labels or
+//     annotations. Informers list and watch; nothing gets.
+//
+// test/k8s/live checks the result against what the pods really request
+// from a real API server (its audit log).
 func requiredRules(t *testing.T, prof map[string]any) []rule {
+	watch := []string{"list", "watch"}
 	var need []rbacv1.PolicyRule
-	read := []string{"get", "list", "watch"}
+	add := func(group string, resources ...string) {
+		need = append(need, rbacv1.PolicyRule{APIGroups: []string{group}, Resources: resources, Verbs: watch})
+	}
 	endpointSlices := false
-	for _, pl := range render.Get(prof, "service", "pipelines").(map[string]any) {
+	for _, pl := range profile.Get(prof, "service", "pipelines").(map[string]any) {
 		pipeline := pl.(map[string]any)
 		procs, _ := pipeline["processors"].([]any)
 		exps, _ := pipeline["exporters"].([]any)
 		for _, p := range procs {
-			if render.Get(prof, "processors", fmt.Sprint(p), "resolver", "k8s") != nil &&
-				fmt.Sprint(render.Get(prof, "processors", fmt.Sprint(p), "enabled")) != "false" {
+			if profile.Get(prof, "processors", fmt.Sprint(p), "resolver", "k8s") != nil &&
+				fmt.Sprint(profile.Get(prof, "processors", fmt.Sprint(p), "enabled")) != "false" {
 				endpointSlices = true
 			}
 		}
 		for _, e := range exps {
-			if render.Get(prof, "exporters", fmt.Sprint(e), "resolver", "k8s") != nil {
+			if profile.Get(prof, "exporters", fmt.Sprint(e), "resolver", "k8s") != nil {
 				endpointSlices = true
 			}
 		}
 	}
 	if endpointSlices {
-		need = append(need, rbacv1.PolicyRule{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read})
+		add("discovery.k8s.io", "endpointslices")
 	}
-	pipeline, _ := render.Get(prof, "service", "pipelines", "traces").(map[string]any)
+	pipeline, _ := profile.Get(prof, "service", "pipelines", "traces").(map[string]any)
 	procs, _ := pipeline["processors"].([]any)
 	for _, p := range procs {
-		if p != "k8s_attributes" || fmt.Sprint(render.Get(prof, "processors", "k8s_attributes", "passthrough")) == "true" {
+		if p != "k8s_attributes" || fmt.Sprint(profile.Get(prof, "processors", "k8s_attributes", "passthrough")) == "true" {
 			continue
 		}
-		need = append(need, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods", "namespaces"}, Verbs: read})
-		for _, md := range render.Get(prof, "processors", "k8s_attributes", "extract", "metadata").([]any) {
-			if md == "k8s.deployment.name" {
-				need = append(need, rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: read})
+		extract := profile.Get(prof, "processors", "k8s_attributes", "extract")
+		metadata := map[string]bool{}
+		for _, m := range profile.Get(extract, "metadata").([]any) {
+			metadata[fmt.Sprint(m)] = true
+		}
+		from := map[string]bool{}
+		for _, kind := range []string{"labels", "annotations"} {
+			rules, _ := profile.Get(extract, kind).([]any)
+			for _, r := range rules {
+				from[fmt.Sprint(profile.Get(r, "from"))] = true
 			}
+		}
+		add("", "pods")
+		if from["namespace"] || metadata["k8s.cluster.uid"] {
+			add("", "namespaces")
+		}
+		if from["node"] || metadata["k8s.node.uid"] {
+			add("", "nodes")
+		}
+		if metadata["k8s.deployment.uid"] || from["deployment"] || from["replicaset"] {
+			add("apps", "replicasets")
+		}
+		for _, owner := range []string{"deployment", "statefulset", "daemonset"} {
+			if from[owner] {
+				add("apps", owner+"s")
+			}
+		}
+		for _, owner := range []string{"job", "cronjob"} {
+			if from[owner] {
+				add("batch", owner+"s")
+			}
+		}
+		for f := range from {
+			require.Contains(t, []string{"pod", "namespace", "node", "deployment", "replicaset", "statefulset", "daemonset", "job", "cronjob"}, f,
+				"k8s_attributes extracts from %q: derive its API needs here", f)
 		}
 	}
 	return rulesOf(need)
@@ -384,7 +424,7 @@ func requiredRules(t *testing.T, prof map[string]any) []rule {
 
 func TestAgentRBACMatchesProfile(t *testing.T) {
 	m := load(t)
-	prof, err := render.Profile("agent", containerEnv(m.agent.Spec.Template.Spec.Containers[0]))
+	prof, err := profile.Effective("agent", containerEnv(m.agent.Spec.Template.Spec.Containers[0]))
 	require.NoError(t, err)
 	role := m.clusterRoles["tailgate-agent"]
 	require.NotNil(t, role)
@@ -400,7 +440,7 @@ func TestAgentRBACMatchesProfile(t *testing.T) {
 
 func TestGatewayRBACMatchesProfile(t *testing.T) {
 	m := load(t)
-	prof, err := render.Profile("gateway", containerEnv(m.gateway.Spec.Template.Spec.Containers[0]))
+	prof, err := profile.Effective("gateway", containerEnv(m.gateway.Spec.Template.Spec.Containers[0]))
 	require.NoError(t, err)
 	role := m.roles["tailgate-gateway"]
 	require.NotNil(t, role)

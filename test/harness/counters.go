@@ -1,72 +1,5 @@
 package harness
 
-import (
-	"go.opentelemetry.io/collector/pdata/pcommon"
-)
-
-// Outcome counts what happened to the traces of one Kind at the backend.
-type Outcome struct {
-	Sent       int // traces whose every span the agents accepted
-	Complete   int // arrived with every span
-	Partial    int // arrived with some spans missing: the failure tailgate exists to prevent
-	Lost       int // no span arrived
-	SendFailed int // an agent refused a span: left out of the counts above
-	// PartialIDs lists the partial traces, for diagnostics.
-	PartialIDs []pcommon.TraceID
-}
-
-// Evaluation compares the sink's contents with the ground truth.
-type Evaluation struct {
-	ByKind map[Kind]*Outcome
-	// Duplicates counts spans received more than once (retries after a
-	// timeout can legitimately duplicate; the backend deduplicates by ID).
-	Duplicates int
-	// Unknown counts spans whose trace the generator never made.
-	Unknown int
-}
-
-// Evaluate checks every planned trace against what the sink received.
-func Evaluate(plans []TracePlan, sent SendResult, sink *Sink) Evaluation {
-	ev := Evaluation{ByKind: map[Kind]*Outcome{}}
-	for _, k := range Kinds {
-		ev.ByKind[k] = &Outcome{}
-	}
-	known := make(map[pcommon.TraceID]bool, len(plans))
-	for i := range plans {
-		p := &plans[i]
-		known[p.ID] = true
-		o := ev.ByKind[p.Kind]
-		if sent.FailedTraces[p.ID] {
-			o.SendFailed++
-			continue
-		}
-		o.Sent++
-		got := sink.SpansOf(p.ID)
-		present := 0
-		for _, s := range p.Spans {
-			if n := got[s.SpanID]; n > 0 {
-				present++
-				ev.Duplicates += n - 1
-			}
-		}
-		switch {
-		case present == len(p.Spans):
-			o.Complete++
-		case present == 0:
-			o.Lost++
-		default:
-			o.Partial++
-			o.PartialIDs = append(o.PartialIDs, p.ID)
-		}
-	}
-	for _, id := range sink.TraceIDs() {
-		if !known[id] {
-			ev.Unknown += len(sink.SpansOf(id))
-		}
-	}
-	return ev
-}
-
 // PipelineCounters are the collectors' own counts of loss, summed over
 // every process of a topology, from their internal telemetry.
 type PipelineCounters struct {
@@ -88,6 +21,8 @@ const (
 	MetricDroppedTooEarly = "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early"
 	MetricNewTraces       = "otelcol_processor_tail_sampling_new_trace_id_received"
 	MetricTracesSampled   = "otelcol_processor_tail_sampling_count_traces_sampled"
+	// MetricQueueSize is the current size of an exporter's sending queue.
+	MetricQueueSize = "otelcol_exporter_queue_size"
 )
 
 // Counters scrapes every process of the topology.
@@ -115,9 +50,6 @@ func (t *Topology) Counters() PipelineCounters {
 	}
 	return c
 }
-
-// MetricQueueSize is the current size of an exporter's sending queue.
-const MetricQueueSize = "otelcol_exporter_queue_size"
 
 // QueuedItems sums the sending queues of every running process; processes
 // whose telemetry cannot be read count as -1 so callers keep waiting.

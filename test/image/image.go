@@ -1,0 +1,151 @@
+// Package image builds the container image from the repository's Dockerfile
+// with podman and exports its filesystem, and does what a container runtime
+// does before it runs the entrypoint. The image test (image_test.go) and the
+// process kubelet of the Kubernetes tests (test/k8s/cluster) use it.
+package image
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+// Config is the part of an image's config a runtime uses to start it.
+type Config struct {
+	User       string   `json:"User"`
+	Entrypoint []string `json:"Entrypoint"`
+	Cmd        []string `json:"Cmd"`
+}
+
+// Credential is the image's USER ("uid:gid", numeric) as the user and
+// group a process runs as.
+func (c Config) Credential() (*syscall.Credential, error) {
+	u, g, ok := strings.Cut(c.User, ":")
+	uid, errU := strconv.ParseUint(u, 10, 32)
+	gid, errG := strconv.ParseUint(g, 10, 32)
+	if !ok || errU != nil || errG != nil {
+		return nil, fmt.Errorf("image USER %q is not numeric uid:gid", c.User)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// Image is an image built from the repository's Dockerfile with podman and
+// its filesystem exported to a directory.
+type Image struct {
+	Tag    string
+	RootFS string
+	Config Config
+	podman string
+}
+
+// Build stages a build context of its own, builds the Dockerfile with
+// podman as tag, and exports the image's filesystem into rootfs (which
+// must exist).
+func Build(tag, rootfs string) (*Image, error) {
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		return nil, fmt.Errorf("podman is required to build the image (scripts/ci-deps.sh installs it): %w", err)
+	}
+	img := &Image{Tag: tag, RootFS: rootfs, podman: podman}
+	context, err := StageContext()
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(context)
+	if _, err := output(podman, "build", "-q", "-f", filepath.Join(context, "Dockerfile"), "-t", tag, context); err != nil {
+		return nil, err
+	}
+	out, err := output(podman, "image", "inspect", "--format", "{{json .Config}}", tag)
+	if err != nil {
+		return img, err
+	}
+	if err := json.Unmarshal([]byte(out), &img.Config); err != nil {
+		return img, err
+	}
+	cid, err := output(podman, "create", tag)
+	if err != nil {
+		return img, err
+	}
+	defer exec.Command(podman, "rm", "-f", cid).Run()
+	tarball := filepath.Join(context, "rootfs.tar")
+	if _, err := output(podman, "export", "-o", tarball, cid); err != nil {
+		return img, err
+	}
+	if _, err := output("tar", "-xf", tarball, "-C", rootfs, "--same-owner"); err != nil {
+		return img, err
+	}
+	return img, nil
+}
+
+// StageContext stages a build context for the Dockerfile, with the binary
+// under test, in a new temporary directory of its own (the caller removes
+// it): concurrent builds never share one.
+func StageContext() (string, error) {
+	bin, err := harness.BinaryPath()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "tailgate-image-context-")
+	if err != nil {
+		return "", err
+	}
+	stage := exec.Command(filepath.Join(harness.RepoRoot(), "scripts", "stage-image-context.sh"), dir)
+	stage.Env = append(os.Environ(), "TAILGATE_BIN="+bin)
+	if out, err := stage.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("stage-image-context.sh: %w\n%s", err, out)
+	}
+	return dir, nil
+}
+
+// Remove deletes the image from podman's store.
+func (i *Image) Remove() { _ = exec.Command(i.podman, "rmi", "-f", i.Tag).Run() }
+
+func output(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// MountKernelFilesystems does what every container runtime does before it
+// starts the entrypoint: mount /proc and /sys (read-only) into a root
+// filesystem (memory_limiter reads the cgroup memory limit through them).
+// It returns the mount points, to unmount in reverse order, also when it
+// fails part way. Callers run in a mount namespace of their own (see
+// test/sandbox), so the mounts go with it when the test dies.
+func MountKernelFilesystems(root string) ([]string, error) {
+	var mounted []string
+	for _, m := range []struct {
+		dir, fstype string
+		flags       uintptr
+	}{
+		{"proc", "proc", syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC},
+		{"sys", "sysfs", syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC},
+	} {
+		target := filepath.Join(root, m.dir)
+		if err := os.MkdirAll(target, 0o555); err != nil {
+			return mounted, err
+		}
+		if err := syscall.Mount(m.fstype, target, m.fstype, m.flags, ""); err != nil {
+			return mounted, fmt.Errorf("mount %s: %w", target, err)
+		}
+		mounted = append(mounted, target)
+	}
+	return mounted, nil
+}
+
+// Unmount detaches mount points in reverse order.
+func Unmount(points []string) {
+	for i := len(points) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
+	}
+}

@@ -1,0 +1,52 @@
+package cluster
+
+// The container's environment, resolved as the kubelet resolves it.
+
+import (
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+// containerEnv resolves the container's env as the kubelet would, plus the
+// variables every container gets.
+func (k *Kubelet) containerEnv(pod *corev1.Pod, c corev1.Container, run *podRun) (map[string]string, error) {
+	debug, err := harness.FreePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	env := map[string]string{
+		"TAILGATE_PPROF_PORT":     strconv.Itoa(debug[0]),
+		"TAILGATE_ZPAGES_PORT":    strconv.Itoa(debug[1]),
+		"HOSTNAME":                pod.Name,
+		"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+		"KUBERNETES_SERVICE_PORT": strconv.Itoa(k.cp.APIPort),
+	}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		case e.ValueFrom.FieldRef != nil:
+			switch e.ValueFrom.FieldRef.FieldPath {
+			case "status.podIP":
+				env[e.Name] = run.ip
+			case "spec.nodeName":
+				env[e.Name] = pod.Spec.NodeName
+			case "metadata.name":
+				env[e.Name] = pod.Name
+			case "metadata.namespace":
+				env[e.Name] = pod.Namespace
+			case "status.hostIP":
+				env[e.Name] = k.nodeIP(pod.Spec.NodeName)
+			default:
+				return nil, fmt.Errorf("env %s: unsupported fieldRef %s", e.Name, e.ValueFrom.FieldRef.FieldPath)
+			}
+		default:
+			return nil, fmt.Errorf("env %s: unsupported valueFrom", e.Name)
+		}
+	}
+	return env, nil
+}

@@ -1,0 +1,155 @@
+package live
+
+// Helpers every test of the package uses: waiting, reading pods and
+// EndpointSlices, and waiting for the gateway set to settle.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+// decisionWait is the gateway profile's default, which the manifests keep.
+const decisionWait = 10 * time.Second
+
+// eventually polls cond every 250ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("%s: not after %s (last state: %s)\n%s", what, timeout, last, env.kubelet.LogTails(15))
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+func pods(t *testing.T, selector string) []corev1.Pod {
+	t.Helper()
+	list, err := env.cp.Client.CoreV1().Pods(namespace).List(ctx(t), metav1.ListOptions{LabelSelector: selector})
+	require.NoError(t, err)
+	return list.Items
+}
+
+// readyPods lists the ready pods of a component, sorted by name.
+func readyPods(t *testing.T, name string) []corev1.Pod {
+	t.Helper()
+	var out []corev1.Pod
+	for _, p := range pods(t, "app.kubernetes.io/name="+name) {
+		if p.DeletionTimestamp != nil || p.Status.PodIP == "" {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				out = append(out, p)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// readyEndpoints lists the ready addresses of the gateways' headless Service.
+func readyEndpoints(t *testing.T) []string {
+	t.Helper()
+	out, err := gatewayEndpoints(ctx(t))
+	require.NoError(t, err)
+	return out
+}
+
+// readyEndpointsQuiet is readyEndpoints for a background goroutine.
+func readyEndpointsQuiet() []string {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, _ := gatewayEndpoints(c)
+	return out
+}
+
+func gatewayEndpoints(c context.Context) ([]string, error) {
+	slices, err := env.cp.Client.DiscoveryV1().EndpointSlices(namespace).List(c, metav1.ListOptions{
+		LabelSelector: "kubernetes.io/service-name=tailgate-gateway-headless",
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range slices.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready == nil || *e.Conditions.Ready {
+				out = append(out, e.Addresses...)
+			}
+		}
+	}
+	return out, nil
+}
+
+func scrapePod(t *testing.T, p corev1.Pod) harness.Scrape {
+	t.Helper()
+	s, err := harness.ScrapeMetricsAt(net.JoinHostPort(p.Status.PodIP, "8888"))
+	require.NoError(t, err, "telemetry of %s", p.Name)
+	return s
+}
+
+// agentsSeeGateways waits until every agent's ring, on the given resolver,
+// holds n gateways.
+func agentsSeeGateways(t *testing.T, n int, resolver string) {
+	t.Helper()
+	eventually(t, time.Minute, fmt.Sprintf("every agent's load balancer has %d gateways", n), func() (bool, string) {
+		var seen []float64
+		for _, a := range readyPods(t, "tailgate-agent") {
+			seen = append(seen, scrapePod(t, a).Sum("otelcol_loadbalancer_num_backends", "resolver", resolver))
+		}
+		for _, v := range seen {
+			if v != float64(n) {
+				return false, fmt.Sprint(seen)
+			}
+		}
+		return len(seen) == 2, fmt.Sprint(seen)
+	})
+}
+
+// settleGateways waits until the Deployment has exactly n ready gateways,
+// nothing terminating, and every agent's ring (on the given resolver) holds
+// them.
+func settleGateways(t *testing.T, n int, resolver string) {
+	t.Helper()
+	_, err := env.cp.Kubectl("-n", namespace, "rollout", "status", "deployment/tailgate-gateway", "--timeout=4m")
+	require.NoError(t, err)
+	eventually(t, 3*time.Minute, fmt.Sprintf("%d gateway pods, none terminating", n), func() (bool, string) {
+		ps := pods(t, "app.kubernetes.io/name=tailgate-gateway")
+		return len(ps) == n && len(readyPods(t, "tailgate-gateway")) == n, fmt.Sprint(len(ps), " pods")
+	})
+	agentsSeeGateways(t, n, resolver)
+}
+
+// agentEndpoints are the OTLP/gRPC endpoints of the two ready agent pods.
+func agentEndpoints(t *testing.T) []string {
+	t.Helper()
+	var agents []string
+	for _, a := range readyPods(t, "tailgate-agent") {
+		agents = append(agents, net.JoinHostPort(a.Status.PodIP, "4317"))
+	}
+	require.Len(t, agents, 2)
+	return agents
+}
+
+func ptr[T any](v T) *T { return &v }

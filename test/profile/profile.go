@@ -1,0 +1,92 @@
+// Package profile loads the shipped profiles (configs/agent.yaml and
+// configs/gateway.yaml): as written, as the built binary resolves them for
+// a given environment, and the variables they read. It is the one place
+// tests read a profile; nothing here re-implements the collector's
+// `${env:...}` expansion.
+package profile
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+// Names are the shipped profiles.
+var Names = []string{"agent", "gateway"}
+
+// Raw is a profile as written: keys and structure, `${env:...}` references
+// unexpanded (YAML anchors and merge keys applied).
+func Raw(name string) (map[string]any, error) {
+	data, err := os.ReadFile(harness.ProfilePath(name))
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	return doc, yaml.Unmarshal(data, &doc)
+}
+
+// Effective is the configuration the built binary runs a profile with,
+// given exactly env (plus PATH): `tailgate print-config` expands it with
+// the collector's own confmap resolver, decodes every component's section
+// into its config with the component's defaults, validates it, and prints
+// the result.
+func Effective(name string, env map[string]string) (map[string]any, error) {
+	bin, err := harness.BinaryPath()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "print-config", "--mode", "unredacted", "--config", harness.ProfilePath(name))
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("tailgate print-config --config configs/%s.yaml: %w\n%s", name, err, stderr.String())
+	}
+	var doc map[string]any
+	return doc, yaml.Unmarshal(out, &doc)
+}
+
+// envRef is a `${env:NAME}` or `${env:NAME:-default}` reference.
+var envRef = regexp.MustCompile(`\$\{env:([A-Za-z0-9_]+)(?::-([^}]*))?\}`)
+
+// Variables are the environment variables a profile reads, with their
+// defaults as written. Comments are skipped: they may show the syntax with
+// placeholder names.
+func Variables(name string) (map[string]string, error) {
+	data, err := os.ReadFile(harness.ProfilePath(name))
+	if err != nil {
+		return nil, err
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		for _, m := range envRef.FindAllStringSubmatch(line, -1) {
+			vars[m[1]] = m[2]
+		}
+	}
+	return vars, nil
+}
+
+// Get walks a parsed YAML document by keys; nil where a key is missing.
+func Get(doc any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := doc.(map[string]any)
+		if !ok {
+			return nil
+		}
+		doc = m[k]
+	}
+	return doc
+}
