@@ -13,9 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/profile"
 )
-
-var profiles = []string{"agent", "gateway"}
 
 // validate runs `tailgate validate` on a profile with exactly the given
 // environment (plus PATH): nothing leaks in from the developer's shell.
@@ -30,7 +29,7 @@ func validate(t *testing.T, profile string, env ...string) (string, error) {
 }
 
 func TestProfilesValidateWithNoEnvironment(t *testing.T) {
-	for _, p := range profiles {
+	for _, p := range profile.Names {
 		t.Run(p, func(t *testing.T) {
 			out, err := validate(t, p)
 			assert.NoError(t, err, "tailgate validate --config configs/%s.yaml with no env:\n%s", p, out)
@@ -60,7 +59,9 @@ func TestInvalidSettingsNameTheKey(t *testing.T) {
 		profile, env string
 		wantKeys     []string
 	}{
-		{"gateway", "TAILGATE_DECISION_WAIT=soon", []string{"tail_sampling", "decision_wait"}},
+		// The variable feeds tail_sampling and rebalance_guard; the first
+		// component decoded is named.
+		{"gateway", "TAILGATE_DECISION_WAIT=soon", []string{"rebalance_guard", "decision_wait"}},
 		{"gateway", "TAILGATE_SAMPLING_PERCENTAGE=lots", []string{"tail_sampling", "sampling_percentage"}},
 		{"gateway", "TAILGATE_METRICS_EXPORTERS=[nosuchexporter]", []string{"metrics/spanmetrics", "nosuchexporter"}},
 		{"agent", "TAILGATE_GATEWAY_RESOLVER=consul", []string{"traces", "load_balancing/consul"}},
@@ -77,22 +78,15 @@ func TestInvalidSettingsNameTheKey(t *testing.T) {
 	}
 }
 
-var envRef = regexp.MustCompile(`\$\{env:([A-Z0-9_]+)(:-[^}]*)?\}`)
-
 // TestEveryProfileVariableIsDocumented: README.md's variable table lists
 // every variable the profiles read, and no variable they do not read.
 func TestEveryProfileVariableIsDocumented(t *testing.T) {
 	used := map[string]bool{}
-	for _, p := range profiles {
-		data, err := os.ReadFile(harness.ProfilePath(p))
+	for _, p := range profile.Names {
+		vars, err := profile.Variables(p)
 		require.NoError(t, err)
-		for _, line := range strings.Split(string(data), "\n") {
-			if strings.HasPrefix(strings.TrimSpace(line), "#") {
-				continue // comments may show the syntax with placeholder names
-			}
-			for _, m := range envRef.FindAllStringSubmatch(line, -1) {
-				used[m[1]] = true
-			}
+		for name := range vars {
+			used[name] = true
 		}
 	}
 	readme, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "README.md"))

@@ -27,9 +27,15 @@ type Config struct {
 	// MaxTraces bounds the traces tracked as recently seen here.
 	MaxTraces int `mapstructure:"max_traces"`
 
+	// DecisionWait is the gateway's tail_sampling decision_wait: set it from
+	// the same value, so the guard's windows follow it.
+	DecisionWait time.Duration `mapstructure:"decision_wait"`
+
 	// ActiveWindow is how long after its last span a trace still counts as
-	// in flight. Cover the gateways' decision_wait: a trace whose half was
-	// already decided cannot be saved by a marker.
+	// in flight. It must exceed decision_wait: a trace whose half was
+	// already decided cannot be saved by a marker. Unset (0), it is
+	// activeWindowPerDecisionWait times decision_wait, so it follows
+	// whatever decision_wait the environment gives.
 	ActiveWindow time.Duration `mapstructure:"active_window"`
 
 	// MovedInWindow is how long after a membership change the spans of
@@ -75,11 +81,27 @@ type K8sResolver struct {
 
 var _ component.Config = (*Config)(nil)
 
+// activeWindowPerDecisionWait derives active_window from decision_wait when
+// it is not set: a trace is decided decision_wait after its first span, so
+// one decision_wait after its last span suffices on a quiet gateway; the
+// rest is margin for spans queued and retried on their way (agent queues,
+// a gateway's memory_limiter refusals).
+const activeWindowPerDecisionWait = 3
+
+// activeWindow is the effective active_window.
+func (c *Config) activeWindow() time.Duration {
+	if c.ActiveWindow > 0 {
+		return c.ActiveWindow
+	}
+	return activeWindowPerDecisionWait * c.DecisionWait
+}
+
 func createDefaultConfig() component.Config {
 	return &Config{
-		Enabled:         true,
-		MaxTraces:       200_000,
-		ActiveWindow:    30 * time.Second,
+		Enabled:   true,
+		MaxTraces: 200_000,
+		// tail_sampling's own default.
+		DecisionWait:    30 * time.Second,
 		MovedInWindow:   30 * time.Second,
 		KeepAttribute:   "tailgate.rebalance.keep",
 		MarkerAttribute: "tailgate.rebalance.marker",
@@ -120,8 +142,13 @@ func (c *Config) Validate() error {
 	if c.MaxTraces <= 0 {
 		errs = append(errs, errors.New("max_traces must be positive"))
 	}
-	if c.ActiveWindow <= 0 {
-		errs = append(errs, errors.New("active_window must be positive"))
+	if c.DecisionWait <= 0 {
+		errs = append(errs, errors.New("decision_wait must be positive"))
+	}
+	if c.ActiveWindow < 0 {
+		errs = append(errs, errors.New("active_window must not be negative"))
+	} else if c.ActiveWindow > 0 && c.ActiveWindow <= c.DecisionWait {
+		errs = append(errs, fmt.Errorf("active_window (%s) must exceed decision_wait (%s): a trace decided before it ends cannot be kept whole; leave it unset to derive it", c.ActiveWindow, c.DecisionWait))
 	}
 	if c.MovedInWindow <= 0 {
 		errs = append(errs, errors.New("moved_in_window must be positive"))

@@ -34,7 +34,7 @@ func TestLoadConfig(t *testing.T) {
 		})},
 		{name: "dns", want: with(func(c *Config) {
 			c.Resolver.DNS = &DNSResolver{Hostname: "tailgate-gateway-headless.observability.svc.cluster.local", Port: "4317", Interval: 2 * time.Second}
-			c.Self, c.MaxTraces, c.ActiveWindow, c.MovedInWindow = "10.0.0.1:4317", 1000, 20*time.Second, 45*time.Second
+			c.Self, c.MaxTraces, c.DecisionWait, c.ActiveWindow, c.MovedInWindow = "10.0.0.1:4317", 1000, 5*time.Second, 20*time.Second, 45*time.Second
 		})},
 		{name: "k8s", want: with(func(c *Config) {
 			c.Resolver.K8s = &K8sResolver{Service: "tailgate-gateway-headless.observability", Ports: []int32{4317}}
@@ -49,6 +49,8 @@ func TestLoadConfig(t *testing.T) {
 		{name: "no_resolver", wantErr: []string{"resolver: exactly one"}},
 		{name: "bad_self", wantErr: []string{"self: must be host:port"}},
 		{name: "bad_bounds", wantErr: []string{"max_traces must be positive", "moved_in_window must be positive"}},
+		{name: "active_window_within_decision_wait", wantErr: []string{"active_window (10s) must exceed decision_wait (10s)"}},
+		{name: "no_decision_wait", wantErr: []string{"decision_wait must be positive"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,4 +70,17 @@ func TestLoadConfig(t *testing.T) {
 			assert.Equal(t, tt.want, cfg)
 		})
 	}
+}
+
+// TestActiveWindowFollowsDecisionWait: unset, active_window is derived from
+// decision_wait and exceeds it whatever decision_wait is; set, it is used.
+func TestActiveWindowFollowsDecisionWait(t *testing.T) {
+	for _, wait := range []time.Duration{time.Second, 10 * time.Second, 45 * time.Second, 5 * time.Minute} {
+		c := createDefaultConfig().(*Config)
+		c.DecisionWait = wait
+		assert.Greater(t, c.activeWindow(), wait, "derived active_window for decision_wait %s", wait)
+	}
+	c := createDefaultConfig().(*Config)
+	c.DecisionWait, c.ActiveWindow = 10*time.Second, 12*time.Second
+	assert.Equal(t, 12*time.Second, c.activeWindow())
 }

@@ -88,7 +88,7 @@ func (g *guard) sweep() {
 		case <-t.C:
 		}
 		g.mu.Lock()
-		g.tracker.expire(g.clock.Now().UnixNano(), g.cfg.ActiveWindow)
+		g.tracker.expire(g.clock.Now().UnixNano(), g.cfg.activeWindow())
 		n := g.tracker.len()
 		g.mu.Unlock()
 		g.tb.ProcessorRebalanceGuardTrackedTraces.Record(context.Background(), int64(n))
@@ -115,7 +115,7 @@ func (g *guard) onMembership(members []string) {
 	first := old.empty()
 	var movedOut, movedIn []pcommon.TraceID
 	if !old.empty() && !next.empty() {
-		g.tracker.active(now.UnixNano(), g.cfg.ActiveWindow, func(e *traceEntry) {
+		g.tracker.active(now.UnixNano(), g.cfg.activeWindow(), func(e *traceEntry) {
 			was, is := old.owner(e.id), next.owner(e.id)
 			if was == is || e.marked {
 				return
@@ -242,7 +242,7 @@ func (g *guard) Shutdown(ctx context.Context) error {
 		var ids []pcommon.TraceID
 		g.mu.Lock()
 		g.stopped = true
-		g.tracker.active(g.clock.Now().UnixNano(), g.cfg.ActiveWindow, func(e *traceEntry) {
+		g.tracker.active(g.clock.Now().UnixNano(), g.cfg.activeWindow(), func(e *traceEntry) {
 			if !e.marked {
 				e.marked = true
 				ids = append(ids, e.id)

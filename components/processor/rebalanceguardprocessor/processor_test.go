@@ -63,6 +63,7 @@ func newFixture(t *testing.T, self string, initial []string, mutate ...func(*Con
 	cfg := createDefaultConfig().(*Config)
 	cfg.Self = self
 	cfg.Resolver.Static = &StaticResolver{Hostnames: initial}
+	cfg.DecisionWait = 10 * time.Second // the gateway profile's default
 	for _, m := range mutate {
 		m(cfg)
 	}
@@ -221,7 +222,7 @@ func TestInactiveTracesAreNotMarkedOnChange(t *testing.T) {
 	f.clock.advance(time.Minute)
 	id := traceOwnedBy(t, before, gwA, after, gwC)
 	consume(t, f, id, 2)
-	f.clock.advance(f.cfg.ActiveWindow + time.Second) // long decided
+	f.clock.advance(f.cfg.activeWindow() + time.Second) // long decided
 	f.src.onChange(after)
 	_, markers, _ := keptSpans(f, id)
 	assert.Zero(t, markers)
@@ -282,7 +283,7 @@ func TestShutdownMarksActiveTraces(t *testing.T) {
 	active := traceOwnedBy(t, members, gwA, nil, "")
 	old := pcommon.TraceID{9, 9, 9}
 	consume(t, f, old, 1)
-	f.clock.advance(f.cfg.ActiveWindow + time.Second)
+	f.clock.advance(f.cfg.activeWindow() + time.Second)
 	consume(t, f, active, 2)
 	require.NoError(t, f.g.Shutdown(context.Background()))
 	_, markers, _ := keptSpans(f, active)

@@ -1,0 +1,249 @@
+package distribution
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/modfile"
+	modversion "golang.org/x/mod/module"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/profile"
+)
+
+// Facts that must be equal in several files and that no compiler checks:
+// each test here fails when one side moves without the other.
+
+var resolvers = []string{"dns", "k8s", "static"}
+
+// gatewaySetEnvs are environments under which the agents' and the gateways'
+// view of the gateway set must agree: the defaults, and every variable that
+// describes the gateway set changed.
+var gatewaySetEnvs = []map[string]string{
+	{},
+	{
+		"TAILGATE_GATEWAY_OTLP_PORT":        "4999",
+		"TAILGATE_GATEWAY_DNS_NAME":         "gw.example.svc.cluster.local",
+		"TAILGATE_GATEWAY_K8S_SERVICE":      "gw.example",
+		"TAILGATE_GATEWAY_STATIC_HOSTNAMES": "[10.1.0.1:4999, 10.1.0.2:4999]",
+	},
+}
+
+// TestGuardFollowsTheAgentsResolver: rebalance_guard replicates the agents'
+// hash ring, so for each resolver the gateway's rebalance_guard/<resolver>
+// sets the same resolver keys as the agent's load_balancing/<resolver>,
+// each resolving to the same value under every environment, and
+// TAILGATE_GATEWAY_RESOLVER picks that pair in both profiles.
+func TestGuardFollowsTheAgentsResolver(t *testing.T) {
+	agentRaw, err := profile.Raw("agent")
+	require.NoError(t, err)
+	gatewayRaw, err := profile.Raw("gateway")
+	require.NoError(t, err)
+	for _, resolver := range resolvers {
+		exporter, guard := "load_balancing/"+resolver, "rebalance_guard/"+resolver
+		keys := sortedMapKeys(profile.Get(agentRaw, "exporters", exporter, "resolver", resolver))
+		require.NotEmpty(t, keys, "agent profile: %s has no %s resolver", exporter, resolver)
+		assert.Equal(t, keys, sortedMapKeys(profile.Get(gatewayRaw, "processors", guard, "resolver", resolver)),
+			"%s.resolver.%s sets other keys than the agent's %s", guard, resolver, exporter)
+		for i, base := range gatewaySetEnvs {
+			t.Run(fmt.Sprintf("%s/env-%d", resolver, i), func(t *testing.T) {
+				env := maps.Clone(base)
+				env["TAILGATE_GATEWAY_RESOLVER"] = resolver
+				agent, err := profile.Effective("agent", env)
+				require.NoError(t, err)
+				gateway, err := profile.Effective("gateway", env)
+				require.NoError(t, err)
+				for _, k := range keys {
+					assert.Equal(t,
+						profile.Get(agent, "exporters", exporter, "resolver", resolver, k),
+						profile.Get(gateway, "processors", guard, "resolver", resolver, k),
+						"resolver.%s.%s of the agent's %s and the gateway's %s (env %v)", resolver, k, exporter, guard, env)
+				}
+				assert.Equal(t, []any{exporter}, profile.Get(agent, "service", "pipelines", "traces", "exporters"))
+				assert.Contains(t, profile.Get(gateway, "service", "pipelines", "traces/sampling", "processors"), guard)
+			})
+		}
+	}
+}
+
+// TestSamplingFollowsTheGuardsAttributes: the guard marks spans with its
+// keep_attribute and injects markers carrying its marker_attribute (its
+// configured values or its defaults, as the binary resolves them);
+// tail_sampling must keep traces on that keep attribute, and
+// filter/rebalance_markers must drop spans on that marker attribute, in
+// that order after the guard.
+func TestSamplingFollowsTheGuardsAttributes(t *testing.T) {
+	// The policies and the filter's conditions are read as written: they
+	// hold no variables, and print-config (v0.161.0) drops the settings of
+	// tail_sampling policies when it prints them.
+	raw, err := profile.Raw("gateway")
+	require.NoError(t, err)
+	for _, resolver := range resolvers {
+		t.Run(resolver, func(t *testing.T) {
+			gateway, err := profile.Effective("gateway", map[string]string{"TAILGATE_GATEWAY_RESOLVER": resolver})
+			require.NoError(t, err)
+			guard := "rebalance_guard/" + resolver
+			keep := profile.Get(gateway, "processors", guard, "keep_attribute")
+			marker := profile.Get(gateway, "processors", guard, "marker_attribute")
+			require.NotEmpty(t, keep)
+			require.NotEmpty(t, marker)
+
+			var rebalance []string
+			policies, _ := profile.Get(raw, "processors", "tail_sampling", "policies").([]any)
+			for _, p := range policies {
+				if profile.Get(p, "type") == "boolean_attribute" &&
+					profile.Get(p, "boolean_attribute", "key") == keep && profile.Get(p, "boolean_attribute", "value") == true {
+					rebalance = append(rebalance, fmt.Sprint(profile.Get(p, "name")))
+				}
+			}
+			assert.NotEmpty(t, rebalance, "no tail_sampling policy keeps traces with %s == true", keep)
+
+			want := fmt.Sprintf(`span.attributes[%q] == true`, marker)
+			conditions, _ := profile.Get(raw, "processors", "filter/rebalance_markers", "trace_conditions").([]any)
+			assert.Contains(t, conditions, want, "filter/rebalance_markers does not drop the guard's markers (%s)", marker)
+
+			procs, _ := profile.Get(gateway, "service", "pipelines", "traces/sampling", "processors").([]any)
+			at := func(id string) int { return slices.Index(procs, any(id)) }
+			assert.True(t, at(guard) >= 0 && at(guard) < at("tail_sampling") && at("tail_sampling") < at("filter/rebalance_markers"),
+				"traces/sampling must run the guard, then tail_sampling, then filter/rebalance_markers: %v", procs)
+		})
+	}
+}
+
+// TestGuardOutlivesDecisionWait: the guard must count a trace as in flight
+// for longer than tail_sampling waits to decide it, for every decision_wait
+// the environment can give: both read TAILGATE_DECISION_WAIT, and the
+// guard's active_window is either unset (derived from decision_wait, which
+// the component's tests show exceeds it) or longer. print-config validates
+// the guard, which rejects an active_window at or below decision_wait.
+func TestGuardOutlivesDecisionWait(t *testing.T) {
+	for _, wait := range []time.Duration{time.Second, 10 * time.Second, 45 * time.Second, 5 * time.Minute} {
+		t.Run(wait.String(), func(t *testing.T) {
+			gateway, err := profile.Effective("gateway", map[string]string{"TAILGATE_DECISION_WAIT": wait.String()})
+			require.NoError(t, err)
+			assert.Equal(t, wait.String(), profile.Get(gateway, "processors", "tail_sampling", "decision_wait"))
+			for _, resolver := range resolvers {
+				guard := "rebalance_guard/" + resolver
+				assert.Equal(t, wait.String(), profile.Get(gateway, "processors", guard, "decision_wait"), "%s decision_wait", guard)
+				active, err := time.ParseDuration(fmt.Sprint(profile.Get(gateway, "processors", guard, "active_window")))
+				require.NoError(t, err)
+				if active != 0 { // 0: derived from decision_wait
+					assert.Greater(t, active, wait, "%s active_window", guard)
+				}
+			}
+		})
+	}
+}
+
+// TestComponentModulesPinTheShippedVersions: an in-house component is
+// built and tested in its own module, but ships in cmd/tailgate with the
+// versions ocb resolved from builder-config.yaml. Its tests (the ring
+// conformance test against the real loadbalancing exporter above all)
+// prove something about the binary only if the component's module pins
+// what the binary ships: every module it requires directly at the
+// binary's version, and every replace of the manifest that reaches it.
+func TestComponentModulesPinTheShippedVersions(t *testing.T) {
+	root := harness.RepoRoot()
+	shipped := parseMod(t, filepath.Join(root, "cmd", "tailgate", "go.mod"))
+	shippedVersion := map[string]string{}
+	for _, r := range shipped.Require {
+		shippedVersion[r.Mod.Path] = r.Mod.Version
+	}
+	manifest := loadManifest(t)
+	// ocb copies the manifest's replaces into the generated go.mod, so local
+	// paths are relative to the output directory.
+	outDir := filepath.Join(root, manifest.Dist.OutputPath)
+	manifestReplace := map[modversion.Version]string{}
+	for _, line := range manifest.Replaces {
+		f, err := modfile.Parse("replace.mod", []byte("module x\nreplace "+line+"\n"), nil)
+		require.NoError(t, err, line)
+		r := f.Replace[0]
+		manifestReplace[r.Old] = modTarget(outDir, r.New)
+	}
+	mods, err := filepath.Glob(filepath.Join(root, "components", "*", "*", "go.mod"))
+	require.NoError(t, err)
+	require.NotEmpty(t, mods)
+	for _, path := range mods {
+		rel, _ := filepath.Rel(root, path)
+		t.Run(rel, func(t *testing.T) {
+			mod := parseMod(t, path)
+			required := map[string]bool{}
+			for _, r := range mod.Require {
+				required[r.Mod.Path] = true
+				if v, ok := shippedVersion[r.Mod.Path]; ok && !r.Indirect {
+					assert.Equal(t, v, r.Mod.Version, "%s requires %s at another version than cmd/tailgate/go.mod", rel, r.Mod.Path)
+				}
+			}
+			replaced := map[modversion.Version]string{}
+			for _, r := range mod.Replace {
+				replaced[r.Old] = modTarget(filepath.Dir(path), r.New)
+			}
+			// A replace reaches the component when it requires the module,
+			// or replaces it itself (a test-only dependency that only
+			// `go mod tidy` resolves).
+			for old, target := range manifestReplace {
+				if _, own := replaced[old]; required[old.Path] || own {
+					assert.Equal(t, target, replaced[old], "%s: builder-config.yaml replaces %s with %s", rel, old, target)
+				}
+			}
+		})
+	}
+}
+
+// modTarget is a replacement as a comparable string: a local directory made
+// absolute from the go.mod that names it, a module path@version as is.
+func modTarget(dir string, v modversion.Version) string {
+	if v.Version == "" {
+		return filepath.Clean(filepath.Join(dir, v.Path))
+	}
+	return v.String()
+}
+
+// TestKubernetesLibrariesPinnedOnce: the binary (through k8s_attributes,
+// load_balancing and rebalance_guard), the in-house component, the tests
+// and the control plane the tests run all use one version of the
+// Kubernetes client libraries: the one the control plane's release ships.
+func TestKubernetesLibrariesPinnedOnce(t *testing.T) {
+	root := harness.RepoRoot()
+	kube := parseMod(t, filepath.Join(root, "build", "tools", "kubernetes", "go.mod"))
+	var release string
+	for _, r := range kube.Require {
+		if r.Mod.Path == "k8s.io/kubernetes" {
+			release = r.Mod.Version
+		}
+	}
+	require.NotEmpty(t, release, "build/tools/kubernetes/go.mod does not require k8s.io/kubernetes")
+	// Kubernetes vX.Y.Z publishes its libraries as v0.Y.Z.
+	want := "v0." + strings.SplitN(strings.TrimPrefix(release, "v"), ".", 2)[1]
+
+	libraries := []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go"}
+	checked := 0
+	require.NoError(t, filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "go.mod" {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		mod := parseMod(t, path)
+		for _, r := range mod.Require {
+			if slices.Contains(libraries, r.Mod.Path) {
+				assert.Equal(t, want, r.Mod.Version, "%s: %s", rel, r.Mod.Path)
+				checked++
+			}
+		}
+		return nil
+	}))
+	assert.GreaterOrEqual(t, checked, 3*4, "the binary, the component, the tests and the control plane each require the three libraries")
+}
+
+func sortedMapKeys(v any) []string {
+	m, _ := v.(map[string]any)
+	return slices.Sorted(maps.Keys(m))
+}
