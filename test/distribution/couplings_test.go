@@ -143,6 +143,21 @@ func TestGuardOutlivesDecisionWait(t *testing.T) {
 	}
 }
 
+// TestGuardTracksWhatTailSamplingHolds: the guard sizes its trace tracker
+// from tail_sampling's num_traces, under every value the environment gives.
+func TestGuardTracksWhatTailSamplingHolds(t *testing.T) {
+	for _, n := range []string{"1000", "300000"} {
+		gateway, err := profile.Effective("gateway", map[string]string{"TAILGATE_NUM_TRACES": n})
+		require.NoError(t, err)
+		want := fmt.Sprint(profile.Get(gateway, "processors", "tail_sampling", "num_traces"))
+		require.Equal(t, n, want)
+		for _, resolver := range resolvers {
+			guard := "rebalance_guard/" + resolver
+			assert.Equal(t, want, fmt.Sprint(profile.Get(gateway, "processors", guard, "num_traces")), "%s num_traces", guard)
+		}
+	}
+}
+
 // TestComponentModulesPinTheShippedVersions: an in-house component is
 // built and tested in its own module, but ships in cmd/tailgate with the
 // versions ocb resolved from builder-config.yaml. Its tests (the ring

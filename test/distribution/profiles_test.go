@@ -65,6 +65,9 @@ func TestInvalidSettingsNameTheKey(t *testing.T) {
 		{"gateway", "TAILGATE_SAMPLING_PERCENTAGE=lots", []string{"tail_sampling", "sampling_percentage"}},
 		{"gateway", "TAILGATE_METRICS_EXPORTERS=[nosuchexporter]", []string{"metrics/spanmetrics", "nosuchexporter"}},
 		{"agent", "TAILGATE_GATEWAY_RESOLVER=consul", []string{"traces", "load_balancing/consul"}},
+		// A gateway bound to 0.0.0.0 cannot tell its guard which address the
+		// agents' resolver lists for it: refused rather than keep everything.
+		{"gateway", "MY_POD_IP=0.0.0.0", []string{"rebalance_guard", "self", "0.0.0.0"}},
 		{"agent", "TAILGATE_K8S_PASSTHROUGH=maybe", []string{"k8s_attributes", "passthrough"}},
 	}
 	for _, c := range cases {

@@ -76,3 +76,14 @@ func (p NodePorts) Env() map[string]string {
 		"TAILGATE_PROMETHEUS_PORT": strconv.Itoa(p.Prometheus),
 	}
 }
+
+// LoneGatewayEnv is Env for a gateway started on its own, outside a
+// Topology: its rebalance_guard (default dns resolver) then expects the
+// gateways on its own OTLP port, as in a cluster where every gateway
+// listens on the port the agents send to (the guard refuses a self whose
+// port the resolver would never list).
+func (p NodePorts) LoneGatewayEnv() map[string]string {
+	env := p.Env()
+	env["TAILGATE_GATEWAY_OTLP_PORT"] = strconv.Itoa(p.OTLPGRPC)
+	return env
+}

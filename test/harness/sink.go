@@ -88,6 +88,18 @@ func (s *Sink) Down() {
 	}
 }
 
+// Reset forgets everything received so far, so that a run that sends the
+// same traces again (same seed) is judged on its own.
+func (s *Sink) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.spans = map[pcommon.TraceID]map[pcommon.SpanID]int{}
+	s.total = 0
+	s.metrics = nil
+	s.spanAttrs = map[pcommon.SpanID]map[string]string{}
+	s.resources = map[pcommon.SpanID]map[string]string{}
+}
+
 // Close stops the sink for good.
 func (s *Sink) Close() { s.Down() }
 

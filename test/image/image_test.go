@@ -83,7 +83,7 @@ func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 			}
 			ports, err := harness.PickPorts()
 			require.NoError(t, err)
-			env := ports.Env()
+			env := ports.LoneGatewayEnv()
 			maps.Copy(env, c.env)
 			p, err := harness.StartProcess(cfg.Entrypoint[0], harness.ProcessSpec{
 				Name: "image-" + c.name, Args: append(cfg.Entrypoint[1:], args...), Env: env,
@@ -134,7 +134,9 @@ func dockerRun(t *testing.T, docker string) {
 	port, err := harness.FreePort()
 	require.NoError(t, err)
 	name := fmt.Sprintf("tailgate-test-%d", os.Getpid())
-	run(t, docker, "run", "-d", "--name", name, "-e", "MY_POD_IP=0.0.0.0", "-p", fmt.Sprintf("127.0.0.1:%d:13133", port), tag)
+	// A lone gateway bound to 0.0.0.0 has no ring to guard: the guard would
+	// refuse 0.0.0.0 as its own address.
+	run(t, docker, "run", "-d", "--name", name, "-e", "MY_POD_IP=0.0.0.0", "-e", "TAILGATE_REBALANCE_GUARD=false", "-p", fmt.Sprintf("127.0.0.1:%d:13133", port), tag)
 	t.Cleanup(func() { _ = exec.Command(docker, "rm", "-f", name).Run() })
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {

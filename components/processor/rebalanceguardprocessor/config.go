@@ -24,12 +24,30 @@ type Config struct {
 	// e.g. ${env:MY_POD_IP}:4317.
 	Self string `mapstructure:"self"`
 
-	// MaxTraces bounds the traces tracked as recently seen here.
+	// MaxTraces bounds the traces tracked as recently seen here. Unset (0),
+	// it is num_traces scaled from decision_wait to active_window: the
+	// traces that arrive within active_window at the rate tail_sampling is
+	// sized for.
 	MaxTraces int `mapstructure:"max_traces"`
+
+	// NumTraces is the gateway's tail_sampling num_traces (the traces it
+	// holds within one decision_wait): set it from the same value.
+	NumTraces int `mapstructure:"num_traces"`
 
 	// DecisionWait is the gateway's tail_sampling decision_wait: set it from
 	// the same value, so the guard's windows follow it.
 	DecisionWait time.Duration `mapstructure:"decision_wait"`
+
+	// AgentLag is how much later than this gateway the agents may switch to
+	// a new gateway set. Unset (0): the dns resolver's interval plus its
+	// timeout (both sides poll independently), 2s for the k8s resolver (both
+	// watch the same EndpointSlices), 10s for a static list (changed by
+	// restarts).
+	AgentLag time.Duration `mapstructure:"agent_lag"`
+
+	// ClockSkew bounds how far the clocks of the applications (span start
+	// times) and of this gateway may differ.
+	ClockSkew time.Duration `mapstructure:"clock_skew"`
 
 	// ActiveWindow is how long after its last span a trace still counts as
 	// in flight. It must exceed decision_wait: a trace whose half was
@@ -96,12 +114,41 @@ func (c *Config) activeWindow() time.Duration {
 	return activeWindowPerDecisionWait * c.DecisionWait
 }
 
+// maxTraces is the effective max_traces.
+func (c *Config) maxTraces() int {
+	if c.MaxTraces > 0 {
+		return c.MaxTraces
+	}
+	return max(1000, int(int64(c.NumTraces)*int64(c.activeWindow())/int64(c.DecisionWait)))
+}
+
+// agentLag is the effective agent_lag.
+func (c *Config) agentLag() time.Duration {
+	switch {
+	case c.AgentLag > 0:
+		return c.AgentLag
+	case c.Resolver.DNS != nil:
+		interval, timeout := c.Resolver.DNS.Interval, c.Resolver.DNS.Timeout
+		if interval == 0 {
+			interval = defaultDNSInterval
+		}
+		if timeout == 0 {
+			timeout = defaultDNSTimeout
+		}
+		return interval + timeout
+	case c.Resolver.K8s != nil:
+		return 2 * time.Second
+	}
+	return 10 * time.Second
+}
+
 func createDefaultConfig() component.Config {
 	return &Config{
-		Enabled:   true,
-		MaxTraces: 200_000,
-		// tail_sampling's own default.
+		Enabled: true,
+		// tail_sampling's own defaults.
+		NumTraces:       50_000,
 		DecisionWait:    30 * time.Second,
+		ClockSkew:       2 * time.Second,
 		MovedInWindow:   30 * time.Second,
 		KeepAttribute:   "tailgate.rebalance.keep",
 		MarkerAttribute: "tailgate.rebalance.marker",
@@ -136,14 +183,22 @@ func (c *Config) Validate() error {
 	if n != 1 {
 		errs = append(errs, fmt.Errorf("resolver: exactly one of static, dns or k8s must be set, got %d", n))
 	}
-	if _, _, err := net.SplitHostPort(c.Self); err != nil {
+	if host, _, err := net.SplitHostPort(c.Self); err != nil {
 		errs = append(errs, fmt.Errorf("self: must be host:port as the agents address this gateway: %w", err))
+	} else if c.Enabled && n == 1 {
+		errs = append(errs, c.validateSelf(host)...)
 	}
-	if c.MaxTraces <= 0 {
-		errs = append(errs, errors.New("max_traces must be positive"))
+	if c.MaxTraces < 0 {
+		errs = append(errs, errors.New("max_traces must not be negative"))
+	}
+	if c.NumTraces <= 0 {
+		errs = append(errs, errors.New("num_traces must be positive"))
 	}
 	if c.DecisionWait <= 0 {
 		errs = append(errs, errors.New("decision_wait must be positive"))
+	}
+	if c.AgentLag < 0 || c.ClockSkew < 0 {
+		errs = append(errs, errors.New("agent_lag and clock_skew must not be negative"))
 	}
 	if c.ActiveWindow < 0 {
 		errs = append(errs, errors.New("active_window must not be negative"))
@@ -160,4 +215,22 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("marker_attribute must be set and differ from keep_attribute"))
 	}
 	return errors.Join(errs...)
+}
+
+// validateSelf rejects a self that no resolver listing pod IPs can ever
+// hold: the guard would then treat every trace as owned elsewhere and keep
+// all of them. Only what is wrong wherever this configuration is used is
+// checked here: a profile defines one instance per resolver and the
+// collector validates all of them, also those no pipeline uses, so a port
+// or a static list that only the chosen resolver decides is checked at run
+// time instead (self_in_ring, and a warning when a ring settles without
+// self).
+func (c *Config) validateSelf(host string) []error {
+	if c.Resolver.Static != nil {
+		return nil // a static list may name gateways any way it likes
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		return []error{fmt.Errorf("self: host %q must be this gateway's IP as the agents' resolver lists it (the dns and k8s resolvers list pod IPs; 0.0.0.0 and names never match): set MY_POD_IP to the pod IP, or disable the guard for a lone gateway", host)}
+	}
+	return nil
 }

@@ -48,9 +48,22 @@ func TestLoadConfig(t *testing.T) {
 		{name: "two_resolvers", wantErr: []string{"resolver: exactly one of static, dns or k8s"}},
 		{name: "no_resolver", wantErr: []string{"resolver: exactly one"}},
 		{name: "bad_self", wantErr: []string{"self: must be host:port"}},
-		{name: "bad_bounds", wantErr: []string{"max_traces must be positive", "moved_in_window must be positive"}},
+		{name: "bad_bounds", wantErr: []string{"max_traces must not be negative", "moved_in_window must be positive"}},
 		{name: "active_window_within_decision_wait", wantErr: []string{"active_window (10s) must exceed decision_wait (10s)"}},
 		{name: "no_decision_wait", wantErr: []string{"decision_wait must be positive"}},
+		{name: "dns_self_unspecified", wantErr: []string{`self: host "0.0.0.0" must be this gateway's IP`}},
+		{name: "k8s_self_name", wantErr: []string{`self: host "gateway-0" must be this gateway's IP`}},
+		{name: "static_self_not_listed", want: with(func(c *Config) {
+			// Not refused: only the static resolver, if a pipeline uses it,
+			// decides; the run-time check reports it (self_in_ring).
+			c.Resolver.Static = &StaticResolver{Hostnames: []string{"gw-1:4317", "gw-2:4317"}}
+			c.Self = "10.0.0.1:4317"
+		})},
+		{name: "disabled_unspecified_self", want: with(func(c *Config) {
+			c.Enabled = false
+			c.Resolver.DNS = &DNSResolver{Hostname: "gw.example", Port: "4317"}
+			c.Self = "0.0.0.0:4317"
+		})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,4 +96,15 @@ func TestActiveWindowFollowsDecisionWait(t *testing.T) {
 	c := createDefaultConfig().(*Config)
 	c.DecisionWait, c.ActiveWindow = 10*time.Second, 12*time.Second
 	assert.Equal(t, 12*time.Second, c.activeWindow())
+}
+
+// TestMaxTracesCoversTheActiveWindow: unset, max_traces holds the traces
+// that arrive within active_window at the rate num_traces is sized for
+// (num_traces per decision_wait), not num_traces alone.
+func TestMaxTracesCoversTheActiveWindow(t *testing.T) {
+	c := createDefaultConfig().(*Config)
+	c.NumTraces, c.DecisionWait = 300_000, 10*time.Second
+	assert.Equal(t, 900_000, c.maxTraces())
+	c.MaxTraces = 1234
+	assert.Equal(t, 1234, c.maxTraces())
 }

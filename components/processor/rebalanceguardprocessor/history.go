@@ -1,6 +1,7 @@
 package rebalanceguardprocessor // import "github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor"
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -15,6 +16,9 @@ type replacedRing struct {
 	ring       *hashRing
 	self       int32 // index of Self in ring, -1 when not a member
 	replacedAt int64 // unix nanos
+	// unknown: this gateway started at replacedAt already in the ring; where
+	// the traces it receives were before is unknown.
+	unknown bool
 }
 
 // ringHistory remembers the rings replaced within moved_in_window, oldest
@@ -22,24 +26,41 @@ type replacedRing struct {
 // it to, not only the ring before the last change: a rolling update
 // publishes a new gateway and takes an old one out within a second, and
 // agents send a trace's spans across both changes.
+//
+// A trace moved by a change can only have a half elsewhere if one of its
+// spans reached the old owner, that is, was sent before the agents
+// switched: before replacedAt plus the agents' lag. Such a span, and every
+// ancestor of it (the root included), started before that moment, give or
+// take the clocks' skew. So the history answers, for a trace, the start
+// time before which its spans arriving here count as moved in.
 type ringHistory struct {
 	window        int64 // moved_in_window in nanos
+	margin        int64 // agent_lag + clock_skew in nanos
 	rings         []replacedRing
 	overflowUntil int64 // while now is before this, treat every trace as moved in
 }
 
-func newRingHistory(window time.Duration) *ringHistory {
-	return &ringHistory{window: int64(window)}
+func newRingHistory(window, margin time.Duration) *ringHistory {
+	return &ringHistory{window: int64(window), margin: int64(margin)}
 }
 
 // add records that r, on which this gateway was at index self, was replaced at now.
 func (h *ringHistory) add(r *hashRing, self int32, now int64) {
-	h.expire(now)
+	h.push(replacedRing{ring: r, self: self, replacedAt: now})
+}
+
+// addStart records that this gateway started at now already in the ring.
+func (h *ringHistory) addStart(now int64) {
+	h.push(replacedRing{replacedAt: now, unknown: true})
+}
+
+func (h *ringHistory) push(r replacedRing) {
+	h.expire(r.replacedAt)
 	if len(h.rings) == maxReplacedRings {
 		h.overflowUntil = max(h.overflowUntil, h.rings[0].replacedAt+h.window)
 		h.rings = slices.Delete(h.rings, 0, 1)
 	}
-	h.rings = append(h.rings, replacedRing{ring: r, self: self, replacedAt: now})
+	h.rings = append(h.rings, r)
 }
 
 // expire forgets the rings replaced longer than the window ago.
@@ -51,18 +72,21 @@ func (h *ringHistory) expire(now int64) {
 	h.rings = slices.Delete(h.rings, 0, n)
 }
 
-// elsewhere reports whether a ring replaced within the window gave the
-// trace (by its traceIDChecksum) to another gateway, or this gateway was
-// not in it. Call expire first.
-func (h *ringHistory) elsewhere(sum uint32, now int64) bool {
+// movedInBefore returns the start time (unix nanos) before which a span of
+// the trace (by its traceIDChecksum) counts as moved in: the latest
+// replacedAt + margin over the rings replaced within the window that gave
+// the trace to another gateway (or that this gateway was not in). 0 when
+// none did; the largest time while flapping. Call expire first.
+func (h *ringHistory) movedInBefore(sum uint32, now int64) int64 {
 	if now < h.overflowUntil {
-		return true
+		return math.MaxInt64
 	}
+	var before int64
 	for i := range h.rings {
 		r := &h.rings[i]
-		if !r.ring.empty() && r.ring.ownerOfChecksum(sum) != r.self {
-			return true
+		if r.unknown || (!r.ring.empty() && r.ring.ownerOfChecksum(sum) != r.self) {
+			before = max(before, r.replacedAt+h.margin)
 		}
 	}
-	return false
+	return before
 }

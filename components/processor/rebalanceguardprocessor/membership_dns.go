@@ -24,12 +24,18 @@ type dnsMembership struct {
 	wg     sync.WaitGroup
 }
 
+// The loadbalancing exporter's dns resolver defaults.
+const (
+	defaultDNSInterval = 5 * time.Second
+	defaultDNSTimeout  = time.Second
+)
+
 func newDNSMembership(cfg DNSResolver, logger *zap.Logger) *dnsMembership {
 	if cfg.Interval == 0 {
-		cfg.Interval = 5 * time.Second
+		cfg.Interval = defaultDNSInterval
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = time.Second
+		cfg.Timeout = defaultDNSTimeout
 	}
 	if cfg.Port == "" {
 		cfg.Port = ringDefaultPort

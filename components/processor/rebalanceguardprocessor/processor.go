@@ -54,8 +54,8 @@ func newGuard(set processor.Settings, cfg *Config, next consumer.Traces, src mem
 	}
 	g := &guard{
 		cfg: cfg, next: next, src: src, clock: clk, logger: set.Logger, tb: tb,
-		tracker: newTracker(cfg.MaxTraces), ring: &hashRing{}, self: -1,
-		history:   newRingHistory(cfg.MovedInWindow),
+		tracker: newTracker(cfg.maxTraces(), cfg.activeWindow()), ring: &hashRing{}, self: -1,
+		history:   newRingHistory(cfg.MovedInWindow, cfg.agentLag()+cfg.ClockSkew),
 		reasonSet: map[string]metric.MeasurementOption{},
 	}
 	for _, r := range []string{reasonMovedOut, reasonMovedIn, reasonNotOwned, reasonShutdown} {
@@ -76,7 +76,7 @@ func (g *guard) Start(ctx context.Context, _ component.Host) error {
 }
 
 // sweep forgets traces that went quiet, once a second, and reports the
-// tracked count.
+// tracked count and the traces forgotten too early.
 func (g *guard) sweep() {
 	defer close(g.sweepDone)
 	t := time.NewTicker(time.Second)
@@ -88,21 +88,28 @@ func (g *guard) sweep() {
 		case <-t.C:
 		}
 		g.mu.Lock()
-		g.tracker.expire(g.clock.Now().UnixNano(), g.cfg.activeWindow())
-		n := g.tracker.len()
+		g.tracker.expire(g.clock.Now().UnixNano())
+		n, evicted := g.tracker.len(), g.tracker.takeEvicted()
 		g.mu.Unlock()
-		g.tb.ProcessorRebalanceGuardTrackedTraces.Record(context.Background(), int64(n))
+		ctx := context.Background()
+		g.tb.ProcessorRebalanceGuardTrackedTraces.Record(ctx, int64(n))
+		if evicted > 0 {
+			g.tb.ProcessorRebalanceGuardTracesEvicted.Add(ctx, evicted)
+			g.logger.Warn("rebalance_guard: traces forgotten while still in flight: max_traces is too small for the traffic",
+				zap.Int64("traces", evicted), zap.Int("max_traces", g.cfg.maxTraces()))
+		}
 	}
 }
 
 // onMembership applies a (possibly) new gateway set. On a real change every
-// active trace whose owner changed gets a marker, and spans arriving in the
-// next moved_in_window for traces the replaced ring gave to another gateway
-// are marked (every ring replaced within the window counts, see
-// history.go). The first set learned is the starting point, not a change:
-// with the dns and k8s resolvers a new gateway is not in it yet (it is
-// published once ready), and its own arrival later is an ordinary change;
-// a static set is the same everywhere from the start.
+// trace still undecided here whose owner changed gets a marker, and spans
+// arriving in the next moved_in_window for traces a replaced ring gave to
+// another gateway are marked if they started before the agents can have
+// switched (see history.go). The first set learned is the starting point,
+// not a change: with the dns and k8s resolvers a new gateway is not in it
+// yet (it is published once ready), and its own arrival later is an
+// ordinary change. A gateway that is in its first set (a static list, a
+// restart in place) treats traces begun before its start as moved in.
 func (g *guard) onMembership(members []string) {
 	now := g.clock.Now()
 	next := newHashRing(members)
@@ -112,37 +119,67 @@ func (g *guard) onMembership(members []string) {
 		return
 	}
 	old := g.ring
-	first := old.empty()
 	var movedOut, movedIn []pcommon.TraceID
-	if !old.empty() && !next.empty() {
-		g.tracker.active(now.UnixNano(), g.cfg.activeWindow(), func(e *traceEntry) {
-			was, is := old.owner(e.id), next.owner(e.id)
-			if was == is || e.marked {
-				return
-			}
-			e.marked = true
-			if was == endpointWithPort(g.cfg.Self) {
-				movedOut = append(movedOut, e.id)
-			} else {
-				movedIn = append(movedIn, e.id)
-			}
-		})
-	}
-	if !first {
+	if old.empty() {
+		if next.indexOf(g.cfg.Self) >= 0 {
+			g.history.addStart(now.UnixNano())
+		}
+	} else {
+		if !next.empty() {
+			g.tracker.active(now.UnixNano(), func(e *traceEntry) {
+				if e.marked || g.decided(e, now.UnixNano()) {
+					return
+				}
+				was, is := old.owner(e.id), next.owner(e.id)
+				if was == is {
+					return
+				}
+				e.marked = true
+				if was == endpointWithPort(g.cfg.Self) {
+					movedOut = append(movedOut, e.id)
+				} else {
+					movedIn = append(movedIn, e.id)
+				}
+			})
+		}
 		g.history.add(old, g.self, now.UnixNano())
 	}
 	g.ring = next
 	g.self = next.indexOf(g.cfg.Self)
+	selfInRing := g.self >= 0
 	g.mu.Unlock()
 
 	ctx := context.Background()
 	g.tb.ProcessorRebalanceGuardRingChanges.Add(ctx, 1)
 	g.tb.ProcessorRebalanceGuardRingMembers.Record(ctx, int64(len(next.endpoints)))
-	g.logger.Info("rebalance_guard: gateway set changed",
-		zap.Strings("members", members), zap.Bool("self_in_ring", g.self >= 0),
-		zap.Int("marked_moved_out", len(movedOut)), zap.Int("marked_moved_in", len(movedIn)))
+	g.tb.ProcessorRebalanceGuardSelfInRing.Record(ctx, boolInt(selfInRing && !next.empty()))
+	fields := []zap.Field{zap.Strings("members", members), zap.String("self", g.cfg.Self), zap.Bool("self_in_ring", selfInRing),
+		zap.Int("marked_moved_out", len(movedOut)), zap.Int("marked_moved_in", len(movedIn))}
+	if !selfInRing && !next.empty() {
+		// Normal for a moment while a new gateway waits to be published;
+		// lasting, it means self does not match how the resolver lists this
+		// gateway, and every trace here counts as owned elsewhere.
+		g.logger.Warn("rebalance_guard: this gateway (self) is not in the gateway set; until it is, every trace here is kept", fields...)
+	} else {
+		g.logger.Info("rebalance_guard: gateway set changed", fields...)
+	}
 	g.inject(ctx, movedOut, reasonMovedOut)
 	g.inject(ctx, movedIn, reasonMovedIn)
+}
+
+// decided reports whether tail_sampling has decided the trace here: it
+// does so decision_wait after the trace's first span, checking once a
+// second. A marker cannot change a decision, and once the agents have
+// switched no later span of the trace comes here.
+func (g *guard) decided(e *traceEntry, now int64) bool {
+	return now-e.firstSeen >= int64(g.cfg.DecisionWait+time.Second)
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // inject sends marker spans for the traces downstream.
@@ -178,6 +215,7 @@ func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 	var lastID pcommon.TraceID
 	var last *traceEntry
 	var lastMark, lastNotOwned bool
+	var movedInBefore int64 // spans of the current run that started before this count as moved in
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		sss := rss.At(i).ScopeSpans()
@@ -187,21 +225,25 @@ func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 				sp := spans.At(k)
 				id := sp.TraceID()
 				if last == nil || id != lastID {
-					// Spans of one trace usually come together: decide once per run.
+					// Spans of one trace usually come together: look the
+					// rings up once per run. An empty ring means the
+					// membership is unknown: mark nothing.
 					last, lastID = g.tracker.touch(id, now), id
-					// An empty ring means the membership is unknown: mark nothing.
 					sum := traceIDChecksum(id) // once, for the current and the replaced rings
 					lastNotOwned = !ring.empty() && ring.ownerOfChecksum(sum) != self
-					movedIn := !lastNotOwned && !ring.empty() && g.history.elsewhere(sum, now)
-					if (lastNotOwned || movedIn) && !last.marked {
+					movedInBefore = 0
+					if !lastNotOwned && !ring.empty() && !last.marked {
+						movedInBefore = g.history.movedInBefore(sum, now)
+					}
+					if lastNotOwned && !last.marked {
 						last.marked = true
-						if lastNotOwned {
-							newlyNotOwned++
-						} else {
-							newlyMovedIn++
-						}
+						newlyNotOwned++
 					}
 					lastMark = last.marked
+				}
+				if !lastMark && movedInBefore > 0 && int64(sp.StartTimestamp()) < movedInBefore {
+					last.marked, lastMark = true, true
+					newlyMovedIn++
 				}
 				if lastNotOwned {
 					notOwned++
@@ -229,7 +271,7 @@ func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 	return g.next.ConsumeTraces(ctx, td)
 }
 
-// Shutdown marks every trace still active here before the processors after
+// Shutdown marks every trace still undecided here before the processors after
 // this one shut down: the collector shuts a pipeline down from its
 // receivers towards its exporters, so tail_sampling (next) is still running
 // and decides these traces, with their markers, at its own shutdown.
@@ -242,8 +284,9 @@ func (g *guard) Shutdown(ctx context.Context) error {
 		var ids []pcommon.TraceID
 		g.mu.Lock()
 		g.stopped = true
-		g.tracker.active(g.clock.Now().UnixNano(), g.cfg.activeWindow(), func(e *traceEntry) {
-			if !e.marked {
+		now := g.clock.Now().UnixNano()
+		g.tracker.active(now, func(e *traceEntry) {
+			if !e.marked && !g.decided(e, now) {
 				e.marked = true
 				ids = append(ids, e.id)
 			}

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 
 	"github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor/internal/metadata"
@@ -60,15 +61,25 @@ type fixture struct {
 
 func newFixture(t *testing.T, self string, initial []string, mutate ...func(*Config)) *fixture {
 	t.Helper()
+	return newFixtureWith(t, processortest.NewNopSettings(metadata.Type), self, initial, mutate...)
+}
+
+// newFixtureWith is newFixture with the given settings (telemetry, logger).
+func newFixtureWith(t *testing.T, set processor.Settings, self string, initial []string, mutate ...func(*Config)) *fixture {
+	t.Helper()
 	cfg := createDefaultConfig().(*Config)
 	cfg.Self = self
 	cfg.Resolver.Static = &StaticResolver{Hostnames: initial}
 	cfg.DecisionWait = 10 * time.Second // the gateway profile's default
+	// Agents switch at most 1s after this gateway sees a change; clocks
+	// agree within 1s: spans that started before a change + 2s count as in
+	// flight at it.
+	cfg.AgentLag, cfg.ClockSkew = time.Second, time.Second
 	for _, m := range mutate {
 		m(cfg)
 	}
 	f := &fixture{sink: new(consumertest.TracesSink), clock: &fakeClock{now: time.Unix(1_700_000_000, 0)}, src: &fakeMembership{initial: initial}, cfg: cfg}
-	g, err := newGuard(processortest.NewNopSettings(metadata.Type), cfg, f.sink, f.src, f.clock)
+	g, err := newGuard(set, cfg, f.sink, f.src, f.clock)
 	require.NoError(t, err)
 	f.g = g
 	require.NoError(t, g.Start(context.Background(), componenttest.NewNopHost()))
@@ -123,13 +134,16 @@ func nthTracePlaced(t *testing.T, nth int, placements ...placement) pcommon.Trac
 	return pcommon.TraceID{}
 }
 
-func spansOf(id pcommon.TraceID, n int) ptrace.Traces {
+// spansOf makes n spans of trace id that started at start and end now.
+func spansOf(id pcommon.TraceID, n int, start, now time.Time) ptrace.Traces {
 	td := ptrace.NewTraces()
 	spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
 	for i := range n {
 		sp := spans.AppendEmpty()
 		sp.SetTraceID(id)
 		sp.SetSpanID(pcommon.SpanID{byte(i + 1)})
+		sp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(now))
 	}
 	return td
 }
@@ -162,9 +176,16 @@ func keptSpans(f *fixture, id pcommon.TraceID) (kept, markers, total int) {
 	return
 }
 
+// consume sends n spans of trace id that started a moment ago.
 func consume(t *testing.T, f *fixture, id pcommon.TraceID, n int) {
 	t.Helper()
-	require.NoError(t, f.g.ConsumeTraces(context.Background(), spansOf(id, n)))
+	consumeStarted(t, f, id, n, f.clock.Now().Add(-10*time.Millisecond))
+}
+
+// consumeStarted sends n spans of trace id that started at start.
+func consumeStarted(t *testing.T, f *fixture, id pcommon.TraceID, n int, start time.Time) {
+	t.Helper()
+	require.NoError(t, f.g.ConsumeTraces(context.Background(), spansOf(id, n, start, f.clock.Now())))
 }
 
 func TestOwnedTracesPassUnmarked(t *testing.T) {
@@ -215,6 +236,23 @@ func TestActiveTracesMovingOutGetAMarker(t *testing.T) {
 	assert.Equal(t, 2, kept)
 }
 
+func TestDecidedTracesGetNoMarkerOnChange(t *testing.T) {
+	before := []string{gwA, gwB}
+	after := []string{gwA, gwB, gwC}
+	f := newFixture(t, gwA, before)
+	f.clock.advance(time.Minute)
+	id := traceOwnedBy(t, before, gwA, after, gwC)
+	consume(t, f, id, 2)
+	f.clock.advance(f.cfg.DecisionWait + 2*time.Second) // decided here, still active
+	consume(t, f, id, 1)                                // a late span
+	f.src.onChange(after)
+	_, markers, _ := keptSpans(f, id)
+	assert.Zero(t, markers, "tail_sampling decided it already: a marker changes nothing")
+	require.NoError(t, f.g.Shutdown(context.Background()))
+	_, markers, _ = keptSpans(f, id)
+	assert.Zero(t, markers, "nor at shutdown")
+}
+
 func TestInactiveTracesAreNotMarkedOnChange(t *testing.T) {
 	before := []string{gwA, gwB}
 	after := []string{gwA, gwB, gwC}
@@ -233,24 +271,57 @@ func TestTracesMovingInAreMarkedWithinTheWindow(t *testing.T) {
 	after := []string{gwA, gwB} // scale-in: gwC leaves, its traces move
 	f := newFixture(t, gwA, before)
 	f.clock.advance(time.Minute)
+	change := f.clock.Now()
 	f.src.onChange(after)
 	movedIn := traceOwnedBy(t, before, gwC, after, gwA)
 	always := traceOwnedBy(t, before, gwA, after, gwA)
 
 	f.clock.advance(5 * time.Second)
-	consume(t, f, movedIn, 2)
-	consume(t, f, always, 2)
+	consumeStarted(t, f, movedIn, 2, change.Add(-3*time.Second)) // in flight at the change
+	consumeStarted(t, f, always, 2, change.Add(-3*time.Second))
 	kept, _, _ := keptSpans(f, movedIn)
 	assert.Equal(t, 2, kept, "its first half may be on gwC: keep this half")
 	kept, _, _ = keptSpans(f, always)
 	assert.Zero(t, kept)
 
-	// After the window, new traces that hash here are ordinary again.
+	// After the window, traces that hash here are ordinary again.
 	f.clock.advance(f.cfg.MovedInWindow)
 	fresh := nthTraceOwnedBy(t, 1, before, gwC, after, gwA)
-	consume(t, f, fresh, 1)
+	consumeStarted(t, f, fresh, 1, change.Add(-3*time.Second))
 	kept, _, _ = keptSpans(f, fresh)
 	assert.Zero(t, kept)
+}
+
+func TestTracesBegunAfterTheAgentsSwitchedAreNotMarked(t *testing.T) {
+	// A trace that moved here can only have a half elsewhere if a span of
+	// it was sent before the agents switched, so its root started before
+	// the change + agent_lag + clock_skew (2s here).
+	before := []string{gwA, gwB, gwC}
+	after := []string{gwA, gwB}
+	f := newFixture(t, gwA, before)
+	f.clock.advance(time.Minute)
+	change := f.clock.Now()
+	f.src.onChange(after)
+	f.clock.advance(5 * time.Second)
+
+	early := nthTraceOwnedBy(t, 0, before, gwC, after, gwA)
+	late := nthTraceOwnedBy(t, 1, before, gwC, after, gwA)
+	consumeStarted(t, f, early, 1, change.Add(1900*time.Millisecond))
+	consumeStarted(t, f, late, 1, change.Add(2100*time.Millisecond))
+	kept, _, _ := keptSpans(f, early)
+	assert.Equal(t, 1, kept, "started before the agents can have switched")
+	kept, _, _ = keptSpans(f, late)
+	assert.Zero(t, kept, "started after every agent switched: whole here")
+
+	// One span started early enough (the root, typically sent last) keeps
+	// the trace, and every span of it from then on carries the attribute.
+	mixed := nthTraceOwnedBy(t, 2, before, gwC, after, gwA)
+	consumeStarted(t, f, mixed, 1, change.Add(3*time.Second))
+	consumeStarted(t, f, mixed, 1, change.Add(-time.Second))
+	consumeStarted(t, f, mixed, 1, change.Add(4*time.Second))
+	kept, _, total := keptSpans(f, mixed)
+	assert.Equal(t, 3, total)
+	assert.Equal(t, 2, kept, "the root and what follows it")
 }
 
 func TestJoiningGatewayMarksTracesItTakesOver(t *testing.T) {
@@ -260,19 +331,35 @@ func TestJoiningGatewayMarksTracesItTakesOver(t *testing.T) {
 	members := []string{gwA, gwB, gwC}
 	f := newFixture(t, gwC, before)
 	f.clock.advance(5 * time.Second)
+	join := f.clock.Now()
 	f.src.onChange(members)
-	takenOver := traceOwnedBy(t, before, gwA, members, gwC)
-	consume(t, f, takenOver, 1)
-	kept, _, _ := keptSpans(f, takenOver)
-	assert.Equal(t, 1, kept, "its earlier half is on gwA, which marks it moved-out")
+	f.clock.advance(3 * time.Second)
+	inFlight := nthTraceOwnedBy(t, 0, before, gwA, members, gwC)
+	fresh := nthTraceOwnedBy(t, 1, before, gwA, members, gwC)
+	consumeStarted(t, f, inFlight, 1, join.Add(-time.Second))
+	consumeStarted(t, f, fresh, 1, join.Add(3*time.Second))
+	kept, _, _ := keptSpans(f, inFlight)
+	assert.Equal(t, 1, kept, "its earlier half is on gwA (which marks it moved-out): keep this half")
+	kept, _, _ = keptSpans(f, fresh)
+	assert.Zero(t, kept, "begun after the agents switched to gwC: all of it is here")
 }
 
-func TestFirstMembershipIsNotAChange(t *testing.T) {
+func TestGatewayStartingInTheSetMarksOnlyTracesBegunBeforeItsStart(t *testing.T) {
+	// A static set (or a restart in place): the gateway is in the first set
+	// it learns. Traces begun before it started may have spans elsewhere or
+	// lost; traces begun after are whole here. The first set is no change:
+	// nothing is marked for traces the ring gives here.
 	members := []string{gwA, gwB, gwC}
-	f := newFixture(t, gwC, members) // a static set: the same everywhere from the start
-	id := traceOwnedBy(t, []string{gwA, gwB}, gwA, members, gwC)
-	consume(t, f, id, 1)
-	kept, _, _ := keptSpans(f, id)
+	f := newFixture(t, gwC, members)
+	begun := f.clock.Now()
+	f.clock.advance(5 * time.Second)
+	before := nthTraceOwnedBy(t, 0, members, gwC, nil, "")
+	after := nthTraceOwnedBy(t, 1, members, gwC, nil, "")
+	consumeStarted(t, f, before, 1, begun.Add(-time.Second))
+	consumeStarted(t, f, after, 1, begun.Add(3*time.Second))
+	kept, _, _ := keptSpans(f, before)
+	assert.Equal(t, 1, kept)
+	kept, _, _ = keptSpans(f, after)
 	assert.Zero(t, kept)
 }
 
@@ -302,6 +389,7 @@ func TestTrackedTracesAreBounded(t *testing.T) {
 	defer f.g.mu.Unlock()
 	assert.Equal(t, 100, f.g.tracker.len())
 	assert.Len(t, f.g.tracker.index, 100)
+	assert.Equal(t, int64(900), f.g.tracker.takeEvicted(), "every trace forgotten was still in flight")
 }
 
 func TestEmptyRingMarksNothing(t *testing.T) {
@@ -329,51 +417,56 @@ func TestUnchangedMembershipIsNotAChange(t *testing.T) {
 	f.clock.advance(time.Minute)
 	f.src.onChange([]string{gwB, gwA}) // same set, other order
 	f.g.mu.Lock()
-	replaced := len(f.g.history.rings)
-	f.g.mu.Unlock()
-	assert.Zero(t, replaced, "reordering must not open a moved-in window")
+	defer f.g.mu.Unlock()
+	for _, r := range f.g.history.rings {
+		assert.NotEqual(t, f.clock.Now().UnixNano(), r.replacedAt, "reordering must not open a moved-in window")
+	}
 }
 
 func TestTracesMovingInThroughQuickSuccessiveChangesAreMarked(t *testing.T) {
-	// A rolling update publishes a new gateway and, a moment later, takes an
-	// old one out: two changes within a second. A trace that an old ring
-	// gave to gwA and both newer rings give here (gwD) has its earlier half
-	// on gwA, however late its spans arrive here within the window.
+	// Two changes within a second, this gateway (gwB) a member throughout:
+	// gwC leaves, moving a trace here, and gwD joins, leaving it here. The
+	// ring replaced by the second change gives the trace here too; only the
+	// one replaced by the first knows its earlier half is on gwC.
 	const gwD = "10.0.0.4:4317"
 	start := []string{gwA, gwB, gwC}
-	joined := []string{gwA, gwB, gwC, gwD}
-	rolled := []string{gwB, gwC, gwD}
-	f := newFixture(t, gwD, start) // the set gwD learns before it is ready
-	f.clock.advance(5 * time.Second)
-	f.src.onChange(joined)
+	shrunk := []string{gwA, gwB}
+	grown := []string{gwA, gwB, gwD}
+	f := newFixture(t, gwB, start)
+	f.clock.advance(time.Minute)
+	first := f.clock.Now()
+	f.src.onChange(shrunk)
 	f.clock.advance(300 * time.Millisecond)
-	f.src.onChange(rolled)
+	f.src.onChange(grown)
 
-	id := nthTracePlaced(t, 0, placement{start, gwA}, placement{joined, gwD}, placement{rolled, gwD})
+	id := nthTracePlaced(t, 0, placement{start, gwC}, placement{shrunk, gwB}, placement{grown, gwB})
 	f.clock.advance(2 * time.Second)
-	consume(t, f, id, 2)
+	consumeStarted(t, f, id, 2, first.Add(-time.Second))
 	kept, _, _ := keptSpans(f, id)
-	assert.Equal(t, 2, kept, "its earlier half is on gwA: keep this half")
+	assert.Equal(t, 2, kept, "its earlier half is on gwC: keep this half")
 }
 
 func TestEachReplacedRingCountsForItsOwnWindow(t *testing.T) {
-	// Two changes 20s apart: 15s after the second, a ring replaced 35s ago
-	// no longer matters, the one replaced 15s ago still does.
+	// Two changes 20s apart, this gateway (gwB) a member throughout: 15s
+	// after the second, a ring replaced 35s ago no longer matters, the one
+	// replaced 15s ago still does.
 	const gwD = "10.0.0.4:4317"
 	start := []string{gwA, gwB, gwC}
-	joined := []string{gwA, gwB, gwC, gwD}
-	rolled := []string{gwB, gwC, gwD}
-	f := newFixture(t, gwD, start)
-	f.clock.advance(5 * time.Second)
-	f.src.onChange(joined)
+	shrunk := []string{gwA, gwB}
+	grown := []string{gwB, gwD}
+	f := newFixture(t, gwB, start)
+	f.clock.advance(time.Minute)
+	first := f.clock.Now()
+	f.src.onChange(shrunk)
 	f.clock.advance(20 * time.Second)
-	f.src.onChange(rolled)
+	second := f.clock.Now()
+	f.src.onChange(grown)
 	f.clock.advance(15 * time.Second)
 
-	longAgo := nthTracePlaced(t, 0, placement{start, gwA}, placement{joined, gwD}, placement{rolled, gwD})
-	recent := traceOwnedBy(t, joined, gwA, rolled, gwD)
-	consume(t, f, longAgo, 1)
-	consume(t, f, recent, 1)
+	longAgo := nthTracePlaced(t, 0, placement{start, gwC}, placement{shrunk, gwB}, placement{grown, gwB})
+	recent := nthTracePlaced(t, 0, placement{shrunk, gwA}, placement{grown, gwB})
+	consumeStarted(t, f, longAgo, 1, first.Add(-time.Second))
+	consumeStarted(t, f, recent, 1, second.Add(-time.Second))
 	kept, _, _ := keptSpans(f, longAgo)
 	assert.Zero(t, kept, "moved here 35s ago, beyond moved_in_window")
 	kept, _, _ = keptSpans(f, recent)

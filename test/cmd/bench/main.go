@@ -332,7 +332,7 @@ func startupTime(bin, profile string, runs int) (time.Duration, error) {
 		if err != nil {
 			return 0, err
 		}
-		env := ports.Env()
+		env := ports.LoneGatewayEnv()
 		env["TAILGATE_STORAGE_DIR"] = filepath.Join(dir, "queue")
 		start := time.Now()
 		p, err := harness.StartProcess(bin, harness.ProcessSpec{

@@ -51,9 +51,12 @@ func watchMembership(t *testing.T, ctx context.Context) *membershipLog {
 // real controllers. It runs with the agents and guards on the k8s resolver
 // (following the EndpointSlices) and on the dns resolver (the test's
 // cluster DNS answering the headless name from the same EndpointSlices),
-// each first with the guard off (stock behaviour, reported) and then on
-// (asserted): every error and slow trace in flight during a change must
-// reach the backend complete.
+// each first with the guard off and then on, with the same traces and the
+// same events. Asserted: with the guard off, stock behaviour really split
+// at least one interesting trace (so the scenario can tell); with the guard
+// on, every error and slow trace in flight during a change reaches the
+// backend complete, and the guard's cost per change stays within
+// costPerChangeBound.
 func TestRebalanceGuardKeepsSplitTracesWhole(t *testing.T) {
 	agentsSeeGateways(t, 3, "k8s")
 	t.Cleanup(func() {
@@ -64,8 +67,7 @@ func TestRebalanceGuardKeepsSplitTracesWhole(t *testing.T) {
 		_, _ = env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
 		settleGateways(t, 3, "k8s")
 	})
-	seed := uint64(100)
-	for _, resolver := range []string{"k8s", "dns"} {
+	for i, resolver := range []string{"k8s", "dns"} {
 		if resolver != "k8s" {
 			for _, w := range []string{"daemonset/tailgate-agent", "deployment/tailgate-gateway"} {
 				_, err := env.cp.Kubectl("-n", namespace, "set", "env", w, "TAILGATE_GATEWAY_RESOLVER="+resolver)
@@ -74,20 +76,64 @@ func TestRebalanceGuardKeepsSplitTracesWhole(t *testing.T) {
 			_, err := env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
 			require.NoError(t, err)
 		}
+		// Both runs send the same traces; each starts on fresh gateways
+		// (setting the variable rolls them), so no decision carries over.
+		seed := uint64(101 + i)
+		var stock *churnResult
 		for _, guard := range []bool{false, true} {
-			seed++
 			t.Run(fmt.Sprintf("resolver=%s/guard=%v", resolver, guard), func(t *testing.T) {
 				_, err := env.cp.Kubectl("-n", namespace, "set", "env", "deployment/tailgate-gateway", fmt.Sprintf("TAILGATE_REBALANCE_GUARD=%v", guard))
 				require.NoError(t, err)
 				settleGateways(t, 3, resolver)
 				time.Sleep(decisionWait)
-				runChurn(t, resolver, guard, seed)
+				r := runChurn(t, resolver, guard, seed)
+				if !guard {
+					stock = &r
+					assert.Positive(t, r.partial, "stock behaviour split no interesting trace: this scenario cannot show what the guard does")
+					return
+				}
+				require.NotNil(t, stock, "no guard-off run to compare with")
+				// The guard's cost: spans at the backend beyond stock's, in
+				// seconds of the whole traffic, per membership change.
+				cost := float64(r.backendSpans-stock.backendSpans) / r.spansPerSecond / float64(r.changes)
+				bound := costPerChangeBound(resolver)
+				t.Logf("REPORT resolver=%s: guard cost %.1f s of full traffic per change (%d spans at the backend vs %d stock, %d changes, %.0f spans/s); bound %.1f s",
+					resolver, cost, r.backendSpans, stock.backendSpans, r.changes, r.spansPerSecond, bound)
+				assert.LessOrEqual(t, cost, bound, "the guard keeps more than the traces a change can split")
 			})
 		}
 	}
 }
 
-func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
+// costPerChangeBound is the most a membership change may cost with the
+// guard on, in seconds of full traffic. A change moves 1/4 of the trace IDs
+// here (3 <-> 4 gateways, every step of the rolling update too), and can
+// only split traces in flight at it: undecided on the old owner (first seen
+// within decision_wait, plus tail_sampling's 1s tick) or begun before the
+// agents switched (the resolver's lag plus the guard's clock_skew), each
+// with its spread (the generator's traces last up to 3.6s, plus 1s of
+// export delay). The guard keeps those traces whole; everything else it
+// leaves to the policies. Stock keeps some of them anyway, so this bound is
+// above the expected cost.
+func costPerChangeBound(resolver string) float64 {
+	lag := 2 * time.Second // the guard's k8s default
+	if resolver == "dns" {
+		lag = 5*time.Second + time.Second // the profile's dns interval + timeout
+	}
+	const clockSkew, spread, tick = 2 * time.Second, 4600 * time.Millisecond, time.Second
+	inFlight := decisionWait + tick + spread + lag + clockSkew
+	return inFlight.Seconds() / 4
+}
+
+// churnResult is what one churn run measured.
+type churnResult struct {
+	changes        int     // membership changes seen during the run
+	partial        int     // interesting traces in flight during a change that arrived partial
+	backendSpans   int     // distinct planned spans at the backend
+	spansPerSecond float64 // offered load
+}
+
+func runChurn(t *testing.T, resolver string, guard bool, seed uint64) churnResult {
 	agents := agentEndpoints(t)
 	gen := harness.DefaultGeneratorConfig()
 	gen.Seed, gen.Agents, gen.Rate, gen.Traces = seed, 2, 30, 30*75
@@ -95,6 +141,7 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 	plans, err := harness.Plan(gen)
 	require.NoError(t, err)
 
+	env.sink.Reset() // the other run sent the same traces
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	changes := watchMembership(t, ctx)
@@ -151,28 +198,33 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) {
 			}
 		}
 	}
-	var keptSpans, foreign int
+	var keptSpans, foreign, backendSpans int
 	for _, p := range plans {
 		planned := map[[8]byte]bool{}
+		arrived := env.sink.SpansOf(p.ID)
 		for _, s := range p.Spans {
 			planned[s.SpanID] = true
 			if keptByGuard(s.SpanID) {
 				keptSpans++
 			}
+			if arrived[s.SpanID] > 0 {
+				backendSpans++
+			}
 		}
-		for id := range env.sink.SpansOf(p.ID) {
+		for id := range arrived {
 			if !planned[id] {
 				foreign++ // e.g. a marker span that escaped filter/rebalance_markers
 			}
 		}
 	}
 	assert.Zero(t, foreign, "spans at the backend that no application sent (markers must be dropped after sampling)")
-	t.Logf("REPORT resolver=%s guard=%v: %d membership changes; error+slow traces in flight during a change: %d, complete %d, partial %d, lost %d; spans kept by the guard's attribute: %d of %d sent",
-		resolver, guard, len(times), judged, complete, partial, lost, keptSpans, sent.SpansSent)
+	t.Logf("REPORT resolver=%s guard=%v: %d membership changes; error+slow traces in flight during a change: %d, complete %d, partial %d, lost %d; spans with the guard's keep attribute: %d of %d sent (%.1f%%); at the backend: %d",
+		resolver, guard, len(times), judged, complete, partial, lost, keptSpans, sent.SpansSent, 100*float64(keptSpans)/float64(sent.SpansSent), backendSpans)
 	require.GreaterOrEqual(t, judged, 20, "too few interesting traces in flight during the changes to judge")
 	if guard {
 		assert.Empty(t, ev.Breaches(), "with the guard on, every interesting trace in flight during a change arrives complete")
 	}
+	return churnResult{changes: len(times), partial: partial, backendSpans: backendSpans, spansPerSecond: float64(sent.SpansSent) / sent.Elapsed.Seconds()}
 }
 
 // describeSplit says, for a trace that reached the backend partial, which

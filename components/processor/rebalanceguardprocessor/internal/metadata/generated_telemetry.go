@@ -29,8 +29,10 @@ type TelemetryBuilder struct {
 	ProcessorRebalanceGuardMarkersInjected metric.Int64Counter
 	ProcessorRebalanceGuardRingChanges     metric.Int64Counter
 	ProcessorRebalanceGuardRingMembers     metric.Int64Gauge
+	ProcessorRebalanceGuardSelfInRing      metric.Int64Gauge
 	ProcessorRebalanceGuardSpansMarked     metric.Int64Counter
 	ProcessorRebalanceGuardSpansNotOwned   metric.Int64Counter
+	ProcessorRebalanceGuardTracesEvicted   metric.Int64Counter
 	ProcessorRebalanceGuardTracesMarked    metric.Int64Counter
 	ProcessorRebalanceGuardTrackedTraces   metric.Int64Gauge
 }
@@ -82,9 +84,15 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("{gateway}"),
 	)
 	errs = errors.Join(errs, err)
+	builder.ProcessorRebalanceGuardSelfInRing, err = builder.meter.Int64Gauge(
+		"otelcol_processor_rebalance_guard_self_in_ring",
+		metric.WithDescription("1 when this gateway (self) is a member of the current non-empty hash ring, else 0. A ring that settles without self means self does not match how the agents' resolver lists this gateway, and the guard keeps every trace. [Development]"),
+		metric.WithUnit("1"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ProcessorRebalanceGuardSpansMarked, err = builder.meter.Int64Counter(
 		"otelcol_processor_rebalance_guard_spans_marked",
-		metric.WithDescription("Received spans that were given the keep attribute. [Development]"),
+		metric.WithDescription("Received spans that were given the keep attribute (force-kept because of a membership change; the guard's cost). [Development]"),
 		metric.WithUnit("{span}"),
 	)
 	errs = errors.Join(errs, err)
@@ -92,6 +100,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_processor_rebalance_guard_spans_not_owned",
 		metric.WithDescription("Spans received for traces that the current ring gives to another gateway. [Development]"),
 		metric.WithUnit("{span}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorRebalanceGuardTracesEvicted, err = builder.meter.Int64Counter(
+		"otelcol_processor_rebalance_guard_traces_evicted",
+		metric.WithDescription("Traces forgotten while still inside active_window because max_traces was reached; a split of one of them can go unnoticed. [Development]"),
+		metric.WithUnit("{trace}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ProcessorRebalanceGuardTracesMarked, err = builder.meter.Int64Counter(

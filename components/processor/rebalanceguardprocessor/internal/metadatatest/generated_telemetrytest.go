@@ -67,10 +67,24 @@ func AssertEqualProcessorRebalanceGuardRingMembers(t *testing.T, tt *componentte
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualProcessorRebalanceGuardSelfInRing(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_processor_rebalance_guard_self_in_ring",
+		Description: "1 when this gateway (self) is a member of the current non-empty hash ring, else 0. A ring that settles without self means self does not match how the agents' resolver lists this gateway, and the guard keeps every trace. [Development]",
+		Unit:        "1",
+		Data: metricdata.Gauge[int64]{
+			DataPoints: dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_processor_rebalance_guard_self_in_ring")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualProcessorRebalanceGuardSpansMarked(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_processor_rebalance_guard_spans_marked",
-		Description: "Received spans that were given the keep attribute. [Development]",
+		Description: "Received spans that were given the keep attribute (force-kept because of a membership change; the guard's cost). [Development]",
 		Unit:        "{span}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
@@ -95,6 +109,22 @@ func AssertEqualProcessorRebalanceGuardSpansNotOwned(t *testing.T, tt *component
 		},
 	}
 	got, err := tt.GetMetric("otelcol_processor_rebalance_guard_spans_not_owned")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
+func AssertEqualProcessorRebalanceGuardTracesEvicted(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_processor_rebalance_guard_traces_evicted",
+		Description: "Traces forgotten while still inside active_window because max_traces was reached; a split of one of them can go unnoticed. [Development]",
+		Unit:        "{trace}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_processor_rebalance_guard_traces_evicted")
 	require.NoError(t, err)
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }

@@ -22,8 +22,10 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ProcessorRebalanceGuardMarkersInjected.Add(context.Background(), 1)
 	tb.ProcessorRebalanceGuardRingChanges.Add(context.Background(), 1)
 	tb.ProcessorRebalanceGuardRingMembers.Record(context.Background(), 1)
+	tb.ProcessorRebalanceGuardSelfInRing.Record(context.Background(), 1)
 	tb.ProcessorRebalanceGuardSpansMarked.Add(context.Background(), 1)
 	tb.ProcessorRebalanceGuardSpansNotOwned.Add(context.Background(), 1)
+	tb.ProcessorRebalanceGuardTracesEvicted.Add(context.Background(), 1)
 	tb.ProcessorRebalanceGuardTracesMarked.Add(context.Background(), 1)
 	tb.ProcessorRebalanceGuardTrackedTraces.Record(context.Background(), 1)
 	AssertEqualProcessorRebalanceGuardMarkersInjected(t, testTel,
@@ -35,10 +37,16 @@ func TestSetupTelemetry(t *testing.T) {
 	AssertEqualProcessorRebalanceGuardRingMembers(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
+	AssertEqualProcessorRebalanceGuardSelfInRing(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
 	AssertEqualProcessorRebalanceGuardSpansMarked(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualProcessorRebalanceGuardSpansNotOwned(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualProcessorRebalanceGuardTracesEvicted(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualProcessorRebalanceGuardTracesMarked(t, testTel,

@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+// TestGuardThatCannotFindItselfIsLoud: a gateway whose rebalance_guard does
+// not find its own address (self) in the gateway set it follows treats
+// every trace as owned elsewhere and keeps all of them. Misconfigured the
+// ways a user would (the agents' port differs from the receiver's; a static
+// list that names the gateways), the gateway says so: self_in_ring is 0 and
+// its log warns, naming self. Configured right, self_in_ring is 1 and it
+// does not warn. (0.0.0.0 as the pod IP is refused by validation:
+// test/distribution.)
+func TestGuardThatCannotFindItselfIsLoud(t *testing.T) {
+	cases := []struct {
+		name   string
+		env    func(harness.NodePorts) map[string]string
+		inRing bool
+	}{
+		{"dns, agents send to another port than the receiver's", func(p harness.NodePorts) map[string]string {
+			return map[string]string{"TAILGATE_GATEWAY_RESOLVER": "dns", "TAILGATE_GATEWAY_DNS_NAME": "localhost", "TAILGATE_GATEWAY_OTLP_PORT": strconv.Itoa(p.OTLPHTTP)}
+		}, false},
+		{"static list names the gateways", func(p harness.NodePorts) map[string]string {
+			return map[string]string{"TAILGATE_GATEWAY_RESOLVER": "static", "TAILGATE_GATEWAY_STATIC_HOSTNAMES": fmt.Sprintf("[localhost:%d]", p.OTLPGRPC)}
+		}, false},
+		{"dns, configured right", func(p harness.NodePorts) map[string]string {
+			return map[string]string{"TAILGATE_GATEWAY_RESOLVER": "dns", "TAILGATE_GATEWAY_DNS_NAME": "localhost", "TAILGATE_GATEWAY_OTLP_PORT": strconv.Itoa(p.OTLPGRPC)}
+		}, true},
+	}
+	bin, err := harness.BinaryPath()
+	require.NoError(t, err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ports, err := harness.PickPorts()
+			require.NoError(t, err)
+			env := ports.Env()
+			env["TAILGATE_STORAGE_DIR"] = t.TempDir()
+			maps.Copy(env, c.env(ports))
+			p, err := harness.StartProcess(bin, harness.ProcessSpec{
+				Name: "gateway", Args: []string{"--config", harness.ProfilePath("gateway")}, Env: env,
+				HealthPort: ports.Health, LogDir: t.TempDir(),
+			})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = p.Stop(30 * time.Second) })
+			require.NoError(t, p.WaitHealthy(30*time.Second))
+
+			self := fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC)
+			var members, inRing float64
+			require.Eventually(t, func() bool {
+				s, err := harness.ScrapeMetrics(ports.Telemetry)
+				if err != nil || s.Sum("otelcol_processor_rebalance_guard_ring_members") == 0 {
+					return false
+				}
+				members, inRing = s.Sum("otelcol_processor_rebalance_guard_ring_members"), s.Sum("otelcol_processor_rebalance_guard_self_in_ring")
+				return true
+			}, 30*time.Second, 200*time.Millisecond, "the guard never resolved the gateway set")
+			log, err := os.ReadFile(p.LogPath)
+			require.NoError(t, err)
+			warned := strings.Contains(string(log), "is not in the gateway set") && strings.Contains(string(log), self)
+			t.Logf("ring members %.0f, self_in_ring %.0f, warned %v", members, inRing, warned)
+			if c.inRing {
+				assert.Equal(t, 1.0, inRing)
+				assert.False(t, warned, "warned although self is in the set:\n%s", log)
+			} else {
+				assert.Equal(t, 0.0, inRing)
+				assert.True(t, warned, "no warning naming self %s:\n%s", self, log)
+			}
+		})
+	}
+}
