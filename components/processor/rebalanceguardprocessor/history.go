@@ -75,8 +75,9 @@ func (h *ringHistory) expire(now int64) {
 // movedInBefore returns the start time (unix nanos) before which a span of
 // the trace (by its traceIDChecksum) counts as moved in: the latest
 // replacedAt + margin over the rings replaced within the window that gave
-// the trace to another gateway (or that this gateway was not in). 0 when
-// none did; the largest time while flapping. Call expire first.
+// the trace to another gateway (or that this gateway was not in), and this
+// gateway's start when it started in the ring. 0 when none did; the
+// largest time while flapping. Call expire first.
 func (h *ringHistory) movedInBefore(sum uint32, now int64) int64 {
 	if now < h.overflowUntil {
 		return math.MaxInt64
@@ -84,7 +85,13 @@ func (h *ringHistory) movedInBefore(sum uint32, now int64) int64 {
 	var before int64
 	for i := range h.rings {
 		r := &h.rings[i]
-		if r.unknown || (!r.ring.empty() && r.ring.ownerOfChecksum(sum) != r.self) {
+		switch {
+		case r.unknown:
+			// Traces begun before this gateway started. No margin: no agent
+			// switched anything, and traffic that starts right after a
+			// gateway (a fresh deployment) must not all count as moved in.
+			before = max(before, r.replacedAt)
+		case !r.ring.empty() && r.ring.ownerOfChecksum(sum) != r.self:
 			before = max(before, r.replacedAt+h.margin)
 		}
 	}
