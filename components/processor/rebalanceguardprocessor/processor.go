@@ -152,7 +152,7 @@ func (g *guard) onMembership(members []string) {
 	ctx := context.Background()
 	g.tb.ProcessorRebalanceGuardRingChanges.Add(ctx, 1)
 	g.tb.ProcessorRebalanceGuardRingMembers.Record(ctx, int64(len(next.endpoints)))
-	g.tb.ProcessorRebalanceGuardSelfInRing.Record(ctx, boolInt(selfInRing && !next.empty()))
+	g.tb.ProcessorRebalanceGuardSelfInRing.Record(ctx, boolInt(selfInRing)) // an empty ring holds no one
 	fields := []zap.Field{zap.Strings("members", members), zap.String("self", g.cfg.Self), zap.Bool("self_in_ring", selfInRing),
 		zap.Int("marked_moved_out", len(movedOut)), zap.Int("marked_moved_in", len(movedIn))}
 	if !selfInRing && !next.empty() {
