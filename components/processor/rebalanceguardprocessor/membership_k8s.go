@@ -78,7 +78,9 @@ func (k *k8sMembership) start(_ context.Context, onChange func([]string)) error 
 	// links every API group's informers into the binary (~9 MiB).
 	selector := discoveryv1.LabelServiceName + "=" + k.name
 	slices := client.DiscoveryV1().EndpointSlices(k.ns)
-	inf := cache.NewSharedIndexInformer(&cache.ListWatch{
+	// As client-go's generated informers do, the client tells the reflector
+	// whether it can stream the initial list over a watch (a fake cannot).
+	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.LabelSelector = selector
 			return slices.List(ctx, o)
@@ -87,7 +89,8 @@ func (k *k8sMembership) start(_ context.Context, onChange func([]string)) error 
 			o.LabelSelector = selector
 			return slices.Watch(ctx, o)
 		},
-	}, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{})
+	}, client)
+	inf := cache.NewSharedIndexInformer(lw, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{})
 	publish := func() {
 		k.mu.Lock()
 		defer k.mu.Unlock()

@@ -1,0 +1,80 @@
+package rebalanceguardprocessor
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+func endpointSlice(name string, endpoints ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "observability", Labels: map[string]string{discoveryv1.LabelServiceName: "gw"}},
+		Endpoints:  endpoints,
+	}
+}
+
+func endpoint(ready *bool, addrs ...string) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{Addresses: addrs, Conditions: discoveryv1.EndpointConditions{Ready: ready}}
+}
+
+func startK8s(t *testing.T, cfg K8sResolver, objs ...*discoveryv1.EndpointSlice) (*recorder, *fake.Clientset) {
+	t.Helper()
+	client := fake.NewClientset()
+	for _, o := range objs {
+		_, err := client.DiscoveryV1().EndpointSlices(o.Namespace).Create(context.Background(), o, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	k, err := newK8sMembership(cfg, zap.NewNop())
+	require.NoError(t, err)
+	k.newClient = func() (kubernetes.Interface, error) { return client, nil }
+	rec := &recorder{}
+	require.NoError(t, k.start(context.Background(), rec.onChange))
+	t.Cleanup(func() { require.NoError(t, k.shutdown(context.Background())) })
+	return rec, client
+}
+
+// TestK8sMembershipListsReadyEndpoints: every address of every endpoint not
+// explicitly not-ready, across the Service's slices, times every port.
+func TestK8sMembershipListsReadyEndpoints(t *testing.T) {
+	yes, no := true, false
+	rec, _ := startK8s(t, K8sResolver{Service: "gw.observability", Ports: []int32{4317, 4318}},
+		endpointSlice("gw-a", endpoint(&yes, "10.0.0.1"), endpoint(&no, "10.0.0.9")),
+		endpointSlice("gw-b", endpoint(nil, "10.0.0.2")))
+	assert.Equal(t, []string{"10.0.0.1:4317", "10.0.0.1:4318", "10.0.0.2:4317", "10.0.0.2:4318"}, rec.last())
+}
+
+// TestK8sMembershipFollowsSliceChanges: a gateway published, then one
+// leaving, as the endpointslice controller reports them.
+func TestK8sMembershipFollowsSliceChanges(t *testing.T) {
+	yes := true
+	rec, client := startK8s(t, K8sResolver{Service: "gw.observability", Ports: []int32{4317}},
+		endpointSlice("gw-a", endpoint(&yes, "10.0.0.1")))
+	require.Equal(t, []string{"10.0.0.1:4317"}, rec.last())
+	slices := client.DiscoveryV1().EndpointSlices("observability")
+	_, err := slices.Update(context.Background(), endpointSlice("gw-a", endpoint(&yes, "10.0.0.1"), endpoint(&yes, "10.0.0.2")), metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(rec.last()) == 2 }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, slices.Delete(context.Background(), "gw-a", metav1.DeleteOptions{}))
+	require.Eventually(t, func() bool { return len(rec.last()) == 0 }, 5*time.Second, 10*time.Millisecond)
+}
+
+// TestK8sMembershipServiceNames: "name.namespace" and longer DNS-style
+// names address the Service's namespace.
+func TestK8sMembershipServiceNames(t *testing.T) {
+	for service, want := range map[string][2]string{
+		"gw.observability":                   {"gw", "observability"},
+		"gw.observability.svc.cluster.local": {"gw", "observability"},
+	} {
+		k, err := newK8sMembership(K8sResolver{Service: service}, zap.NewNop())
+		require.NoError(t, err)
+		assert.Equal(t, want, [2]string{k.name, k.ns}, service)
+	}
+}
