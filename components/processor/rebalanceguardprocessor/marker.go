@@ -27,10 +27,16 @@ func buildMarkers(ids []pcommon.TraceID, reason string, keepAttr, markerAttr str
 	for _, id := range ids {
 		sp := spans.AppendEmpty()
 		sp.SetTraceID(id)
-		var sid pcommon.SpanID
+		var sid, parent pcommon.SpanID
 		_, _ = rand.Read(sid[:])
+		_, _ = rand.Read(parent[:])
 		sid[0] |= 1 // never the invalid all-zero ID
 		sp.SetSpanID(sid)
+		// A parent, so that a marker is never the trace's root:
+		// tail_sampling's decision_wait_after_root_received would decide the
+		// trace early on seeing a root, before its other half arrived.
+		parent[0] |= 1
+		sp.SetParentSpanID(parent)
 		sp.SetName("tailgate.rebalance.marker")
 		sp.SetKind(ptrace.SpanKindInternal)
 		sp.SetStartTimestamp(ts)

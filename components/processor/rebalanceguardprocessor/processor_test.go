@@ -236,6 +236,19 @@ func TestActiveTracesMovingOutGetAMarker(t *testing.T) {
 	assert.Equal(t, 2, kept)
 }
 
+// TestMarkersAreNeverRoots: a marker carries a parent span ID, so that
+// tail_sampling never takes it for the trace's root (with
+// decision_wait_after_root_received it would decide the trace early).
+func TestMarkersAreNeverRoots(t *testing.T) {
+	td := buildMarkers([]pcommon.TraceID{{1}, {2}}, reasonMovedOut, "keep", "marker", time.Now())
+	spans := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans()
+	require.Equal(t, 2, spans.Len())
+	for i := 0; i < spans.Len(); i++ {
+		assert.False(t, spans.At(i).ParentSpanID().IsEmpty(), "marker %d is a root span", i)
+		assert.NotEqual(t, spans.At(i).SpanID(), spans.At(i).ParentSpanID())
+	}
+}
+
 func TestDecidedTracesGetNoMarkerOnChange(t *testing.T) {
 	before := []string{gwA, gwB}
 	after := []string{gwA, gwB, gwC}
