@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +26,8 @@ type ProcessSpec struct {
 	// Env is added to a minimal environment (PATH and HOME only), so that the
 	// profiles' defaults apply unless a test overrides them on purpose.
 	Env map[string]string
+	// HealthHost is the host health_check listens on (default 127.0.0.1).
+	HealthHost string
 	// HealthPort is the health_check extension's port.
 	HealthPort int
 	// HealthPath is the path polled on HealthPort (default "/").
@@ -118,7 +122,11 @@ func (p *Process) WaitHealthy(timeout time.Duration) error {
 	if path == "" {
 		path = "/"
 	}
-	url := fmt.Sprintf("http://127.0.0.1:%d%s", p.Spec.HealthPort, path)
+	host := p.Spec.HealthHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	url := fmt.Sprintf("http://%s%s", net.JoinHostPort(host, strconv.Itoa(p.Spec.HealthPort)), path)
 	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {

@@ -37,9 +37,6 @@ func newDNSMembership(cfg DNSResolver, logger *zap.Logger) *dnsMembership {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = defaultDNSTimeout
 	}
-	if cfg.Port == "" {
-		cfg.Port = ringDefaultPort
-	}
 	return &dnsMembership{cfg: cfg, logger: logger, resolver: net.DefaultResolver}
 }
 
@@ -52,11 +49,16 @@ func (d *dnsMembership) resolve(ctx context.Context) ([]string, error) {
 	}
 	out := make([]string, 0, len(addrs))
 	for _, a := range addrs {
+		// Written as the exporter's dns resolver writes them (it hashes
+		// these strings): IPv6 bracketed, the port only when one is set.
 		host := a.IP.String()
 		if a.IP.To4() == nil {
 			host = fmt.Sprintf("[%s]", host)
 		}
-		out = append(out, host+":"+d.cfg.Port)
+		if d.cfg.Port != "" {
+			host += ":" + d.cfg.Port
+		}
+		out = append(out, host)
 	}
 	sort.Strings(out)
 	return out, nil

@@ -78,6 +78,14 @@ func TestDNSMembershipListsEveryAddressOnThePort(t *testing.T) {
 	assert.Equal(t, []string{"10.0.0.1:4999", "10.0.0.2:4999", "[fd00::1]:4999"}, rec.last())
 }
 
+// TestDNSMembershipWithoutAPortListsAddresses: with no port the exporter
+// hashes the bare (IPv6: bracketed) addresses, and so does the guard.
+func TestDNSMembershipWithoutAPortListsAddresses(t *testing.T) {
+	rec, _ := startDNS(t, DNSResolver{Hostname: "gw", Interval: time.Hour},
+		fakeAnswer{ips: []string{"10.0.0.1", "fd00::1"}})
+	assert.Equal(t, []string{"10.0.0.1", "[fd00::1]"}, rec.last())
+}
+
 // TestDNSMembershipFollowsChangesAndKeepsTheSetOnFailure: each poll reports
 // the current records; a failed lookup reports nothing, so the last set
 // stays (an empty set would make the guard mark nothing).

@@ -24,8 +24,9 @@ import (
 
 // k8sMembership watches the EndpointSlices of a Service like the
 // loadbalancing exporter's k8s resolver: every address of an endpoint not
-// explicitly not-ready, times every port, as ip:port. Its client config
-// comes from the in-cluster service account, else KUBECONFIG.
+// explicitly not-ready, times every port, as ip:port (the bare address when
+// no port is set); `timeout` bounds each list and watch request. Its client
+// config comes from the in-cluster service account, else KUBECONFIG.
 type k8sMembership struct {
 	cfg       K8sResolver
 	name, ns  string
@@ -34,6 +35,13 @@ type k8sMembership struct {
 	cancel    context.CancelFunc
 	mu        sync.Mutex
 }
+
+// The exporter's k8s resolver's list/watch timeout default, and how long
+// Start waits for the first list (the exporter waits as long).
+const (
+	defaultK8sListWatchTimeout = time.Minute
+	k8sCacheSyncWait           = time.Minute
+)
 
 func newK8sMembership(cfg K8sResolver, logger *zap.Logger) (*k8sMembership, error) {
 	name, ns, ok := strings.Cut(cfg.Service, ".")
@@ -46,11 +54,8 @@ func newK8sMembership(cfg K8sResolver, logger *zap.Logger) (*k8sMembership, erro
 	if i := strings.IndexByte(ns, '.'); i >= 0 {
 		ns = ns[:i] // "svc.ns.svc.cluster.local"
 	}
-	if len(cfg.Ports) == 0 {
-		cfg.Ports = []int32{4317}
-	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = time.Minute
+		cfg.Timeout = defaultK8sListWatchTimeout
 	}
 	return &k8sMembership{cfg: cfg, name: name, ns: ns, logger: logger, newClient: defaultK8sClient}, nil
 }
@@ -77,16 +82,17 @@ func (k *k8sMembership) start(_ context.Context, onChange func([]string)) error 
 	// One typed informer, not an informer factory: the factory package
 	// links every API group's informers into the binary (~9 MiB).
 	selector := discoveryv1.LabelServiceName + "=" + k.name
+	timeoutSeconds := int64(k.cfg.Timeout.Seconds())
 	slices := client.DiscoveryV1().EndpointSlices(k.ns)
 	// As client-go's generated informers do, the client tells the reflector
 	// whether it can stream the initial list over a watch (a fake cannot).
 	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = selector
+			o.LabelSelector, o.TimeoutSeconds = selector, &timeoutSeconds
 			return slices.List(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = selector
+			o.LabelSelector, o.TimeoutSeconds = selector, &timeoutSeconds
 			return slices.Watch(ctx, o)
 		},
 	}, client)
@@ -106,7 +112,7 @@ func (k *k8sMembership) start(_ context.Context, onChange func([]string)) error 
 		return err
 	}
 	go inf.Run(ctx.Done())
-	syncCtx, syncCancel := context.WithTimeout(ctx, k.cfg.Timeout)
+	syncCtx, syncCancel := context.WithTimeout(ctx, k8sCacheSyncWait)
 	defer syncCancel()
 	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {
 		k.logger.Warn("rebalance_guard: EndpointSlice cache not synced yet; the guard stays idle until it is",
@@ -129,6 +135,9 @@ func (k *k8sMembership) endpoints(objs []any) []string {
 				continue
 			}
 			for _, addr := range ep.Addresses {
+				if len(k.cfg.Ports) == 0 {
+					out = append(out, addr)
+				}
 				for _, port := range k.cfg.Ports {
 					out = append(out, net.JoinHostPort(addr, strconv.Itoa(int(port))))
 				}

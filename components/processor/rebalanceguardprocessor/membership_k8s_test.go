@@ -51,6 +51,15 @@ func TestK8sMembershipListsReadyEndpoints(t *testing.T) {
 	assert.Equal(t, []string{"10.0.0.1:4317", "10.0.0.1:4318", "10.0.0.2:4317", "10.0.0.2:4318"}, rec.last())
 }
 
+// TestK8sMembershipWithoutPortsListsAddresses: with no ports the exporter
+// hashes the bare addresses, and so does the guard.
+func TestK8sMembershipWithoutPortsListsAddresses(t *testing.T) {
+	yes := true
+	rec, _ := startK8s(t, K8sResolver{Service: "gw.observability"},
+		endpointSlice("gw-a", endpoint(&yes, "10.0.0.1", "fd00::1")))
+	assert.Equal(t, []string{"10.0.0.1", "fd00::1"}, rec.last())
+}
+
 // TestK8sMembershipFollowsSliceChanges: a gateway published, then one
 // leaving, as the endpointslice controller reports them.
 func TestK8sMembershipFollowsSliceChanges(t *testing.T) {

@@ -34,6 +34,11 @@ type guard struct {
 	logger *zap.Logger
 	tb     *metadata.TelemetryBuilder
 
+	// selfEndpoint is Self as the resolvers write endpoints: host:port with
+	// an IPv6 host bracketed and an IPv4 host bare, so a profile may bracket
+	// any pod IP ("[${env:MY_POD_IP}]:4317") and still find itself.
+	selfEndpoint string
+
 	mu      sync.Mutex
 	tracker *tracker
 	ring    *hashRing    // current ring; empty until the first resolution
@@ -53,7 +58,7 @@ func newGuard(set processor.Settings, cfg *Config, next consumer.Traces, src mem
 		return nil, err
 	}
 	g := &guard{
-		cfg: cfg, next: next, src: src, clock: clk, logger: set.Logger, tb: tb,
+		cfg: cfg, next: next, src: src, clock: clk, logger: set.Logger, tb: tb, selfEndpoint: canonicalEndpoint(cfg.Self),
 		tracker: newTracker(cfg.maxTraces(), cfg.activeWindow()), ring: &hashRing{}, self: -1,
 		history:   newRingHistory(cfg.MovedInWindow, cfg.agentLag()+cfg.ClockSkew),
 		reasonSet: map[string]metric.MeasurementOption{},
@@ -121,7 +126,7 @@ func (g *guard) onMembership(members []string) {
 	old := g.ring
 	var movedOut, movedIn []pcommon.TraceID
 	if old.empty() {
-		if next.indexOf(g.cfg.Self) >= 0 {
+		if next.indexOf(g.selfEndpoint) >= 0 {
 			g.history.addStart(now.UnixNano())
 		}
 	} else {
@@ -135,7 +140,7 @@ func (g *guard) onMembership(members []string) {
 					return
 				}
 				e.marked = true
-				if was == endpointWithPort(g.cfg.Self) {
+				if was == endpointWithPort(g.selfEndpoint) {
 					movedOut = append(movedOut, e.id)
 				} else {
 					movedIn = append(movedIn, e.id)
@@ -145,7 +150,7 @@ func (g *guard) onMembership(members []string) {
 		g.history.add(old, g.self, now.UnixNano())
 	}
 	g.ring = next
-	g.self = next.indexOf(g.cfg.Self)
+	g.self = next.indexOf(g.selfEndpoint)
 	selfInRing := g.self >= 0
 	g.mu.Unlock()
 
@@ -153,7 +158,7 @@ func (g *guard) onMembership(members []string) {
 	g.tb.ProcessorRebalanceGuardRingChanges.Add(ctx, 1)
 	g.tb.ProcessorRebalanceGuardRingMembers.Record(ctx, int64(len(next.endpoints)))
 	g.tb.ProcessorRebalanceGuardSelfInRing.Record(ctx, boolInt(selfInRing)) // an empty ring holds no one
-	fields := []zap.Field{zap.Strings("members", members), zap.String("self", g.cfg.Self), zap.Bool("self_in_ring", selfInRing),
+	fields := []zap.Field{zap.Strings("members", members), zap.String("self", g.selfEndpoint), zap.Bool("self_in_ring", selfInRing),
 		zap.Int("marked_moved_out", len(movedOut)), zap.Int("marked_moved_in", len(movedIn))}
 	if !selfInRing && !next.empty() {
 		// Normal for a moment while a new gateway waits to be published;

@@ -509,3 +509,27 @@ func TestFlappingBeyondTheHistoryBoundKeepsEverything(t *testing.T) {
 	kept, _, _ = keptSpans(f, later)
 	assert.Zero(t, kept, "the window has passed: ordinary again")
 }
+
+// TestSelfFindsItselfWrittenAnyWay: the profiles bracket the pod IP so the
+// same line serves IPv4 and IPv6 ("[${env:MY_POD_IP}]:4317"); the
+// resolvers write IPv4 bare and IPv6 bracketed. Either way the guard finds
+// itself, and traces it owns pass unmarked.
+func TestSelfFindsItselfWrittenAnyWay(t *testing.T) {
+	for _, c := range []struct{ self, listed, other string }{
+		{"[10.0.0.1]:4317", "10.0.0.1:4317", "10.0.0.2:4317"},
+		{"10.0.0.1:4317", "10.0.0.1:4317", "10.0.0.2:4317"},
+		{"[fd00::1]:4317", "[fd00::1]:4317", "[fd00::2]:4317"},
+	} {
+		members := []string{c.listed, c.other}
+		f := newFixture(t, c.self, members)
+		f.clock.advance(time.Minute)
+		f.g.mu.Lock()
+		self := f.g.self
+		f.g.mu.Unlock()
+		assert.GreaterOrEqual(t, self, int32(0), "self %s not found among %v", c.self, members)
+		id := traceOwnedBy(t, members, c.listed, nil, "")
+		consume(t, f, id, 1)
+		kept, _, _ := keptSpans(f, id)
+		assert.Zero(t, kept, "self %s: a trace it owns was marked", c.self)
+	}
+}

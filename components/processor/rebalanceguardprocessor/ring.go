@@ -3,6 +3,7 @@ package rebalanceguardprocessor // import "github.com/tailgate-dev/tailgate/comp
 import (
 	"encoding/binary"
 	"hash/crc32"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -39,6 +40,17 @@ func endpointWithPort(e string) string {
 		return e + ":" + ringDefaultPort
 	}
 	return e
+}
+
+// canonicalEndpoint writes host:port as the resolvers do: an IPv6 host in
+// brackets, any other host bare ("[10.0.0.1]:4317" becomes
+// "10.0.0.1:4317"). What does not parse as host:port is left as it is.
+func canonicalEndpoint(e string) string {
+	host, port, err := net.SplitHostPort(e)
+	if err != nil {
+		return e
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func newHashRing(resolved []string) *hashRing {
