@@ -3,6 +3,7 @@ package live
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
@@ -157,6 +159,19 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) churnResul
 		25 * time.Second: kubectl("scale", "deployment/tailgate-gateway", "--replicas=3"),
 		45 * time.Second: kubectl("rollout", "restart", "deployment/tailgate-gateway"),
 	}
+	// Until the first change the gateway set is steady: every span the
+	// agents' load_balancing ring sends to a gateway is one that gateway's
+	// guard, following the same resolver, computes as its own. Any span
+	// counted as not owned is a disagreement between the replica and the
+	// exporter (real resolvers, real ring, real traffic).
+	notOwnedAtStart, err := gatewaySpansNotOwned(ctx)
+	require.NoError(t, err)
+	notOwnedSteady, steadyErr := -1.0, error(nil)
+	events[7*time.Second] = func() {
+		var now float64
+		now, steadyErr = gatewaySpansNotOwned(ctx)
+		notOwnedSteady = now - notOwnedAtStart
+	}
 	wait := harness.RunAt(ctx, events)
 	start := time.Now()
 	sctx, scancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -223,8 +238,32 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) churnResul
 	require.GreaterOrEqual(t, judged, 20, "too few interesting traces in flight during the changes to judge")
 	if guard {
 		assert.Empty(t, ev.Breaches(), "with the guard on, every interesting trace in flight during a change arrives complete")
+		require.NoError(t, steadyErr)
+		t.Logf("REPORT resolver=%s: spans the guards counted as not owned while the set was steady (first 7s): %.0f", resolver, notOwnedSteady)
+		assert.Zero(t, notOwnedSteady, "the guards' ring disagrees with the agents' while nothing changes")
 	}
 	return churnResult{changes: len(times), partial: partial, backendSpans: backendSpans, spansPerSecond: float64(sent.SpansSent) / sent.Elapsed.Seconds()}
+}
+
+// gatewaySpansNotOwned sums rebalance_guard's spans_not_owned over the
+// ready gateway pods. Safe in a background goroutine (no t).
+func gatewaySpansNotOwned(ctx context.Context) (float64, error) {
+	list, err := env.cp.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=tailgate-gateway"})
+	if err != nil {
+		return 0, err
+	}
+	var total float64
+	for _, p := range list.Items {
+		if p.DeletionTimestamp != nil || p.Status.PodIP == "" {
+			continue
+		}
+		s, err := harness.ScrapeMetricsAt(net.JoinHostPort(p.Status.PodIP, "8888"))
+		if err != nil {
+			return 0, fmt.Errorf("telemetry of %s: %w", p.Name, err)
+		}
+		total += s.Sum("otelcol_processor_rebalance_guard_spans_not_owned")
+	}
+	return total, nil
 }
 
 // describeSplit says, for a trace that reached the backend partial, which
