@@ -8,6 +8,7 @@ package e2e
 import (
 	"context"
 	"flag"
+	"maps"
 	"math"
 	"testing"
 	"time"
@@ -97,6 +98,29 @@ func startTopology(t *testing.T, cfg harness.TopologyConfig) *harness.Topology {
 		_ = topo.Stop()
 	})
 	return topo
+}
+
+// startLoneNode starts one collector from a shipped profile on fresh
+// ports, outside a Topology, with env on top of the ports' variables; it
+// is stopped when the test ends. healthHost is where health_check listens
+// ("" for 127.0.0.1).
+func startLoneNode(t *testing.T, profile, healthHost string, env func(harness.NodePorts) map[string]string) (*harness.Process, harness.NodePorts) {
+	t.Helper()
+	bin, err := harness.BinaryPath()
+	require.NoError(t, err)
+	ports, err := harness.PickPorts()
+	require.NoError(t, err)
+	vars := ports.Env()
+	vars["TAILGATE_STORAGE_DIR"] = t.TempDir()
+	maps.Copy(vars, env(ports))
+	p, err := harness.StartProcess(bin, harness.ProcessSpec{
+		Name: profile, Args: []string{"--config", harness.ProfilePath(profile)}, Env: vars,
+		HealthHost: healthHost, HealthPort: ports.Health, LogDir: t.TempDir(),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Stop(30 * time.Second) })
+	require.NoError(t, p.WaitHealthy(30*time.Second))
+	return p, ports
 }
 
 // send replays plans through the topology's agents within a bounded time.

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -39,31 +38,17 @@ func TestGuardThatCannotFindItselfIsLoud(t *testing.T) {
 			return map[string]string{"TAILGATE_GATEWAY_RESOLVER": "dns", "TAILGATE_GATEWAY_DNS_NAME": "localhost", "TAILGATE_GATEWAY_OTLP_PORT": strconv.Itoa(p.OTLPGRPC)}
 		}, true},
 	}
-	bin, err := harness.BinaryPath()
-	require.NoError(t, err)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ports, err := harness.PickPorts()
-			require.NoError(t, err)
-			env := ports.Env()
-			env["TAILGATE_STORAGE_DIR"] = t.TempDir()
-			maps.Copy(env, c.env(ports))
-			p, err := harness.StartProcess(bin, harness.ProcessSpec{
-				Name: "gateway", Args: []string{"--config", harness.ProfilePath("gateway")}, Env: env,
-				HealthPort: ports.Health, LogDir: t.TempDir(),
-			})
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = p.Stop(30 * time.Second) })
-			require.NoError(t, p.WaitHealthy(30*time.Second))
-
+			p, ports := startLoneNode(t, "gateway", "", c.env)
 			self := fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC)
 			var members, inRing float64
 			require.Eventually(t, func() bool {
 				s, err := harness.ScrapeMetrics(ports.Telemetry)
-				if err != nil || s.Sum("otelcol_processor_rebalance_guard_ring_members") == 0 {
+				if err != nil || s.Sum(harness.MetricGuardRingMembers) == 0 {
 					return false
 				}
-				members, inRing = s.Sum("otelcol_processor_rebalance_guard_ring_members"), s.Sum("otelcol_processor_rebalance_guard_self_in_ring")
+				members, inRing = s.Sum(harness.MetricGuardRingMembers), s.Sum(harness.MetricGuardSelfInRing)
 				return true
 			}, 30*time.Second, 200*time.Millisecond, "the guard never resolved the gateway set")
 			log, err := os.ReadFile(p.LogPath)

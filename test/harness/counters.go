@@ -23,6 +23,10 @@ const (
 	MetricTracesSampled   = "otelcol_processor_tail_sampling_count_traces_sampled"
 	// MetricQueueSize is the current size of an exporter's sending queue.
 	MetricQueueSize = "otelcol_exporter_queue_size"
+	// rebalance_guard's own telemetry (components/processor/rebalanceguardprocessor/metadata.yaml).
+	MetricGuardRingMembers   = "otelcol_processor_rebalance_guard_ring_members"
+	MetricGuardSelfInRing    = "otelcol_processor_rebalance_guard_self_in_ring"
+	MetricGuardSpansNotOwned = "otelcol_processor_rebalance_guard_spans_not_owned"
 )
 
 // Counters scrapes every process of the topology.

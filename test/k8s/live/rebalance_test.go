@@ -261,7 +261,7 @@ func gatewaySpansNotOwned(ctx context.Context) (float64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("telemetry of %s: %w", p.Name, err)
 		}
-		total += s.Sum("otelcol_processor_rebalance_guard_spans_not_owned")
+		total += s.Sum(harness.MetricGuardSpansNotOwned)
 	}
 	return total, nil
 }
