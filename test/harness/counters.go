@@ -15,12 +15,13 @@ type PipelineCounters struct {
 // Internal telemetry metric names of the pinned collector version (Scrape
 // also finds them with the `_total` suffix some exporter settings add).
 const (
-	MetricReceiverRefused = "otelcol_receiver_refused_spans"
-	MetricExporterFailed  = "otelcol_exporter_send_failed_spans"
-	MetricEnqueueFailed   = "otelcol_exporter_enqueue_failed_spans"
-	MetricDroppedTooEarly = "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early"
-	MetricNewTraces       = "otelcol_processor_tail_sampling_new_trace_id_received"
-	MetricTracesSampled   = "otelcol_processor_tail_sampling_count_traces_sampled"
+	MetricReceiverAccepted = "otelcol_receiver_accepted_spans"
+	MetricReceiverRefused  = "otelcol_receiver_refused_spans"
+	MetricExporterFailed   = "otelcol_exporter_send_failed_spans"
+	MetricEnqueueFailed    = "otelcol_exporter_enqueue_failed_spans"
+	MetricDroppedTooEarly  = "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early"
+	MetricNewTraces        = "otelcol_processor_tail_sampling_new_trace_id_received"
+	MetricTracesSampled    = "otelcol_processor_tail_sampling_count_traces_sampled"
 	// MetricQueueSize is the current size of an exporter's sending queue.
 	MetricQueueSize = "otelcol_exporter_queue_size"
 	// rebalance_guard's own telemetry (components/processor/rebalanceguardprocessor/metadata.yaml).

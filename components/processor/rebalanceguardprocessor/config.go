@@ -95,6 +95,9 @@ type K8sResolver struct {
 	Service string        `mapstructure:"service"`
 	Ports   []int32       `mapstructure:"ports"`
 	Timeout time.Duration `mapstructure:"timeout"`
+	// ReturnHostnames lists endpoints by their hostname (as
+	// "hostname.service.namespace", for StatefulSet pods) instead of IP.
+	ReturnHostnames bool `mapstructure:"return_hostnames"`
 }
 
 var _ component.Config = (*Config)(nil)
@@ -178,6 +181,11 @@ func (c *Config) Validate() error {
 		n++
 		if c.Resolver.K8s.Service == "" {
 			errs = append(errs, errors.New("resolver::k8s::service must be set"))
+		} else if _, _, _, err := parseK8sService(c.Resolver.K8s.Service); err != nil {
+			errs = append(errs, err)
+		}
+		if c.Resolver.K8s.Timeout < 0 {
+			errs = append(errs, errors.New("resolver::k8s::timeout must not be negative"))
 		}
 	}
 	if n != 1 {
@@ -226,8 +234,8 @@ func (c *Config) Validate() error {
 // time instead (self_in_ring, and a warning when a ring settles without
 // self).
 func (c *Config) validateSelf(host string) []error {
-	if c.Resolver.Static != nil {
-		return nil // a static list may name gateways any way it likes
+	if c.Resolver.Static != nil || (c.Resolver.K8s != nil && c.Resolver.K8s.ReturnHostnames) {
+		return nil // a static list, and hostnames, name gateways any way they like
 	}
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		return []error{fmt.Errorf("self: host %q must be this gateway's IP as the agents' resolver lists it (the dns and k8s resolvers list pod IPs; 0.0.0.0 and names never match): set MY_POD_IP to the pod IP, or disable the guard for a lone gateway", host)}

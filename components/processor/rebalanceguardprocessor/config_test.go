@@ -52,6 +52,11 @@ func TestLoadConfig(t *testing.T) {
 		{name: "active_window_within_decision_wait", wantErr: []string{"active_window (10s) must exceed decision_wait (10s)"}},
 		{name: "no_decision_wait", wantErr: []string{"decision_wait must be positive"}},
 		{name: "dns_self_unspecified", wantErr: []string{`self: host "0.0.0.0" must be this gateway's IP`}},
+		{name: "k8s_bad_service", wantErr: []string{`resolver::k8s::service "tailgate-gateway-headless.observability.cluster.local": the third DNS label must be 'svc'`}},
+		{name: "k8s_hostnames", want: with(func(c *Config) {
+			c.Resolver.K8s = &K8sResolver{Service: "tailgate-gateway-headless.observability", Ports: []int32{4317}, ReturnHostnames: true}
+			c.Self = "tailgate-gateway-0.tailgate-gateway-headless.observability:4317"
+		})},
 		{name: "k8s_self_name", wantErr: []string{`self: host "gateway-0" must be this gateway's IP`}},
 		{name: "static_self_not_listed", want: with(func(c *Config) {
 			// Not refused: only the static resolver, if a pipeline uses it,

@@ -51,7 +51,7 @@ func (d *dnsMembership) resolve(ctx context.Context) ([]string, error) {
 	for _, a := range addrs {
 		// Written as the exporter's dns resolver writes them (it hashes
 		// these strings): IPv6 bracketed, the port only when one is set.
-		host := a.IP.String()
+		host := a.String() // with the zone, if any, as the exporter writes it
 		if a.IP.To4() == nil {
 			host = fmt.Sprintf("[%s]", host)
 		}

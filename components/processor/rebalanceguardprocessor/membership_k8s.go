@@ -2,6 +2,7 @@ package rebalanceguardprocessor // import "github.com/tailgate-dev/tailgate/comp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -22,18 +23,33 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// k8sMembership watches the EndpointSlices of a Service like the
-// loadbalancing exporter's k8s resolver: every address of an endpoint not
-// explicitly not-ready, times every port, as ip:port (the bare address when
-// no port is set); `timeout` bounds each list and watch request. Its client
-// config comes from the in-cluster service account, else KUBECONFIG.
+// k8sMembership watches the EndpointSlices of a Service exactly like the
+// loadbalancing exporter's k8s resolver (resolver_k8s.go and
+// resolver_k8s_handler.go of the pinned contrib release): an incremental
+// set of hosts (the address of every endpoint not explicitly not-ready, or
+// with return_hostnames its "hostname.service.namespace"), changed by
+// each slice event, listed sorted and times every port (the bare host when
+// no port is set). `timeout` bounds each list and watch request.
+//
+// The set is incremental, not rebuilt from the slices, because the agents'
+// ring is: a host listed by two slices is removed when either slice drops
+// it (during an endpoint's move between slices, or when one of a dual-stack
+// pair of slices goes away), and the guard must hold the same ring as the
+// agents, not a more correct one.
 type k8sMembership struct {
 	cfg       K8sResolver
 	name, ns  string
 	logger    *zap.Logger
 	newClient func() (kubernetes.Interface, error)
 	cancel    context.CancelFunc
-	mu        sync.Mutex
+
+	mu       sync.Mutex
+	hosts    map[string]bool
+	onChange func([]string)
+	// synced: the initial list is in. Until then events only fill the set,
+	// so that a Service with several slices does not appear slice by slice
+	// (which the guard would take for membership changes).
+	synced bool
 }
 
 // The exporter's k8s resolver's list/watch timeout default, and how long
@@ -43,31 +59,68 @@ const (
 	k8sCacheSyncWait           = time.Minute
 )
 
-func newK8sMembership(cfg K8sResolver, logger *zap.Logger) (*k8sMembership, error) {
-	name, ns, ok := strings.Cut(cfg.Service, ".")
-	if !ok {
-		ns = "default"
-		if data, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
-			ns = strings.TrimSpace(string(data))
+// parseK8sService splits `service` as the exporter does: "name",
+// "name.namespace" or "name.namespace.svc.<cluster domain>".
+func parseK8sService(service string) (name, ns string, nsGiven bool, err error) {
+	parts := strings.Split(service, ".")
+	if parts[0] == "" {
+		return "", "", false, errors.New("resolver::k8s::service must name a Service")
+	}
+	name = parts[0]
+	switch {
+	case len(parts) > 1 && parts[1] != "":
+		ns, nsGiven = parts[1], true
+	case len(parts) > 2:
+		return "", "", false, fmt.Errorf("resolver::k8s::service %q: namespace segment missing", service)
+	}
+	if len(parts) > 2 {
+		if parts[2] != "svc" {
+			return "", "", false, fmt.Errorf("resolver::k8s::service %q: the third DNS label must be 'svc'", service)
+		}
+		if len(parts) == 3 {
+			return "", "", false, fmt.Errorf("resolver::k8s::service %q: cluster domain missing", service)
 		}
 	}
-	if i := strings.IndexByte(ns, '.'); i >= 0 {
-		ns = ns[:i] // "svc.ns.svc.cluster.local"
+	return name, ns, nsGiven, nil
+}
+
+func newK8sMembership(cfg K8sResolver, logger *zap.Logger) (*k8sMembership, error) {
+	name, ns, nsGiven, err := parseK8sService(cfg.Service)
+	if err != nil {
+		return nil, err
+	}
+	if !nsGiven {
+		// The exporter's fallback: this pod's namespace, else "default".
+		ns = "default"
+		if data, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+			ns = string(data)
+		}
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = defaultK8sListWatchTimeout
 	}
-	return &k8sMembership{cfg: cfg, name: name, ns: ns, logger: logger, newClient: defaultK8sClient}, nil
+	return &k8sMembership{cfg: cfg, name: name, ns: ns, logger: logger, newClient: defaultK8sClient, hosts: map[string]bool{}}, nil
 }
 
+// defaultK8sClient finds the API server as the exporter does
+// (controller-runtime's config.GetConfig): $KUBECONFIG, else the in-cluster
+// service account, else ~/.kube/config.
 func defaultK8sClient() (kubernetes.Interface, error) {
-	cfg, err := rest.InClusterConfig()
-	if err != nil {
-		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+	loadKubeconfig := func() (*rest.Config, error) {
+		return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
 			clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{}).ClientConfig()
-		if err != nil {
-			return nil, fmt.Errorf("no in-cluster config and no kubeconfig: %w", err)
+	}
+	var cfg *rest.Config
+	var err error
+	if os.Getenv(clientcmd.RecommendedConfigPathEnvVar) != "" {
+		cfg, err = loadKubeconfig()
+	} else if cfg, err = rest.InClusterConfig(); err != nil {
+		if cfg, err = loadKubeconfig(); err != nil {
+			err = fmt.Errorf("no in-cluster config and no kubeconfig: %w", err)
 		}
+	}
+	if err != nil {
+		return nil, err
 	}
 	return kubernetes.NewForConfig(cfg)
 }
@@ -97,55 +150,146 @@ func (k *k8sMembership) start(_ context.Context, onChange func([]string)) error 
 		},
 	}, client)
 	inf := cache.NewSharedIndexInformer(lw, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{})
-	publish := func() {
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		onChange(k.endpoints(inf.GetStore().List()))
-	}
+	k.onChange = onChange
 	_, err = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { publish() },
-		UpdateFunc: func(any, any) { publish() },
-		DeleteFunc: func(any) { publish() },
+		AddFunc:    func(obj any) { k.onAdd(obj) },
+		UpdateFunc: k.onUpdate,
+		DeleteFunc: k.onDelete,
 	})
 	if err != nil {
 		cancel()
 		return err
 	}
 	go inf.Run(ctx.Done())
+	markSynced := func() {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		k.synced = true
+		k.publishLocked()
+	}
 	syncCtx, syncCancel := context.WithTimeout(ctx, k8sCacheSyncWait)
 	defer syncCancel()
 	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {
 		k.logger.Warn("rebalance_guard: EndpointSlice cache not synced yet; the guard stays idle until it is",
 			zap.String("service", k.cfg.Service))
+		go func() {
+			if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+				markSynced()
+			}
+		}()
 		return nil
 	}
-	publish()
+	markSynced()
 	return nil
 }
 
-func (k *k8sMembership) endpoints(objs []any) []string {
-	var out []string
-	for _, o := range objs {
-		slice, ok := o.(*discoveryv1.EndpointSlice)
-		if !ok {
+// onAdd, onUpdate and onDelete change the host set as the exporter's
+// handler does (OnAdd, OnUpdate, OnDelete).
+func (k *k8sMembership) onAdd(obj any) {
+	slice, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	changed := false
+	for h := range k.sliceHosts(slice) {
+		if !k.hosts[h] {
+			k.hosts[h], changed = true, true
+		}
+	}
+	if changed {
+		k.publishLocked()
+	}
+}
+
+func (k *k8sMembership) onUpdate(oldObj, newObj any) {
+	oldSlice, ok1 := oldObj.(*discoveryv1.EndpointSlice)
+	newSlice, ok2 := newObj.(*discoveryv1.EndpointSlice)
+	if !ok1 || !ok2 {
+		return
+	}
+	oldHosts, newHosts := k.sliceHosts(oldSlice), k.sliceHosts(newSlice)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	changed := false
+	for h := range oldHosts {
+		if !newHosts[h] {
+			delete(k.hosts, h) // even if another slice still lists it, as the exporter does
+			changed = true
+		}
+	}
+	for h := range newHosts {
+		if !k.hosts[h] {
+			k.hosts[h], changed = true, true
+		}
+	}
+	if changed {
+		k.publishLocked()
+	}
+}
+
+func (k *k8sMembership) onDelete(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	slice, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok || slice == nil {
+		return
+	}
+	hosts := k.sliceHosts(slice)
+	if len(hosts) == 0 {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for h := range hosts {
+		delete(k.hosts, h)
+	}
+	k.publishLocked()
+}
+
+// sliceHosts is the exporter's convertToEndpoints: the addresses of the
+// endpoints not explicitly not-ready, or their hostnames with
+// return_hostnames (an endpoint without one is skipped until it has one).
+func (k *k8sMembership) sliceHosts(slice *discoveryv1.EndpointSlice) map[string]bool {
+	hosts := map[string]bool{}
+	for _, ep := range slice.Endpoints {
+		if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
 			continue
 		}
-		for _, ep := range slice.Endpoints {
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
-			}
-			for _, addr := range ep.Addresses {
-				if len(k.cfg.Ports) == 0 {
-					out = append(out, addr)
-				}
-				for _, port := range k.cfg.Ports {
-					out = append(out, net.JoinHostPort(addr, strconv.Itoa(int(port))))
-				}
+		for _, addr := range ep.Addresses {
+			if !k.cfg.ReturnHostnames {
+				hosts[addr] = true
+			} else if ep.Hostname != nil && *ep.Hostname != "" {
+				hosts[*ep.Hostname] = true
 			}
 		}
 	}
+	return hosts
+}
+
+// publishLocked reports the endpoint list as the exporter's resolve()
+// builds it: each host (as "hostname.service.namespace" with
+// return_hostnames) times every port, sorted.
+func (k *k8sMembership) publishLocked() {
+	if !k.synced {
+		return
+	}
+	out := []string{}
+	for h := range k.hosts {
+		if k.cfg.ReturnHostnames {
+			h = h + "." + k.name + "." + k.ns
+		}
+		if len(k.cfg.Ports) == 0 {
+			out = append(out, h)
+		}
+		for _, port := range k.cfg.Ports {
+			out = append(out, net.JoinHostPort(h, strconv.Itoa(int(port))))
+		}
+	}
 	sort.Strings(out)
-	return out
+	k.onChange(out)
 }
 
 func (k *k8sMembership) shutdown(context.Context) error {

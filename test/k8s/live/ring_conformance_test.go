@@ -1,0 +1,230 @@
+package live
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+// The hand-made gateway set of TestGuardRingFollowsTheAgentsK8sResolver:
+// real gateway and agent processes on addresses of the sandbox's loopback,
+// listed in EndpointSlices the test writes itself, the way the
+// endpointslice controller would in a dual-stack cluster.
+const (
+	conformanceNamespace = "ring-conformance"
+	conformanceService   = "gw"
+	conformanceOTLPPort  = 4317
+)
+
+type conformanceNode struct {
+	name, ip string
+	ports    harness.NodePorts
+	proc     *harness.Process
+}
+
+func (n *conformanceNode) endpoint() string {
+	return net.JoinHostPort(n.ip, strconv.Itoa(conformanceOTLPPort))
+}
+
+func (n *conformanceNode) scrape(t *testing.T) harness.Scrape {
+	t.Helper()
+	s, err := harness.ScrapeMetricsAt(net.JoinHostPort(n.ip, strconv.Itoa(n.ports.Telemetry)))
+	require.NoError(t, err, "telemetry of %s", n.name)
+	return s
+}
+
+// startConformanceNode runs a collector from a shipped profile on ip, with
+// both its agents' ring and its guard's ring from the k8s resolver on the
+// test's Service, reaching the API server through the admin kubeconfig.
+func startConformanceNode(t *testing.T, profile, name, ip string) *conformanceNode {
+	t.Helper()
+	bin, err := harness.BinaryPath()
+	require.NoError(t, err)
+	ports, err := harness.PickPorts()
+	require.NoError(t, err)
+	ports.OTLPGRPC = conformanceOTLPPort // every gateway on the one port the resolver lists
+	vars := ports.Env()
+	for k, v := range map[string]string{
+		"MY_POD_IP":                    ip,
+		"KUBECONFIG":                   env.cp.Kubeconfig,
+		"TAILGATE_GATEWAY_RESOLVER":    "k8s",
+		"TAILGATE_GATEWAY_K8S_SERVICE": conformanceService + "." + conformanceNamespace,
+		"TAILGATE_GATEWAY_OTLP_PORT":   strconv.Itoa(conformanceOTLPPort),
+		"TAILGATE_K8S_PASSTHROUGH":     "true",
+		"TAILGATE_BACKEND_ENDPOINT":    env.sink.Endpoint(),
+		"TAILGATE_STORAGE_DIR":         t.TempDir(),
+	} {
+		vars[k] = v
+	}
+	n := &conformanceNode{name: name, ip: ip, ports: ports}
+	n.proc, err = harness.StartProcess(bin, harness.ProcessSpec{
+		Name: name, Args: []string{"--config", harness.ProfilePath(profile)}, Env: vars,
+		HealthHost: ip, HealthPort: ports.Health, LogDir: filepath.Join(t.TempDir(), "logs"),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, n.proc.LogTail(30))
+		}
+		_ = n.proc.Stop(10 * time.Second)
+	})
+	require.NoError(t, n.proc.WaitHealthy(time.Minute), n.proc.LogTail(30))
+	return n
+}
+
+func conformanceSlice(name string, family discoveryv1.AddressType, endpoints ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: conformanceNamespace, Labels: map[string]string{
+			discoveryv1.LabelServiceName: conformanceService,
+			discoveryv1.LabelManagedBy:   "tailgate-test", // not the endpointslice controller's
+		}},
+		AddressType: family,
+		Endpoints:   endpoints,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("otlp-grpc"), Port: ptr(int32(conformanceOTLPPort)), Protocol: ptr(corev1.ProtocolTCP)}},
+	}
+}
+
+func conformanceEndpoint(ready bool, nodes ...*conformanceNode) discoveryv1.Endpoint {
+	ep := discoveryv1.Endpoint{Conditions: discoveryv1.EndpointConditions{Ready: &ready}}
+	for _, n := range nodes {
+		ep.Addresses = append(ep.Addresses, n.ip)
+	}
+	return ep
+}
+
+// TestGuardRingFollowsTheAgentsK8sResolver: same EndpointSlices, same ring.
+// The agents' load_balancing exporter (k8s resolver) keeps an incremental
+// set that each slice event edits; every gateway's guard must hold exactly
+// the ring the agents route by, or it counts spans as not owned (and keeps
+// them all). Steps the endpointslice controller produces: several slices
+// with an address in two of them, the address leaving one (the exporter
+// drops it although the other still lists it; a guard rebuilding from all
+// slices would not), a second address family (IPv6, bracketed), an
+// endpoint turning not ready. After each step, traffic through the agent:
+// every span reaches a gateway (accepted), no guard counts one as not
+// owned, and agent and guards agree on the number of gateways.
+func TestGuardRingFollowsTheAgentsK8sResolver(t *testing.T) {
+	c := ctx(t)
+	ns := env.cp.Client.CoreV1().Namespaces()
+	_, err := ns.Create(c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: conformanceNamespace}}, metav1.CreateOptions{})
+	if !apierrors.IsAlreadyExists(err) {
+		require.NoError(t, err)
+	}
+	_, err = env.cp.Client.CoreV1().Services(conformanceNamespace).Create(c, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: conformanceService},
+		Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, // headless, no selector: the test writes the slices
+			IPFamilyPolicy: ptr(corev1.IPFamilyPolicySingleStack),
+			Ports:          []corev1.ServicePort{{Name: "otlp-grpc", Port: conformanceOTLPPort}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	slices := env.cp.Client.DiscoveryV1().EndpointSlices(conformanceNamespace)
+	t.Cleanup(func() {
+		_ = slices.DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{})
+		_ = env.cp.Client.CoreV1().Services(conformanceNamespace).Delete(context.Background(), conformanceService, metav1.DeleteOptions{})
+	})
+
+	// An IPv6 address of this namespace's loopback for the second family.
+	const ipv6 = "fd00:10:244::4"
+	out, err := exec.Command("ip", "-6", "addr", "replace", ipv6+"/128", "dev", "lo", "nodad").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	t.Cleanup(func() { _ = exec.Command("ip", "-6", "addr", "del", ipv6+"/128", "dev", "lo").Run() })
+
+	// Slices first, so that every gateway's first ring already holds it.
+	g := make([]*conformanceNode, 4)
+	for i, ip := range []string{"10.244.200.1", "10.244.200.2", "10.244.200.3", ipv6} {
+		g[i] = &conformanceNode{name: fmt.Sprint("gateway-", i+1), ip: ip}
+	}
+	_, err = slices.Create(c, conformanceSlice("gw-a", discoveryv1.AddressTypeIPv4, conformanceEndpoint(true, g[0]), conformanceEndpoint(true, g[1])), metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = slices.Create(c, conformanceSlice("gw-b", discoveryv1.AddressTypeIPv4, conformanceEndpoint(true, g[1]), conformanceEndpoint(true, g[2])), metav1.CreateOptions{})
+	require.NoError(t, err)
+	for i := range g {
+		g[i] = startConformanceNode(t, "gateway", g[i].name, g[i].ip)
+	}
+	agent := startConformanceNode(t, "agent", "agent", "10.244.200.100")
+
+	steps := []struct {
+		name   string
+		apply  func() error
+		routed []*conformanceNode // the gateways the agent's exporter lists afterwards
+	}{
+		{"two slices, one address in both", func() error { return nil }, g[:3]},
+		{"the shared address leaves one slice", func() error {
+			_, err := slices.Update(c, conformanceSlice("gw-a", discoveryv1.AddressTypeIPv4, conformanceEndpoint(true, g[0])), metav1.UpdateOptions{})
+			return err
+		}, []*conformanceNode{g[0], g[2]}},
+		{"an IPv6 slice", func() error {
+			_, err := slices.Create(c, conformanceSlice("gw-v6", discoveryv1.AddressTypeIPv6, conformanceEndpoint(true, g[3])), metav1.CreateOptions{})
+			return err
+		}, []*conformanceNode{g[0], g[2], g[3]}},
+		{"an endpoint not ready", func() error {
+			_, err := slices.Update(c, conformanceSlice("gw-b", discoveryv1.AddressTypeIPv4, conformanceEndpoint(true, g[1]), conformanceEndpoint(false, g[2])), metav1.UpdateOptions{})
+			return err
+		}, []*conformanceNode{g[0], g[1], g[3]}},
+	}
+	for i, step := range steps {
+		require.NoError(t, step.apply(), step.name)
+		want := float64(len(step.routed))
+		eventually(t, time.Minute, step.name+": the agent's exporter and every guard see the new set", func() (bool, string) {
+			a := agent.scrape(t).Sum("otelcol_loadbalancer_num_backends", "resolver", "k8s")
+			seen := fmt.Sprintf("agent %v", a)
+			ok := a == want
+			for _, n := range g {
+				m := n.scrape(t).Sum(harness.MetricGuardRingMembers)
+				seen += fmt.Sprintf(", %s %v", n.name, m)
+				ok = ok && m == want
+			}
+			return ok, seen
+		})
+		notOwned := map[string]float64{}
+		accepted := map[string]float64{}
+		for _, n := range g {
+			s := n.scrape(t)
+			notOwned[n.name] = s.Sum(harness.MetricGuardSpansNotOwned)
+			accepted[n.name] = s.Sum(harness.MetricReceiverAccepted)
+		}
+		gen := harness.DefaultGeneratorConfig()
+		gen.Seed, gen.Traces, gen.Rate, gen.Agents = uint64(100+i), 300, 300, 1
+		plans, err := harness.Plan(gen)
+		require.NoError(t, err)
+		sc, cancel := context.WithTimeout(c, time.Minute)
+		sent, err := harness.Send(sc, plans, []string{agent.endpoint()}, nil)
+		cancel()
+		require.NoError(t, err)
+		require.Zero(t, sent.SpansFailed)
+		eventually(t, time.Minute, step.name+": every span reached a gateway the agent lists", func() (bool, string) {
+			total, perGateway := 0.0, ""
+			for _, n := range g {
+				d := n.scrape(t).Sum(harness.MetricReceiverAccepted) - accepted[n.name]
+				total += d
+				perGateway += fmt.Sprintf(" %s:%v", n.name, d)
+			}
+			return total == float64(sent.SpansSent), fmt.Sprintf("accepted %v of %d:%s", total, sent.SpansSent, perGateway)
+		})
+		for _, n := range g {
+			d := n.scrape(t).Sum(harness.MetricGuardSpansNotOwned) - notOwned[n.name]
+			require.Zero(t, d, "%s: spans %s's guard counts as owned by another gateway, under the agent's routing", step.name, n.name)
+		}
+		for _, n := range g {
+			routed := false
+			for _, r := range step.routed {
+				routed = routed || r == n
+			}
+			got := n.scrape(t).Sum(harness.MetricReceiverAccepted) - accepted[n.name]
+			require.Equal(t, routed, got > 0, "%s: %s (%s) received %v spans", step.name, n.name, n.endpoint(), got)
+		}
+	}
+}
