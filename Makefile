@@ -34,7 +34,7 @@ IMAGE ?= localhost/tailgate:dev
 BIN_SOURCES := builder-config.yaml cmd/tailgate/go.mod cmd/tailgate/go.sum \
 	$(shell find cmd/tailgate components -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: all build generate tools controlplane test test-churn run image lint bench clean help
+.PHONY: all build generate tools controlplane test test-churn run image lint bench bench-churn clean help
 
 all: build
 
@@ -90,6 +90,16 @@ lint: ## gofmt and go vet (generated cmd/tailgate excluded from gofmt).
 
 bench: $(BIN) $(OCB) ## Benchmark tailgate against an ocb-built upstream baseline; writes docs/benchmarks.md.
 	TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) $(GO) run ./test/cmd/bench $(BENCH_ARGS)
+
+# The churn suite (real control plane) measures rebalance_guard's cost per
+# membership change; this publishes it in docs/benchmarks.md. CHURN_RUNS=5
+# for the figures the README quotes (~8 min per run).
+CHURN_RUNS ?= 1
+bench-churn: $(BIN) controlplane ## Measure rebalance_guard's cost per membership change (churn suite); writes its section of docs/benchmarks.md.
+	rm -f bin/churn-report.jsonl
+	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_CHURN_REPORT=$(abspath bin/churn-report.jsonl) \
+		$(GO) test -count=$(CHURN_RUNS) -timeout 90m -run TestRebalanceGuardKeepsSplitTracesWhole -v ./test/k8s/live/
+	$(GO) run ./test/cmd/bench -churn-report bin/churn-report.jsonl
 
 clean: ## Remove build outputs (the tool cache in $(TOOLS_DIR) is kept).
 	rm -rf bin

@@ -41,8 +41,12 @@ func run() error {
 		dw        = flag.Duration("decision-wait", 5*time.Second, "gateways' decision_wait")
 		out       = flag.String("out", filepath.Join(harness.RepoRoot(), "docs", "benchmarks.md"), "report file")
 		cache     = flag.String("cache", filepath.Join(os.Getenv("HOME"), ".cache", "tailgate", "bench"), "baseline build cache")
+		churn     = flag.String("churn-report", "", "only write the churn section of -out from this record of churn runs (make bench-churn)")
 	)
 	flag.Parse()
+	if *churn != "" {
+		return writeChurnSection(*churn, *out)
+	}
 	opts := options{stepDuration: *stepDur, decisionWait: *dw, out: *out}
 	for _, s := range strings.Split(*stepsFlag, ",") {
 		v, err := strconv.Atoi(strings.TrimSpace(s))
@@ -93,6 +97,9 @@ func run() error {
 	}
 	report := render(results, micro, opts)
 	fmt.Println(report)
+	if section := existingChurn(opts.out); section != "" {
+		report = spliceChurn(report, section)
+	}
 	return os.WriteFile(opts.out, []byte(report), 0o644)
 }
 

@@ -2,8 +2,10 @@ package live
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -102,6 +104,13 @@ func TestRebalanceGuardKeepsSplitTracesWhole(t *testing.T) {
 				t.Logf("REPORT resolver=%s: guard cost %.1f s of full traffic per change (%d spans at the backend vs %d stock, %d changes, %.0f spans/s); bound %.1f s",
 					resolver, cost, r.backendSpans, stock.backendSpans, r.changes, r.spansPerSecond, bound)
 				assert.LessOrEqual(t, cost, bound, "the guard keeps more than the traces a change can split")
+				recordChurn(t, churnRecord{
+					Resolver: resolver, Changes: r.changes, SpansPerSecond: r.spansPerSecond,
+					CostSeconds: cost, BoundSeconds: bound,
+					BackendSpansOn: r.backendSpans, BackendSpansOff: stock.backendSpans,
+					KeptShareOn: r.keptShare, KeptShareOff: stock.keptShare,
+					InFlight: r.judged, CompleteOn: r.complete, CompleteOff: stock.complete, PartialOff: stock.partial,
+				})
 			})
 		}
 	}
@@ -129,10 +138,41 @@ func costPerChangeBound(resolver string) float64 {
 
 // churnResult is what one churn run measured.
 type churnResult struct {
-	changes        int     // membership changes seen during the run
-	partial        int     // interesting traces in flight during a change that arrived partial
-	backendSpans   int     // distinct planned spans at the backend
-	spansPerSecond float64 // offered load
+	changes          int     // membership changes seen during the run
+	judged, complete int     // interesting traces in flight during a change, and those complete
+	partial          int     // of those, arrived partial
+	backendSpans     int     // distinct planned spans at the backend
+	keptShare        float64 // share of the spans sent that carry the guard's keep attribute
+	spansPerSecond   float64 // offered load
+}
+
+// churnRecord is one resolver's guard-on run against its guard-off run,
+// as `make bench-churn` publishes it in docs/benchmarks.md
+// (test/cmd/bench -churn-report).
+type churnRecord struct {
+	Resolver                        string
+	Changes                         int
+	SpansPerSecond                  float64
+	CostSeconds, BoundSeconds       float64
+	BackendSpansOn, BackendSpansOff int
+	KeptShareOn, KeptShareOff       float64
+	InFlight, CompleteOn            int
+	CompleteOff, PartialOff         int
+}
+
+// recordChurn appends rec as a JSON line to $TAILGATE_CHURN_REPORT, when set.
+func recordChurn(t *testing.T, rec churnRecord) {
+	path := os.Getenv("TAILGATE_CHURN_REPORT")
+	if path == "" {
+		return
+	}
+	data, err := json.Marshal(rec)
+	require.NoError(t, err)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = f.Write(append(data, '\n'))
+	require.NoError(t, err)
 }
 
 func runChurn(t *testing.T, resolver string, guard bool, seed uint64) churnResult {
@@ -242,7 +282,11 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) churnResul
 		t.Logf("REPORT resolver=%s: spans the guards counted as not owned while the set was steady (first 7s): %.0f", resolver, notOwnedSteady)
 		assert.Zero(t, notOwnedSteady, "the guards' ring disagrees with the agents' while nothing changes")
 	}
-	return churnResult{changes: len(times), partial: partial, backendSpans: backendSpans, spansPerSecond: float64(sent.SpansSent) / sent.Elapsed.Seconds()}
+	return churnResult{
+		changes: len(times), judged: judged, complete: complete, partial: partial, backendSpans: backendSpans,
+		keptShare:      float64(keptSpans) / float64(sent.SpansSent),
+		spansPerSecond: float64(sent.SpansSent) / sent.Elapsed.Seconds(),
+	}
 }
 
 // gatewaySpansNotOwned sums rebalance_guard's spans_not_owned over the

@@ -1,0 +1,152 @@
+package main
+
+// The rebalance_guard's cost per membership change, measured by the churn
+// suite (test/k8s/live, TestRebalanceGuardKeepsSplitTracesWhole) on a real
+// control plane: `make bench-churn` runs it with TAILGATE_CHURN_REPORT set
+// and then this command with -churn-report, which writes the section below
+// into docs/benchmarks.md. The load benchmark keeps the section as it is.
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+const (
+	churnBegin = "<!-- churn: written by `make bench-churn`; `make bench` keeps it -->"
+	churnEnd   = "<!-- churn end -->"
+)
+
+// churnRecord mirrors test/k8s/live's record of one resolver's guard-on
+// run against its guard-off run.
+type churnRecord struct {
+	Resolver                        string
+	Changes                         int
+	SpansPerSecond                  float64
+	CostSeconds, BoundSeconds       float64
+	BackendSpansOn, BackendSpansOff int
+	KeptShareOn, KeptShareOff       float64
+	InFlight, CompleteOn            int
+	CompleteOff, PartialOff         int
+}
+
+func readChurnRecords(path string) ([]churnRecord, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var recs []churnRecord
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
+		var r churnRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		recs = append(recs, r)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%s: no churn runs recorded (did the churn suite pass?)", path)
+	}
+	return recs, nil
+}
+
+func minMax(recs []churnRecord, f func(churnRecord) float64) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, r := range recs {
+		lo, hi = math.Min(lo, f(r)), math.Max(hi, f(r))
+	}
+	return lo, hi
+}
+
+func span(lo, hi float64, format string) string {
+	if fmt.Sprintf(format, lo) == fmt.Sprintf(format, hi) {
+		return fmt.Sprintf(format, lo)
+	}
+	return fmt.Sprintf(format+"-"+format, lo, hi)
+}
+
+func renderChurn(recs []churnRecord) string {
+	byResolver := map[string][]churnRecord{}
+	for _, r := range recs {
+		byResolver[r.Resolver] = append(byResolver[r.Resolver], r)
+	}
+	resolvers := make([]string, 0, len(byResolver))
+	for r := range byResolver {
+		resolvers = append(resolvers, r)
+	}
+	sort.Strings(resolvers)
+	var b strings.Builder
+	fmt.Fprintln(&b, churnBegin)
+	fmt.Fprintf(&b, "## rebalance_guard: cost per membership change (churn suite, %s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintln(&b, "The guard's cost per change is the spans at the backend with the guard on minus those with it off (same traces, same events, same cluster, one run after the other), in seconds of the whole traffic, divided by the membership changes the run saw. The churn suite asserts it stays within the bound, and that the guard-off run split at least one interesting trace.")
+	fmt.Fprintln(&b)
+	fmt.Fprintln(&b, "| Resolver | Runs | Changes per run | Cost per change (guard on - off) | Bound | Spans with the keep attribute, guard on | Error and slow traces in flight at a change: complete, guard on | same, guard off (partial) |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|")
+	for _, name := range resolvers {
+		rs := byResolver[name]
+		chLo, chHi := minMax(rs, func(r churnRecord) float64 { return float64(r.Changes) })
+		cLo, cHi := minMax(rs, func(r churnRecord) float64 { return r.CostSeconds })
+		kLo, kHi := minMax(rs, func(r churnRecord) float64 { return 100 * r.KeptShareOn })
+		var inflight, on, off, partial int
+		for _, r := range rs {
+			inflight, on, off, partial = inflight+r.InFlight, on+r.CompleteOn, off+r.CompleteOff, partial+r.PartialOff
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s s | %.1f s | %s%% | %d of %d | %d of %d (%d) |\n", name, len(rs),
+			span(chLo, chHi, "%.0f"), span(cLo, cHi, "%.1f"), rs[0].BoundSeconds, span(kLo, kHi, "%.1f"),
+			on, inflight, off, inflight, partial)
+	}
+	fmt.Fprintln(&b)
+	fmt.Fprintln(&b, "Scenario: 2 agents, 3 gateways (real pods of deploy/kubernetes/base on a real control plane), 30 traces/s of 3-40 spans for 75 s, 10% error and 10% slow; a scale-out 3->4, a scale-in 4->3 and a rolling restart (each gateway replaced: 2 changes per gateway). The bound is (decision_wait + tail_sampling's 1 s tick + the traces' spread + the resolver's lag + clock_skew) x the moved share (1/4), from test/k8s/live costPerChangeBound.")
+	fmt.Fprintln(&b, churnEnd)
+	return b.String()
+}
+
+// spliceChurn replaces the churn section of report with section (appends
+// it when report has none).
+func spliceChurn(report, section string) string {
+	i, j := strings.Index(report, churnBegin), strings.Index(report, churnEnd)
+	if i < 0 || j < i {
+		return strings.TrimRight(report, "\n") + "\n\n" + section
+	}
+	return report[:i] + section + strings.TrimLeft(report[j+len(churnEnd):], "\n")
+}
+
+// existingChurn is the churn section of the file at path, if any.
+func existingChurn(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	s := string(data)
+	i, j := strings.Index(s, churnBegin), strings.Index(s, churnEnd)
+	if i < 0 || j < i {
+		return ""
+	}
+	return s[i:j+len(churnEnd)] + "\n"
+}
+
+func writeChurnSection(reportPath, out string) error {
+	recs, err := readChurnRecords(reportPath)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(out)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	updated := spliceChurn(string(data), renderChurn(recs))
+	fmt.Print(renderChurn(recs))
+	return os.WriteFile(out, []byte(updated), 0o644)
+}
