@@ -23,6 +23,8 @@ var (
 	flagSeed   = flag.Uint64("e2e.seed", 42, "generator seed")
 	flagTraces = flag.Int("e2e.traces", 2000, "traces in the main correctness run")
 	flagRate   = flag.Float64("e2e.rate", 150, "new traces per second")
+	// Shows what the exit tests guard against: -e2e.backend-queue=disk.
+	flagBackendQueue = flag.String("e2e.backend-queue", "", "TAILGATE_BACKEND_QUEUE for the exit tests (default: the profile's)")
 )
 
 const (

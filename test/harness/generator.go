@@ -84,6 +84,15 @@ type TracePlan struct {
 	Spans []SpanPlan
 }
 
+// FirstSendAt is when the trace's first span is sent, from the run's start.
+func (t *TracePlan) FirstSendAt() time.Duration {
+	first := t.Spans[0].SendAt
+	for _, s := range t.Spans {
+		first = min(first, s.SendAt)
+	}
+	return t.Start + first
+}
+
 // LastSendAt is when the trace's last span is sent, from the run's start.
 func (t *TracePlan) LastSendAt() time.Duration {
 	var last time.Duration

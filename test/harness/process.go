@@ -39,6 +39,9 @@ type ProcessSpec struct {
 	Root string
 	// RunAs, when set, is the user and group the process runs as.
 	RunAs *syscall.Credential
+	// Limits, when set, are the process's memory and CPU limits, as a pod's
+	// (see Limits). Not with Root.
+	Limits *Limits
 }
 
 // Process is a running tailgate binary.
@@ -46,10 +49,14 @@ type Process struct {
 	Spec    ProcessSpec
 	LogPath string
 
-	cmd      *exec.Cmd
-	done     chan struct{}
-	waitErr  error
-	stopOnce sync.Once
+	cmd    *exec.Cmd
+	cgroup *cgroup
+	// exitOOMKills is read from the cgroup when the process has exited,
+	// before the cgroup is removed.
+	exitOOMKills int
+	done         chan struct{}
+	waitErr      error
+	stopOnce     sync.Once
 }
 
 // StartProcess starts the binary and returns once it has been launched; call
@@ -64,6 +71,22 @@ func StartProcess(bin string, spec ProcessSpec) (*Process, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, spec.Args...)
+	var cg *cgroup
+	if spec.Limits != nil {
+		if spec.Root != "" {
+			logFile.Close()
+			return nil, fmt.Errorf("start %s: Limits and Root together are not supported", spec.Name)
+		}
+		var move string
+		cg, move, err = newCgroup(fmt.Sprintf("tailgate-test-%d-%s", os.Getpid(), spec.Name), *spec.Limits)
+		if err != nil {
+			logFile.Close()
+			return nil, fmt.Errorf("start %s: limits: %w", spec.Name, err)
+		}
+		// The shell joins the cgroup, then becomes the binary: the process
+		// starts inside its limits, as in a container.
+		cmd = exec.Command("/bin/sh", append([]string{"-c", move + ` && exec "$0" "$@"`, bin}, spec.Args...)...)
+	}
 	cmd.Env = environ(spec.Env)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -78,12 +101,19 @@ func StartProcess(bin string, spec ProcessSpec) (*Process, error) {
 	}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
+		if cg != nil {
+			cg.remove()
+		}
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
-	p := &Process{Spec: spec, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &Process{Spec: spec, LogPath: logPath, cmd: cmd, cgroup: cg, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		logFile.Close()
+		if cg != nil {
+			p.exitOOMKills = cg.OOMKills()
+			cg.remove()
+		}
 		close(p.done)
 	}()
 	return p, nil
@@ -100,6 +130,18 @@ func environ(extra map[string]string) []string {
 		env = append(env, k+"="+extra[k])
 	}
 	return env
+}
+
+// OOMKills is how many times the process's memory limit killed it (0
+// without Limits).
+func (p *Process) OOMKills() int {
+	if p.cgroup == nil {
+		return 0
+	}
+	if p.Exited() {
+		return p.exitOOMKills
+	}
+	return p.cgroup.OOMKills()
 }
 
 // Pid is the process ID.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -13,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
+
 	// Exporters compress with gzip by default; a real backend accepts it.
 	_ "google.golang.org/grpc/encoding/gzip"
 )
@@ -36,7 +38,13 @@ type Sink struct {
 
 	srv *grpc.Server
 	lis net.Listener
+	// latency delays every trace export's answer: a slow backend.
+	latency atomic.Int64
 }
+
+// SetLatency makes every trace export take d before it is recorded and
+// answered, as a slow backend would (0: answer at once).
+func (s *Sink) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
 
 // NewSink starts a sink on a free loopback port. attrKeys are span or
 // resource attribute keys to remember per span.
@@ -108,7 +116,14 @@ type traceService struct {
 	sink *Sink
 }
 
-func (t *traceService) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+func (t *traceService) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	if d := time.Duration(t.sink.latency.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done(): // the exporter gave up: not received
+			return ptraceotlp.NewExportResponse(), ctx.Err()
+		}
+	}
 	t.sink.recordTraces(req.Traces())
 	return ptraceotlp.NewExportResponse(), nil
 }

@@ -35,6 +35,12 @@ type TopologyConfig struct {
 	// GatewayProfile overrides the gateway profile file (default: the
 	// shipped configs/gateway.yaml).
 	GatewayProfile string
+	// GatewayLimits, when set, are every gateway's memory and CPU limits,
+	// as a pod's.
+	GatewayLimits *Limits
+	// GatewaySet are collector --set overrides for every gateway
+	// ("exporters::x::key=value"), as a user would pass them.
+	GatewaySet []string
 }
 
 // Topology is a running local deployment: sink, gateways and agents.
@@ -169,9 +175,16 @@ func (t *Topology) launch(n *Node) error {
 	if n.Profile == "gateway" && t.cfg.GatewayProfile != "" {
 		profile = t.cfg.GatewayProfile
 	}
-	p, err := StartProcess(t.bin, ProcessSpec{
+	spec := ProcessSpec{
 		Name: n.Name, Args: []string{"--config", profile}, Env: n.Env, HealthPort: n.Ports.Health, LogDir: t.cfg.LogDir,
-	})
+	}
+	if n.Profile == "gateway" {
+		spec.Limits = t.cfg.GatewayLimits
+		for _, s := range t.cfg.GatewaySet {
+			spec.Args = append(spec.Args, "--set="+s)
+		}
+	}
+	p, err := StartProcess(t.bin, spec)
 	if err != nil {
 		return err
 	}

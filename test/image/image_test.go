@@ -70,8 +70,9 @@ func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 		args []string // as `docker run IMAGE args...` would pass them
 		env  map[string]string
 	}{
-		// The default command: the gateway profile.
-		{name: "gateway", args: nil},
+		// The default command: the gateway profile, here with its disk queue
+		// (the option that writes to the image's state directory).
+		{name: "gateway", args: nil, env: map[string]string{"TAILGATE_BACKEND_QUEUE": "disk"}},
 		// No Kubernetes API here, so the agent's k8s_attributes runs in passthrough.
 		{name: "agent", args: []string{"--config", "/etc/tailgate/agent.yaml"}, env: map[string]string{"TAILGATE_K8S_PASSTHROUGH": "true"}},
 	}
@@ -105,7 +106,7 @@ func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 			assert.Equal(t, filepath.Join(rootfs, "tailgate"), exe)
 
 			if c.name == "gateway" {
-				// The persistent queue lives in the image's writable state directory.
+				// The disk queue lives in the image's writable state directory.
 				files, err := os.ReadDir(filepath.Join(rootfs, "var", "lib", "tailgate"))
 				require.NoError(t, err)
 				assert.NotEmpty(t, files, "file_storage wrote nothing to /var/lib/tailgate")

@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+// The exit tests' backend is slower than the leaving gateway's exporter:
+// each export takes 3s and the gateway sends with 2 consumers (the profile
+// has 10) while it decides about a batch a second, so its sending queue
+// holds a backlog when it stops, as a gateway's does when its backend
+// falls behind.
+const (
+	slowBackend      = 3 * time.Second
+	backendConsumers = 2
+)
+
+// TestGatewayExitDeliversWhatItDecided: a gateway stopped with SIGTERM (a
+// scale-in, a rollout, a node drain) while it still holds undecided traces
+// and, the backend being slow, a backlog of decided ones in its sending
+// queue. It must decide what is pending and deliver everything before it
+// exits, within the pod's grace period: every interesting trace complete at
+// the backend, none stranded. The agents have finished sending, so nothing
+// is lost on their side (that is the agents' part of an exit, measured on
+// the live cluster).
+//
+// The shipped in-memory queue drains at shutdown; the disk queue does not
+// (what is queued stays on the pod's emptyDir): with
+// TAILGATE_BACKEND_QUEUE=disk this test fails.
+func TestGatewayExitDeliversWhatItDecided(t *testing.T) {
+	env := maps.Clone(gatewayEnv)
+	if q := *flagBackendQueue; q != "" {
+		env["TAILGATE_BACKEND_QUEUE"] = q
+	}
+	var set []string
+	for _, exp := range []string{"otlp_grpc/backend_memory", "otlp_grpc/backend_disk"} {
+		set = append(set, fmt.Sprintf("exporters::%s::sending_queue::num_consumers=%d", exp, backendConsumers))
+	}
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: env, GatewaySet: set})
+	topo.Sink.SetLatency(slowBackend)
+	plans := plan(t, 1350, 5) // 9s at 150 traces/s: the backlog grows by about a batch every 3s
+
+	sent := send(t, topo, plans)
+	require.Zero(t, sent.SpansFailed)
+	// The agents' last batches reach the gateways (export delay, batch
+	// timeout); the newest traces are still within decision_wait.
+	time.Sleep(1500 * time.Millisecond)
+	victim := topo.Gateways[1]
+	queued := func() float64 {
+		s, err := harness.ScrapeMetrics(victim.Ports.Telemetry)
+		require.NoError(t, err)
+		return s.Sum(harness.MetricQueueSize)
+	}()
+	pending := func() float64 {
+		s, err := harness.ScrapeMetrics(victim.Ports.Telemetry)
+		require.NoError(t, err)
+		return s.Sum("otelcol_processor_tail_sampling_sampling_traces_on_memory")
+	}()
+	stopped := time.Now()
+	// The gateway pod's grace period after preStop (deploy/kubernetes/base).
+	require.NoError(t, victim.Proc.Stop(40*time.Second), "the gateway did not finish its shutdown within the grace period")
+	t.Logf("REPORT %s stopped with %.0f traces undecided and %.0f batches queued for a backend answering in %s; shutdown took %s",
+		victim.Name, pending, queued, slowBackend, time.Since(stopped).Round(100*time.Millisecond))
+	require.Positive(t, pending, "no undecided trace on the gateway when it stopped: the test shows nothing")
+	require.Greater(t, queued, float64(backendConsumers), "no backlog beyond the batches in flight when the gateway stopped: the test shows nothing")
+
+	topo.Sink.WaitQuiet(context.Background(), decisionWait+time.Second, 3*slowBackend, 3*time.Minute, func() bool { return topo.QueuedItems() == 0 })
+	ev := harness.Evaluate(plans, sent, topo.Sink)
+	assertKeptWhole(t, ev)
+	assert.Zero(t, ev.Duplicates, "spans delivered twice")
+}
