@@ -34,7 +34,7 @@ IMAGE ?= localhost/tailgate:dev
 BIN_SOURCES := builder-config.yaml cmd/tailgate/go.mod cmd/tailgate/go.sum \
 	$(shell find cmd/tailgate components -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: all build generate tools controlplane test test-churn run image lint bench bench-churn clean help
+.PHONY: all build generate tools controlplane test test-churn run image lint bench bench-churn sizing clean help
 
 all: build
 
@@ -100,6 +100,9 @@ bench-churn: $(BIN) controlplane ## Measure rebalance_guard's cost per membershi
 	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_CHURN_REPORT=$(abspath bin/churn-report.jsonl) \
 		$(GO) test -count=$(CHURN_RUNS) -timeout 90m -run TestRebalanceGuardKeepsSplitTracesWhole -v ./test/k8s/live/
 	$(GO) run ./test/cmd/bench -churn-report bin/churn-report.jsonl
+
+sizing: $(BIN) ## Measure the gateway's memory and CPU constants on one gateway; writes docs/sizing.md (~3 min).
+	TAILGATE_BIN=$(abspath $(BIN)) $(GO) run ./test/cmd/sizing $(SIZING_ARGS)
 
 clean: ## Remove build outputs (the tool cache in $(TOOLS_DIR) is kept).
 	rm -rf bin

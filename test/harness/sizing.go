@@ -1,0 +1,74 @@
+package harness
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Sizing is the gateway's measured constants, as docs/sizing.md publishes
+// them (written by `make sizing`, test/cmd/sizing).
+type Sizing struct {
+	HeapPerBufferedSpan   float64 // bytes of live heap per span tail_sampling buffers
+	RSSPerBufferedSpan    float64
+	DecisionCacheEntry    float64 // bytes per entry of either decision cache
+	IdleHeap              float64 // bytes of live heap, an idle gateway at num_traces 0
+	IdleHeapPerNumTrace   float64 // bytes allocated up front per unit of num_traces
+	IdleRSS               float64 // bytes, an idle gateway as shipped
+	CPUSecondsPer10kSpans float64 // one gateway's CPU time per 10k spans received
+}
+
+// SizingConstants reads the constants table of docs/sizing.md.
+func SizingConstants() (Sizing, error) {
+	path := filepath.Join(RepoRoot(), "docs", "sizing.md")
+	f, err := os.Open(path)
+	if err != nil {
+		return Sizing{}, err
+	}
+	defer f.Close()
+	values := map[string]float64{}
+	in := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "<!-- constants"):
+			in = true
+		case strings.HasPrefix(line, "<!-- end constants"):
+			in = false
+		case in && strings.HasPrefix(line, "| ") && !strings.HasPrefix(line, "| Constant"):
+			cells := strings.Split(strings.Trim(line, "| "), "|")
+			if len(cells) != 2 {
+				return Sizing{}, fmt.Errorf("%s: malformed constant row %q", path, line)
+			}
+			v, err := strconv.ParseFloat(strings.TrimSpace(cells[1]), 64)
+			if err != nil {
+				return Sizing{}, fmt.Errorf("%s: %q: %w", path, line, err)
+			}
+			values[strings.TrimSpace(cells[0])] = v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Sizing{}, err
+	}
+	s := Sizing{}
+	for name, into := range map[string]*float64{
+		"heap_per_buffered_span_bytes":  &s.HeapPerBufferedSpan,
+		"rss_per_buffered_span_bytes":   &s.RSSPerBufferedSpan,
+		"decision_cache_entry_bytes":    &s.DecisionCacheEntry,
+		"idle_heap_bytes":               &s.IdleHeap,
+		"idle_heap_per_num_trace_bytes": &s.IdleHeapPerNumTrace,
+		"idle_rss_bytes":                &s.IdleRSS,
+		"cpu_seconds_per_10k_spans":     &s.CPUSecondsPer10kSpans,
+	} {
+		v, ok := values[name]
+		if !ok {
+			return Sizing{}, fmt.Errorf("%s lacks the constant %s: run `make sizing`", path, name)
+		}
+		*into = v
+	}
+	return s, nil
+}
