@@ -16,6 +16,7 @@ type PipelineCounters struct {
 // also finds them with the `_total` suffix some exporter settings add).
 const (
 	MetricReceiverAccepted = "otelcol_receiver_accepted_spans"
+	MetricExporterSent     = "otelcol_exporter_sent_spans"
 	MetricReceiverRefused  = "otelcol_receiver_refused_spans"
 	MetricExporterFailed   = "otelcol_exporter_send_failed_spans"
 	MetricEnqueueFailed    = "otelcol_exporter_enqueue_failed_spans"
