@@ -4,6 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,4 +81,63 @@ func TestGatewayExitDeliversWhatItDecided(t *testing.T) {
 	ev := harness.Evaluate(plans, sent, topo.Sink)
 	assertKeptWhole(t, ev)
 	assert.Zero(t, ev.Duplicates, "spans delivered twice")
+}
+
+// droppedAtExit sums what a stopped collector's log says its exporters
+// dropped ("Exporting failed. Dropping data." with dropped_items).
+func droppedAtExit(t *testing.T, p *harness.Process) int {
+	t.Helper()
+	data, err := os.ReadFile(p.LogPath)
+	require.NoError(t, err)
+	total := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.Contains(line, "Dropping data") {
+			continue
+		}
+		if m := droppedItemsRe.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			total += n
+		}
+	}
+	return total
+}
+
+var droppedItemsRe = regexp.MustCompile(`"dropped_items": (\d+)`)
+
+// TestBackendDownAcrossAnExit: the backend is down while a gateway leaves
+// (a scale-in during a backend incident). What that gateway decided cannot
+// be delivered; the test shows where it goes: the gateway drops it at exit
+// and says so (log line with the count; otelcol_exporter_send_failed_spans
+// while it lasts), the other gateways hold theirs and deliver all of it
+// when the backend is back. Only the leaving gateway's share is lost.
+func TestBackendDownAcrossAnExit(t *testing.T) {
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv})
+	plans := plan(t, 900, 6)
+	topo.Sink.Down()
+	sent := send(t, topo, plans)
+	require.Zero(t, sent.SpansFailed)
+	time.Sleep(decisionWait + 2*time.Second) // everything decided, queued for the backend
+	victim := topo.Gateways[1]
+	s, err := harness.ScrapeMetrics(victim.Ports.Telemetry)
+	require.NoError(t, err)
+	queued := s.Sum(harness.MetricQueueSize)
+	require.Positive(t, queued, "nothing queued on the leaving gateway")
+	require.NoError(t, victim.Proc.Stop(40*time.Second))
+	dropped := droppedAtExit(t, victim.Proc)
+
+	require.NoError(t, topo.Sink.Up())
+	settle(t, topo, 3*time.Second, 3*time.Minute)
+	ev := harness.Evaluate(plans, sent, topo.Sink)
+	var interesting, lost, partial int
+	for _, k := range harness.Interesting {
+		o := ev.ByKind[k]
+		interesting, lost, partial = interesting+o.Sent, lost+o.Lost, partial+o.Partial
+	}
+	t.Logf("REPORT backend down across an exit: the leaving gateway had %.0f batches queued and logged %d spans dropped at exit; interesting traces lost %d of %d (its share: 1/3), partial %d",
+		queued, dropped, lost, interesting, partial)
+	assert.Positive(t, dropped, "the leaving gateway lost its queue without saying so")
+	assert.Zero(t, partial, "traces broken: only the leaving gateway's whole traces may be lost")
+	bound := float64(interesting)/3 + 4*math.Sqrt(float64(interesting)*(1.0/3)*(2.0/3))
+	assert.LessOrEqual(t, float64(lost), bound, "more lost than the leaving gateway's share")
+	assert.Positive(t, lost, "nothing lost although the backend was down when the gateway left: the test shows nothing")
 }
