@@ -141,6 +141,19 @@ func settleGateways(t *testing.T, n int, resolver string) {
 	agentsSeeGateways(t, n, resolver)
 }
 
+// useResolver switches the agents and the gateways to resolver (k8s or
+// dns) and waits until the agents' rings hold the n gateways again.
+func useResolver(t *testing.T, resolver string, n int) {
+	t.Helper()
+	for _, w := range []string{"daemonset/tailgate-agent", "deployment/tailgate-gateway"} {
+		_, err := env.cp.Kubectl("-n", namespace, "set", "env", w, "TAILGATE_GATEWAY_RESOLVER="+resolver)
+		require.NoError(t, err)
+	}
+	_, err := env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
+	require.NoError(t, err)
+	settleGateways(t, n, resolver)
+}
+
 // agentEndpoints are the OTLP/gRPC endpoints of the two ready agent pods.
 func agentEndpoints(t *testing.T) []string {
 	t.Helper()

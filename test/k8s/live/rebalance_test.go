@@ -73,12 +73,7 @@ func TestRebalanceGuardKeepsSplitTracesWhole(t *testing.T) {
 	})
 	for i, resolver := range []string{"k8s", "dns"} {
 		if resolver != "k8s" {
-			for _, w := range []string{"daemonset/tailgate-agent", "deployment/tailgate-gateway"} {
-				_, err := env.cp.Kubectl("-n", namespace, "set", "env", w, "TAILGATE_GATEWAY_RESOLVER="+resolver)
-				require.NoError(t, err)
-			}
-			_, err := env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
-			require.NoError(t, err)
+			useResolver(t, resolver, 3)
 		}
 		// Both runs send the same traces; each starts on fresh gateways
 		// (setting the variable rolls them), so no decision carries over.
