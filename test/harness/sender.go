@@ -10,7 +10,9 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // SendResult is what the sender did, from the application's point of view.
@@ -29,11 +31,56 @@ type Progress func(sent, failed int64, elapsed time.Duration)
 // Send replays the planned traces in real time: each span goes to its
 // service's agent at its planned send time, batched every 20ms per agent as
 // an SDK exporter would. It stops when every span is sent or ctx ends.
+// A refused export counts as failed at once.
 func Send(ctx context.Context, plans []TracePlan, agentEndpoints []string, progress Progress) (SendResult, error) {
+	return SendWith(ctx, plans, SendConfig{Targets: agentEndpoints, Progress: progress})
+}
+
+// SendConfig is how SendWith reaches the agents.
+type SendConfig struct {
+	// Targets are one gRPC dial target per agent (node): host:port, or a
+	// resolver scheme's target with its builder in DialOptions.
+	Targets     []string
+	DialOptions []grpc.DialOption
+	// RetryFor, when set, makes the sender behave as an OTLP SDK: an export
+	// that failed as unavailable (or timed out) is retried for this long,
+	// with backoff, and while 8 exports per agent are in flight (the SDK's
+	// bounded queue) further spans are dropped and counted as failed.
+	// Without it a failure counts at once and the sender waits for a slot.
+	RetryFor time.Duration
+	Progress Progress
+}
+
+// retryable are the codes the OTLP specification lets a client retry.
+var retryable = map[codes.Code]bool{
+	codes.Unavailable: true, codes.DeadlineExceeded: true, codes.Canceled: true,
+	codes.Aborted: true, codes.OutOfRange: true, codes.DataLoss: true, codes.ResourceExhausted: true,
+}
+
+// export sends req once, or with retries for cfg.RetryFor.
+func (cfg SendConfig) export(ctx context.Context, client ptraceotlp.GRPCClient, req ptraceotlp.ExportRequest) error {
+	deadline := time.Now().Add(cfg.RetryFor)
+	backoff := 100 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := client.Export(cctx, req)
+		cancel()
+		if err == nil || cfg.RetryFor == 0 || !retryable[status.Code(err)] || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// SendWith is Send with the agents reached as cfg says.
+func SendWith(ctx context.Context, plans []TracePlan, cfg SendConfig) (SendResult, error) {
+	progress := cfg.Progress
 	res := SendResult{FailedTraces: map[pcommon.TraceID]bool{}}
-	clients := make([]ptraceotlp.GRPCClient, len(agentEndpoints))
-	for i, ep := range agentEndpoints {
-		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	clients := make([]ptraceotlp.GRPCClient, len(cfg.Targets))
+	for i, ep := range cfg.Targets {
+		opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, cfg.DialOptions...)
+		conn, err := grpc.NewClient(ep, opts...)
 		if err != nil {
 			return res, fmt.Errorf("dial agent %s: %w", ep, err)
 		}
@@ -78,16 +125,29 @@ func Send(ctx context.Context, plans []TracePlan, agentEndpoints []string, progr
 			next++
 		}
 		for agent, spans := range due {
-			slots[agent] <- struct{}{}
+			if cfg.RetryFor > 0 {
+				// An SDK's export queue is bounded: while its exports are
+				// retried, what does not fit is dropped.
+				select {
+				case slots[agent] <- struct{}{}:
+				default:
+					failed.Add(int64(len(spans)))
+					mu.Lock()
+					for _, s := range spans {
+						res.FailedTraces[s.trace.ID] = true
+					}
+					mu.Unlock()
+					continue
+				}
+			} else {
+				slots[agent] <- struct{}{}
+			}
 			wg.Add(1)
 			go func(agent int, spans []scheduledSpan) {
 				defer wg.Done()
 				defer func() { <-slots[agent] }()
 				req := ptraceotlp.NewExportRequestFromTraces(buildTraces(base, spans))
-				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				_, err := clients[agent].Export(cctx, req)
-				cancel()
-				if err != nil {
+				if err := cfg.export(ctx, clients[agent], req); err != nil {
 					failed.Add(int64(len(spans)))
 					mu.Lock()
 					for _, s := range spans {
