@@ -50,32 +50,38 @@ func TestBackendOutageLosesNoKeptSpans(t *testing.T) {
 // TestPersistentQueueSurvivesGatewayRestart: with the disk queue
 // (TAILGATE_BACKEND_QUEUE=disk), kept traces waiting in the gateways'
 // queues (backend down) survive a restart of every gateway on the same
-// storage and reach the backend once it is back.
+// storage, graceful or a crash (SIGKILL: a container restarted in its pod,
+// the emptyDir kept), and reach the backend once it is back.
 func TestPersistentQueueSurvivesGatewayRestart(t *testing.T) {
-	env := maps.Clone(gatewayEnv)
-	env["TAILGATE_BACKEND_QUEUE"] = "disk"
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: env})
-	plans := plan(t, 600, 2)
+	for _, kill := range []bool{false, true} {
+		t.Run(map[bool]string{false: "SIGTERM", true: "SIGKILL"}[kill], func(t *testing.T) {
+			env := maps.Clone(gatewayEnv)
+			env["TAILGATE_BACKEND_QUEUE"] = "disk"
+			topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: env})
+			plans := plan(t, 600, 2)
 
-	topo.Sink.Down()
-	sent := send(t, topo, plans)
-	require.Zero(t, sent.SpansFailed)
-	// Let every trace be decided and its batch reach the sending queue.
-	time.Sleep(decisionWait + 2*time.Second)
-	queued := topo.QueuedItems()
-	require.Positive(t, queued, "nothing queued while the backend is down")
-	require.Zero(t, topo.Sink.SpanCount())
+			topo.Sink.Down()
+			sent := send(t, topo, plans)
+			require.Zero(t, sent.SpansFailed)
+			// Let every trace be decided and its batch reach the sending queue.
+			time.Sleep(decisionWait + 2*time.Second)
+			queued := topo.QueuedItems()
+			require.Positive(t, queued, "nothing queued while the backend is down")
+			require.Zero(t, topo.Sink.SpanCount())
 
-	for _, g := range topo.Gateways {
-		require.NoError(t, topo.Restart(g, false), "restart %s", g.Name)
+			for _, g := range topo.Gateways {
+				require.NoError(t, topo.Restart(g, kill), "restart %s", g.Name)
+			}
+			require.NoError(t, topo.Sink.Up())
+			settle(t, topo, 3*time.Second, 3*time.Minute)
+
+			ev := harness.Evaluate(plans, sent, topo.Sink)
+			t.Logf("REPORT disk queue, every gateway restarted (%s) with %.0f batches queued: duplicate spans at the backend %d",
+				map[bool]string{false: "SIGTERM", true: "SIGKILL"}[kill], queued, ev.Duplicates)
+			assertKeptWhole(t, ev)
+			assertNormalRate(t, ev)
+		})
 	}
-	t.Logf("%.0f queued batches survived the restart of every gateway", queued)
-	require.NoError(t, topo.Sink.Up())
-	settle(t, topo, 3*time.Second, 3*time.Minute)
-
-	ev := harness.Evaluate(plans, sent, topo.Sink)
-	assertKeptWhole(t, ev)
-	assertNormalRate(t, ev)
 }
 
 // TestGatewayCrashLosesOnlyItsTracesInFlight: one of three gateways is
