@@ -70,20 +70,20 @@ func run() error {
 
 // measured are the constants docs/sizing.md publishes.
 type measured struct {
-	idleHeap, idleRSS  float64 // bytes, gateway idle (guard on) at the profile's num_traces
-	idleBase           float64 // idle live heap extrapolated to num_traces 0
-	idlePerNumTrace    float64 // idle live heap per unit of num_traces (allocated up front)
-	bufferedSpans      float64 // median spans buffered while the load is held
-	heapPerSpan        float64 // live heap per buffered span, bytes
-	rssPerSpan         float64 // RSS per buffered span, bytes
-	meanSpans          float64
-	cpuPer10k          float64 // CPU seconds per 10k spans (one gateway, whole pipeline)
-	cacheEntry         float64 // live heap per decision cache entry, bytes
-	cacheTraces        int
+	idleHeap, idleRSS float64 // bytes, gateway idle (guard on) at the profile's num_traces
+	idleBase          float64 // idle live heap extrapolated to num_traces 0
+	idlePerNumTrace   float64 // idle live heap per unit of num_traces (allocated up front)
+	bufferedSpans     float64 // median spans buffered while the load is held
+	heapPerSpan       float64 // live heap per buffered span, bytes
+	rssPerSpan        float64 // RSS per buffered span, bytes
+	meanSpans         float64
+	cpuPer10k         float64 // CPU seconds per 10k spans (one gateway, whole pipeline)
+	cacheEntry        float64 // live heap per decision cache entry, bytes
+	cacheTraces       int
 	// The profile's defaults, for the worked example.
 	numTraces, expectedRate, cacheSize float64
-	heapSamples        int
-	gomaxprocs, numCPU int
+	heapSamples                        int
+	gomaxprocs, numCPU                 int
 }
 
 type gateway struct {
