@@ -31,8 +31,9 @@ type Evaluation struct {
 // Interesting are the kinds tail sampling must keep, every trace whole.
 var Interesting = []Kind{Error, Slow}
 
-// Evaluate checks every planned trace against what the sink received.
-func Evaluate(plans []TracePlan, sent SendResult, sink *Sink) Evaluation {
+// Evaluate checks every planned trace against what the backend received
+// (the Sink, or a real backend read back through its API).
+func Evaluate(plans []TracePlan, sent SendResult, backend Backend) Evaluation {
 	ev := Evaluation{ByKind: map[Kind]*Outcome{}}
 	for _, k := range Kinds {
 		ev.ByKind[k] = &Outcome{}
@@ -47,7 +48,7 @@ func Evaluate(plans []TracePlan, sent SendResult, sink *Sink) Evaluation {
 			continue
 		}
 		o.Sent++
-		got := sink.SpansOf(p.ID)
+		got := backend.SpansOf(p.ID)
 		present := 0
 		for _, s := range p.Spans {
 			if n := got[s.SpanID]; n > 0 {
@@ -65,9 +66,11 @@ func Evaluate(plans []TracePlan, sent SendResult, sink *Sink) Evaluation {
 			o.PartialIDs = append(o.PartialIDs, p.ID)
 		}
 	}
-	for _, id := range sink.TraceIDs() {
-		if !known[id] {
-			ev.Unknown += len(sink.SpansOf(id))
+	if lister, ok := backend.(interface{ TraceIDs() []pcommon.TraceID }); ok {
+		for _, id := range lister.TraceIDs() {
+			if !known[id] {
+				ev.Unknown += len(backend.SpansOf(id))
+			}
 		}
 	}
 	return ev
