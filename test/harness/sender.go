@@ -96,6 +96,15 @@ func SendWith(ctx context.Context, plans []TracePlan, cfg SendConfig) (SendResul
 	}
 	var sent, failed atomic.Int64
 	var mu sync.Mutex
+	// fail counts spans the agents never took, and their traces.
+	fail := func(spans []scheduledSpan) {
+		failed.Add(int64(len(spans)))
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range spans {
+			res.FailedTraces[s.trace.ID] = true
+		}
+	}
 	var wg sync.WaitGroup
 	// A bounded number of exports in flight per agent keeps a slow agent
 	// from growing an unbounded backlog in the generator.
@@ -131,12 +140,7 @@ func SendWith(ctx context.Context, plans []TracePlan, cfg SendConfig) (SendResul
 				select {
 				case slots[agent] <- struct{}{}:
 				default:
-					failed.Add(int64(len(spans)))
-					mu.Lock()
-					for _, s := range spans {
-						res.FailedTraces[s.trace.ID] = true
-					}
-					mu.Unlock()
+					fail(spans)
 					continue
 				}
 			} else {
@@ -148,12 +152,7 @@ func SendWith(ctx context.Context, plans []TracePlan, cfg SendConfig) (SendResul
 				defer func() { <-slots[agent] }()
 				req := ptraceotlp.NewExportRequestFromTraces(buildTraces(base, spans))
 				if err := cfg.export(ctx, clients[agent], req); err != nil {
-					failed.Add(int64(len(spans)))
-					mu.Lock()
-					for _, s := range spans {
-						res.FailedTraces[s.trace.ID] = true
-					}
-					mu.Unlock()
+					fail(spans)
 					return
 				}
 				sent.Add(int64(len(spans)))

@@ -7,14 +7,14 @@ package main
 // into docs/benchmarks.md. The load benchmark keeps the section as it is.
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
 )
 
 const (
@@ -22,47 +22,7 @@ const (
 	churnEnd   = "<!-- churn end -->"
 )
 
-// churnRecord mirrors test/k8s/live's record of one resolver's guard-on
-// run against its guard-off run.
-type churnRecord struct {
-	Resolver                        string
-	Changes                         int
-	SpansPerSecond                  float64
-	CostSeconds, BoundSeconds       float64
-	BackendSpansOn, BackendSpansOff int
-	KeptShareOn, KeptShareOff       float64
-	InFlight, CompleteOn            int
-	CompleteOff, PartialOff         int
-}
-
-func readChurnRecords(path string) ([]churnRecord, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var recs []churnRecord
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.TrimSpace(sc.Text()) == "" {
-			continue
-		}
-		var r churnRecord
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		recs = append(recs, r)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if len(recs) == 0 {
-		return nil, fmt.Errorf("%s: no churn runs recorded (did the churn suite pass?)", path)
-	}
-	return recs, nil
-}
-
-func minMax(recs []churnRecord, f func(churnRecord) float64) (lo, hi float64) {
+func minMax(recs []harness.ChurnRecord, f func(harness.ChurnRecord) float64) (lo, hi float64) {
 	lo, hi = math.Inf(1), math.Inf(-1)
 	for _, r := range recs {
 		lo, hi = math.Min(lo, f(r)), math.Max(hi, f(r))
@@ -77,8 +37,8 @@ func span(lo, hi float64, format string) string {
 	return fmt.Sprintf(format+"-"+format, lo, hi)
 }
 
-func renderChurn(recs []churnRecord) string {
-	byResolver := map[string][]churnRecord{}
+func renderChurn(recs []harness.ChurnRecord) string {
+	byResolver := map[string][]harness.ChurnRecord{}
 	for _, r := range recs {
 		byResolver[r.Resolver] = append(byResolver[r.Resolver], r)
 	}
@@ -96,9 +56,9 @@ func renderChurn(recs []churnRecord) string {
 	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|")
 	for _, name := range resolvers {
 		rs := byResolver[name]
-		chLo, chHi := minMax(rs, func(r churnRecord) float64 { return float64(r.Changes) })
-		cLo, cHi := minMax(rs, func(r churnRecord) float64 { return r.CostSeconds })
-		kLo, kHi := minMax(rs, func(r churnRecord) float64 { return 100 * r.KeptShareOn })
+		chLo, chHi := minMax(rs, func(r harness.ChurnRecord) float64 { return float64(r.Changes) })
+		cLo, cHi := minMax(rs, func(r harness.ChurnRecord) float64 { return r.CostSeconds })
+		kLo, kHi := minMax(rs, func(r harness.ChurnRecord) float64 { return 100 * r.KeptShareOn })
 		var inflight, on, partial int
 		for _, r := range rs {
 			inflight, on, partial = inflight+r.InFlight, on+r.CompleteOn, partial+r.PartialOff
@@ -138,7 +98,7 @@ func existingChurn(path string) string {
 }
 
 func writeChurnSection(reportPath, out string) error {
-	recs, err := readChurnRecords(reportPath)
+	recs, err := harness.ReadChurnRecords(reportPath)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package live
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -99,7 +98,7 @@ func TestRebalanceGuardKeepsSplitTracesWhole(t *testing.T) {
 				t.Logf("REPORT resolver=%s: guard cost %.1f s of full traffic per change (%d spans at the backend vs %d stock, %d changes, %.0f spans/s); bound %.1f s",
 					resolver, cost, r.backendSpans, stock.backendSpans, r.changes, r.spansPerSecond, bound)
 				assert.LessOrEqual(t, cost, bound, "the guard keeps more than the traces a change can split")
-				recordChurn(t, churnRecord{
+				recordChurn(t, harness.ChurnRecord{
 					Resolver: resolver, Changes: r.changes, SpansPerSecond: r.spansPerSecond,
 					CostSeconds: cost, BoundSeconds: bound,
 					BackendSpansOn: r.backendSpans, BackendSpansOff: stock.backendSpans,
@@ -141,33 +140,11 @@ type churnResult struct {
 	spansPerSecond   float64 // offered load
 }
 
-// churnRecord is one resolver's guard-on run against its guard-off run,
-// as `make bench-churn` publishes it in docs/benchmarks.md
-// (test/cmd/bench -churn-report).
-type churnRecord struct {
-	Resolver                        string
-	Changes                         int
-	SpansPerSecond                  float64
-	CostSeconds, BoundSeconds       float64
-	BackendSpansOn, BackendSpansOff int
-	KeptShareOn, KeptShareOff       float64
-	InFlight, CompleteOn            int
-	CompleteOff, PartialOff         int
-}
-
-// recordChurn appends rec as a JSON line to $TAILGATE_CHURN_REPORT, when set.
-func recordChurn(t *testing.T, rec churnRecord) {
-	path := os.Getenv("TAILGATE_CHURN_REPORT")
-	if path == "" {
-		return
+// recordChurn appends rec to $TAILGATE_CHURN_REPORT, when set.
+func recordChurn(t *testing.T, rec harness.ChurnRecord) {
+	if path := os.Getenv("TAILGATE_CHURN_REPORT"); path != "" {
+		require.NoError(t, harness.AppendChurnRecord(path, rec))
 	}
-	data, err := json.Marshal(rec)
-	require.NoError(t, err)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	require.NoError(t, err)
-	defer f.Close()
-	_, err = f.Write(append(data, '\n'))
-	require.NoError(t, err)
 }
 
 func runChurn(t *testing.T, resolver string, guard bool, seed uint64) churnResult {
