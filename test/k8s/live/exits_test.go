@@ -47,19 +47,11 @@ func TestAbruptGatewayExitOnTheAgents(t *testing.T) {
 			require.NoError(t, err)
 			env.sink.Reset()
 			const deleteAt = 12 * time.Second
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			wait := harness.RunAt(ctx, map[time.Duration]func(){deleteAt: func() {
+			sent := sendThroughAgents(t, plans, map[time.Duration]func(){deleteAt: func() {
 				if _, err := env.cp.Kubectl("-n", namespace, "delete", "pod", victim, "--grace-period=1", "--wait=false"); err != nil {
 					t.Errorf("%v", err)
 				}
 			}})
-			sctx, scancel := context.WithTimeout(ctx, 3*time.Minute)
-			defer scancel()
-			sent, err := harness.Send(sctx, plans, agentEndpoints(t), nil)
-			require.NoError(t, err)
-			wait()
-			require.Zero(t, sent.SpansFailed, "agents refused spans")
 			settleGateways(t, 3, resolver)
 			env.sink.WaitQuiet(context.Background(), decisionWait, 5*time.Second, 2*time.Minute, nil)
 

@@ -154,6 +154,21 @@ func useResolver(t *testing.T, resolver string, n int) {
 	settleGateways(t, n, resolver)
 }
 
+// sendThroughAgents sends plans through the two agents while running
+// events at offsets from the start, and returns once both are done; no
+// agent may refuse a span.
+func sendThroughAgents(t *testing.T, plans []harness.TracePlan, events map[time.Duration]func()) harness.SendResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	wait := harness.RunAt(ctx, events)
+	sent, err := harness.Send(ctx, plans, agentEndpoints(t), nil)
+	require.NoError(t, err)
+	wait()
+	require.Zero(t, sent.SpansFailed, "agents refused spans")
+	return sent
+}
+
 // agentEndpoints are the OTLP/gRPC endpoints of the two ready agent pods.
 func agentEndpoints(t *testing.T) []string {
 	t.Helper()

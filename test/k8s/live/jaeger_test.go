@@ -1,7 +1,6 @@
 package live
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -38,8 +37,6 @@ func TestJaegerJoinsTheHalvesOfSplitTraces(t *testing.T) {
 	gen.ErrorRatio, gen.SlowRatio = 0.2, 0.2
 	plans, err := harness.Plan(gen)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	scale := func(n int) func() {
 		return func() {
 			if _, err := env.cp.Kubectl("-n", namespace, "scale", "deployment/tailgate-gateway", fmt.Sprintf("--replicas=%d", n)); err != nil {
@@ -47,13 +44,7 @@ func TestJaegerJoinsTheHalvesOfSplitTraces(t *testing.T) {
 			}
 		}
 	}
-	wait := harness.RunAt(ctx, map[time.Duration]func(){10 * time.Second: scale(4), 28 * time.Second: scale(3)})
-	sctx, scancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer scancel()
-	sent, err := harness.Send(sctx, plans, agentEndpoints(t), nil)
-	require.NoError(t, err)
-	wait()
-	require.Zero(t, sent.SpansFailed, "agents refused spans")
+	sent := sendThroughAgents(t, plans, map[time.Duration]func(){10 * time.Second: scale(4), 28 * time.Second: scale(3)})
 	settleGateways(t, 3, "k8s")
 
 	var ev harness.Evaluation
