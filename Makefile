@@ -34,7 +34,7 @@ IMAGE ?= localhost/tailgate:dev
 BIN_SOURCES := builder-config.yaml cmd/tailgate/go.mod cmd/tailgate/go.sum \
 	$(shell find cmd/tailgate components -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: all build generate tools controlplane jaeger test test-churn run image lint bench bench-churn sizing clean help
+.PHONY: all build generate tools controlplane jaeger prometheus adapter test test-churn run image lint bench bench-churn sizing clean help
 
 all: build
 
@@ -51,7 +51,13 @@ controlplane: ## Build the Kubernetes test control plane (etcd, kube-apiserver, 
 	TOOLS_DIR=$(TOOLS_DIR) scripts/install-controlplane.sh
 
 jaeger: ## Build the Jaeger v2 binary the tests use as a real tracing backend into $(TOOLS_DIR), once (~3 min).
-	TOOLS_DIR=$(TOOLS_DIR) scripts/install-jaeger.sh
+	TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh jaeger
+
+prometheus: ## Build Prometheus and promtool (with Kubernetes service discovery) for the tests into $(TOOLS_DIR), once.
+	TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh prometheus
+
+adapter: ## Build prometheus-adapter (custom metrics API for the autoscaling test) into $(TOOLS_DIR), once (~1.5 min).
+	TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh prometheus-adapter
 
 $(MDATAGEN):
 	mkdir -p $(dir $@)
@@ -75,7 +81,7 @@ image: $(BIN) ## Build the container image $(IMAGE) with podman or docker.
 	scripts/stage-image-context.sh bin/image-context
 	$(CONTAINER_ENGINE) build -f bin/image-context/Dockerfile -t $(IMAGE) bin/image-context
 
-test: $(BIN) $(OCB) $(MDATAGEN) controlplane jaeger ## Run every test: components, generated code, profiles, image, end-to-end, Kubernetes.
+test: $(BIN) $(OCB) $(MDATAGEN) controlplane jaeger prometheus adapter ## Run every test: components, generated code, profiles, image, end-to-end, Kubernetes.
 	for c in $(COMPONENTS); do (cd $$c && $(GO) test $(GOTESTFLAGS) ./...) || exit 1; done
 	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) $(GO) test $(GOTESTFLAGS) ./...
 

@@ -11,7 +11,6 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v chroot >/dev/null || need+=(coreutils)
 command -v make >/dev/null || need+=(make)
-command -v promtool >/dev/null || need+=(prometheus) # promtool, for the alert rule tests
 command -v git >/dev/null || need+=(git)
 
 if [ ${#need[@]} -gt 0 ]; then

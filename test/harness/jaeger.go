@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -20,7 +19,7 @@ type Backend interface {
 	SpansOf(id pcommon.TraceID) map[pcommon.SpanID]int
 }
 
-// Jaeger is a real Jaeger v2 (cmd/jaeger, built by scripts/install-jaeger.sh)
+// Jaeger is a real Jaeger v2 (cmd/jaeger, built by scripts/install-go-tool.sh)
 // with in-memory storage, receiving OTLP/gRPC on loopback; traces are read
 // back through its HTTP query API (a module build embeds no UI).
 type Jaeger struct {
@@ -29,16 +28,7 @@ type Jaeger struct {
 }
 
 // JaegerBinary builds (once, cached by version) and returns the Jaeger binary.
-func JaegerBinary() (string, error) {
-	cmd := exec.Command(filepath.Join(RepoRoot(), "scripts", "install-jaeger.sh"))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("install-jaeger.sh: %w", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return lines[len(lines)-1], nil
-}
+func JaegerBinary() (string, error) { return ToolBinary("jaeger", "jaeger") }
 
 // jaegerConfig is Jaeger's all-in-one configuration reduced to what the
 // tests use, every listener on a free loopback port.

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 )
 
 // RepoRoot is the repository's top directory, found from this source file so
@@ -38,4 +40,18 @@ func BinaryPath() (string, error) {
 		return "", err
 	}
 	return bin, nil
+}
+
+// ToolBinary builds (once, cached by version, see scripts/install-go-tool.sh)
+// a third-party program the tests run and returns the path of one of its
+// binaries: ToolBinary("prometheus", "promtool").
+func ToolBinary(tool, binary string) (string, error) {
+	cmd := exec.Command(filepath.Join(RepoRoot(), "scripts", "install-go-tool.sh"), tool)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("install-go-tool.sh %s: %w", tool, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return filepath.Join(lines[len(lines)-1], binary), nil
 }

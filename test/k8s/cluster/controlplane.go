@@ -131,6 +131,18 @@ func Start(binDir, dir string) (_ *ControlPlane, err error) {
 			"--service-account-signing-key-file=" + cp.PKI.SAKey,
 			"--allow-privileged=false",
 			"--audit-policy-file=" + auditPolicy, "--audit-log-path=" + cp.AuditLog,
+			// The aggregation layer, for custom.metrics.k8s.io served by
+			// prometheus-adapter: the front proxy's identity and the
+			// headers it passes the caller's identity in (kubeadm's set).
+			"--requestheader-client-ca-file=" + cp.PKI.FrontProxyCACert,
+			"--requestheader-allowed-names=" + frontProxyClientName,
+			"--requestheader-username-headers=X-Remote-User",
+			"--requestheader-group-headers=X-Remote-Group",
+			"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+			"--proxy-client-cert-file=" + cp.PKI.ProxyClientCert, "--proxy-client-key-file=" + cp.PKI.ProxyClientKey,
+			// No kube-proxy here: reach an APIService's backend at its
+			// endpoint address instead of the Service's cluster IP.
+			"--enable-aggregator-routing=true",
 		},
 	})
 	if err != nil {
@@ -241,4 +253,11 @@ func (cp *ControlPlane) Stop() {
 	for i := len(cp.procs) - 1; i >= 0; i-- {
 		_ = cp.procs[i].Stop(15 * time.Second)
 	}
+}
+
+// Credentials are what a client outside the cluster needs to reach its API
+// server (Prometheus' kubernetes_sd_configs, for one): URL, a bearer token
+// of cluster-admin, and the CA file of the serving certificate.
+func (cp *ControlPlane) Credentials() (server, token, caFile string) {
+	return cp.Config.Host, adminToken, cp.PKI.CACert
 }

@@ -299,8 +299,6 @@ func TestGatewayServicesAndScaling(t *testing.T) {
 	assert.Greater(t, preStop, decisionWait)
 	grace := time.Duration(*m.gateway.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
 	assert.GreaterOrEqual(t, grace-preStop, 30*time.Second)
-	scaleDown := time.Duration(*m.hpa.Spec.Behavior.ScaleDown.StabilizationWindowSeconds) * time.Second
-	assert.GreaterOrEqual(t, scaleDown, 3*decisionWait, "scale-down stabilization of several decision_waits")
 
 	// The persistent queue directory is a writable volume.
 	dir := fmt.Sprint(profile.Get(gwProf, "extensions", "file_storage/queue", "directory"))

@@ -22,17 +22,7 @@ import (
 // as a user's overlay would.
 func withMonitoring(t *testing.T) (*monitoringv1.ServiceMonitor, *monitoringv1.PrometheusRule, []*corev1.Service) {
 	t.Helper()
-	overlay := t.TempDir()
-	rel := func(p string) string {
-		r, err := filepath.Rel(overlay, filepath.Join(harness.RepoRoot(), "deploy", "kubernetes", p))
-		require.NoError(t, err)
-		return r
-	}
-	kustomization := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [" + rel("base") + "]\ncomponents: [" + rel("monitoring") + "]\n"
-	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644))
-	out, err := render.Build(overlay)
-	require.NoError(t, err)
-	objs, err := render.Objects(out)
+	objs, err := render.Overlay(t.TempDir(), []string{"monitoring"}, "")
 	require.NoError(t, err)
 	var sm *monitoringv1.ServiceMonitor
 	var rule *monitoringv1.PrometheusRule
@@ -84,8 +74,8 @@ func TestServiceMonitorScrapesEveryPodOnce(t *testing.T) {
 // TestPrometheusRules runs promtool's unit tests (monitoring/rules-test.yaml)
 // against the rule groups of the PrometheusRule.
 func TestPrometheusRules(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	require.NoError(t, err, "promtool is required (Debian package prometheus; scripts/ci-deps.sh installs it)")
+	promtool, err := harness.ToolBinary("prometheus", "promtool")
+	require.NoError(t, err)
 	_, rule, _ := withMonitoring(t)
 	dir := t.TempDir()
 	groups, err := yaml.Marshal(rule.Spec)

@@ -5,7 +5,9 @@ package render
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -58,4 +60,73 @@ func Strict(u *unstructured.Unstructured, into any) error {
 		return fmt.Errorf("%s %s: %w", u.GetKind(), u.GetName(), err)
 	}
 	return nil
+}
+
+// Overlay renders what a user's overlay of the base builds: the base, the
+// named components of deploy/kubernetes ("monitoring", "autoscaling") and
+// extra kustomization fields (patches, ...) as YAML. dir is an empty
+// directory for the overlay's kustomization.yaml.
+func Overlay(dir string, components []string, extra string) ([]*unstructured.Unstructured, error) {
+	rel := func(p string) (string, error) {
+		return filepath.Rel(dir, filepath.Join(harness.RepoRoot(), "deploy", "kubernetes", p))
+	}
+	base, err := rel("base")
+	if err != nil {
+		return nil, err
+	}
+	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [" + base + "]\ncomponents:\n"
+	for _, c := range components {
+		r, err := rel(c)
+		if err != nil {
+			return nil, err
+		}
+		k += "  - " + r + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k+extra), 0o644); err != nil {
+		return nil, err
+	}
+	out, err := Build(dir)
+	if err != nil {
+		return nil, err
+	}
+	return Objects(out)
+}
+
+// AdapterRules is prometheus-adapter's configuration, the part the
+// autoscaling component's rules use.
+type AdapterRules struct {
+	Rules []AdapterRule `json:"rules"`
+}
+
+// AdapterRule turns one Prometheus series into one custom metric.
+type AdapterRule struct {
+	SeriesQuery string `json:"seriesQuery"`
+	Resources   struct {
+		Overrides map[string]struct {
+			Resource string `json:"resource"`
+		} `json:"overrides"`
+	} `json:"resources"`
+	Name struct {
+		Matches string `json:"matches"`
+		As      string `json:"as"`
+	} `json:"name"`
+	MetricsQuery string `json:"metricsQuery"`
+}
+
+// ParseAdapterRules decodes adapter rules strictly: the adapter ignores a
+// misspelled key.
+func ParseAdapterRules(data []byte) (AdapterRules, error) {
+	var r AdapterRules
+	err := yaml.UnmarshalStrict(data, &r)
+	return r, err
+}
+
+// Expand writes the rule's query as the adapter does for the given pods of
+// a namespace: the series name of seriesQuery, label matchers selecting the
+// pods, grouped by pod.
+func (r AdapterRule) Expand(namespace string, pods []string) string {
+	series, _, _ := strings.Cut(r.SeriesQuery, "{")
+	q := strings.ReplaceAll(r.MetricsQuery, "<<.Series>>", series)
+	q = strings.ReplaceAll(q, "<<.LabelMatchers>>", fmt.Sprintf(`namespace=%q,pod=~%q`, namespace, strings.Join(pods, "|")))
+	return strings.ReplaceAll(q, "<<.GroupBy>>", "pod")
 }

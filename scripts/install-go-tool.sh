@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds third-party Go programs the tests run from the module proxy,
+# through their wrapper module under build/tools/<name>, into a cache
+# outside the clone keyed by the version the wrapper pins. Idempotent: a
+# later run with the binaries present does nothing.
+#
+#   scripts/install-go-tool.sh jaeger|prometheus|prometheus-adapter
+#
+# Prints the directory holding the binaries on its last line.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+name=${1:?usage: install-go-tool.sh jaeger|prometheus|prometheus-adapter}
+tags=""
+case $name in
+  # Jaeger v2 all-in-one: the tests' real tracing backend. ~3 min, ~85 MB.
+  jaeger) module=github.com/jaegertracing/jaeger bins=(jaeger=cmd/jaeger) ;;
+  # Prometheus server and promtool with only the Kubernetes service
+  # discovery (plus file and http), through upstream's build tags for
+  # choosing discovery plugins.
+  prometheus)
+    module=github.com/prometheus/prometheus bins=(prometheus=cmd/prometheus promtool=cmd/promtool)
+    tags=remove_all_sd,enable_kubernetes_sd ;;
+  # custom.metrics.k8s.io from Prometheus, for the autoscaling test. ~2 min, ~60 MB.
+  prometheus-adapter) module=sigs.k8s.io/prometheus-adapter bins=(prometheus-adapter=cmd/adapter) ;;
+  *) echo "install-go-tool.sh: unknown tool $name" >&2; exit 2 ;;
+esac
+mod=$root/build/tools/$name
+TOOLS_DIR=${TOOLS_DIR:-$HOME/.cache/tailgate/tools}
+version=$(cd "$mod" && go list -m -f '{{.Version}}' "$module")
+: "${version:?cannot read the $module version from $mod/go.mod}"
+dir=$TOOLS_DIR/$name-$version
+for b in "${bins[@]}"; do
+  bin=${b%%=*} pkg=$module/${b#*=}
+  [ -x "$dir/$bin" ] && continue
+  mkdir -p "$dir"
+  echo "building $bin ($pkg $version) into $dir" >&2
+  tmp=$(mktemp "$dir/.$bin.XXXXXX")
+  trap 'rm -f "$tmp"' EXIT # a failed or killed build leaves nothing behind
+  (cd "$mod" && CGO_ENABLED=0 go build -mod=readonly -trimpath -tags "$tags" -ldflags="-s -w" -o "$tmp" "$pkg")
+  mv "$tmp" "$dir/$bin"
+  trap - EXIT
+done
+echo "$dir"

@@ -1,0 +1,536 @@
+package live
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/k8s/cluster"
+	"github.com/tailgate-dev/tailgate/test/k8s/render"
+)
+
+// The test's HPA: the autoscaling component as shipped, with its windows
+// shortened and its targets scaled to a load this machine carries beside
+// the cluster (a test overlay; the shipped numbers stay as they are).
+const (
+	testSpansTarget = 300 // spans/s per gateway (shipped: 20000)
+	// Traces in memory per gateway (shipped: 14000): above what the test's
+	// load holds, so the spans metric is the one that scales here; this one
+	// is still read, and must be, or the HPA would not scale in.
+	testTracesTarget = 2000
+	minGateways      = 3 // the base's minReplicas
+
+	// The ramp, in new traces per second (21.5 spans each on average):
+	// ~540 spans/s, which three gateways hold under the target, then
+	// ~1720 spans/s, which needs six.
+	lowRate  = 25
+	highRate = 80
+)
+
+const testHPAPatch = `patches:
+  - target: {kind: HorizontalPodAutoscaler, name: tailgate-gateway}
+    patch: |
+      - {op: replace, path: /spec/metrics/0/pods/target/averageValue, value: "300"}
+      - {op: replace, path: /spec/metrics/1/pods/target/averageValue, value: "2000"}
+      - {op: replace, path: /spec/behavior/scaleDown/stabilizationWindowSeconds, value: 20}
+      - {op: replace, path: /spec/behavior/scaleDown/policies/0/periodSeconds, value: 10}
+`
+
+// TestHPAScalesGatewaysOnTheirLoad: the gateway tier autoscales for real.
+// Prometheus discovers the gateways through the API server (the shipped
+// scrape config), prometheus-adapter serves the shipped rules through the
+// aggregation layer, and the controller-manager's HPA controller scales the
+// Deployment on them while a load ramp runs through the agents: low, high,
+// low. The test never scales anything itself. Asserted: the HPA is
+// ScalingActive, reads what Prometheus computes, scales out by at least two
+// and back to the minimum; the agents follow; every error and slow trace
+// reaches the backend complete through every change.
+func TestHPAScalesGatewaysOnTheirLoad(t *testing.T) {
+	settleGateways(t, minGateways, "k8s")
+	rules := applyTestAutoscaling(t)
+	dir := t.TempDir()
+	prom := startClusterPrometheus(t, dir)
+	rulesFile, err := cluster.RulesFile(dir, rules)
+	require.NoError(t, err)
+	metricsAPI, err := cluster.StartCustomMetricsAPI(env.cp, dir, prom.URL(), rulesFile)
+	require.NoError(t, err)
+	t.Cleanup(metricsAPI.Stop)
+	failed := true
+	t.Cleanup(func() {
+		if failed {
+			t.Logf("prometheus-adapter:\n%s\nprometheus:\n%s\ncontroller-manager:\n%s", metricsAPI.LogTail(20), prom.LogTail(20), env.cp.Logs(20))
+		}
+	})
+
+	timeline := recordReplicas(t)
+	load := newRamp(t)
+	defer load.stop()
+
+	load.hold(lowRate, 3*time.Minute, "the HPA reads both metrics of every gateway and holds the minimum", func() (bool, string) {
+		h := hpa(t)
+		return scalingActive(h) && len(h.Status.CurrentMetrics) == 2 && h.Status.DesiredReplicas == minGateways, hpaState(h)
+	})
+	step := time.Now()
+	load.hold(highRate, 5*time.Minute, fmt.Sprintf("at least %d ready gateways", minGateways+2), func() (bool, string) {
+		h := hpa(t)
+		ready := len(readyPods(t, "tailgate-gateway"))
+		return ready >= minGateways+2 && ready == int(h.Status.DesiredReplicas), fmt.Sprintf("%d ready; %s", ready, hpaState(h))
+	})
+	scaledOut := len(readyPods(t, "tailgate-gateway"))
+	agentsSeeGateways(t, scaledOut, "k8s")
+	var agreement string
+	load.hold(highRate, 2*time.Minute, "the HPA's and the adapter's values agree with Prometheus", func() (bool, string) {
+		ok, state := metricsAgreeWithPrometheus(t, prom, rules)
+		agreement = state
+		return ok, state
+	})
+	load.hold(lowRate, 6*time.Minute, "back to the minimum", func() (bool, string) {
+		h := hpa(t)
+		return h.Status.DesiredReplicas == minGateways && len(pods(t, "app.kubernetes.io/name=tailgate-gateway")) == minGateways, hpaState(h)
+	})
+	plans, sent := load.stop()
+	settleGateways(t, minGateways, "k8s")
+	h := hpa(t)
+	require.True(t, scalingActive(h), hpaState(h))
+
+	// The replica count rose and fell with the load: up to the peak, then
+	// down, never below the minimum, no flapping in between.
+	changes := timeline.stop()
+	desired := make([]int32, 0, len(changes))
+	for _, c := range changes {
+		desired = append(desired, c.desired)
+	}
+	peak := slices.Index(desired, slices.Max(desired))
+	assert.True(t, slices.IsSorted(desired[:peak+1]), "the HPA's desired replicas rose monotonically to the peak: %v", desired)
+	assert.True(t, slices.IsSortedFunc(desired[peak:], func(a, b int32) int { return int(b - a) }), "then fell monotonically: %v", desired)
+	assert.GreaterOrEqual(t, int(desired[peak]), minGateways+2)
+	assert.EqualValues(t, minGateways, desired[len(desired)-1])
+
+	var ev harness.Evaluation
+	eventually(t, 2*time.Minute, "every error and slow trace at the backend, complete", func() (bool, string) {
+		ev = harness.Evaluate(plans, sent, env.sink)
+		b := ev.Breaches()
+		return len(b) == 0, strings.Join(b, "; ")
+	})
+
+	// Report: the replica timeline, the time from the load step to the
+	// first new ready gateway, and the guard's cost.
+	var tl []string
+	firstNewReady := time.Duration(-1)
+	for _, c := range changes {
+		tl = append(tl, fmt.Sprintf("%+.0fs desired %d ready %d agents %v", c.at.Sub(step).Seconds(), c.desired, c.ready, c.agents))
+		if firstNewReady < 0 && c.at.After(step) && c.ready > minGateways {
+			firstNewReady = c.at.Sub(step)
+		}
+	}
+	t.Logf("REPORT autoscaling: replica timeline (seconds from the load step):\n  %s", strings.Join(tl, "\n  "))
+	t.Logf("REPORT autoscaling: load step %d -> %d traces/s; first new gateway ready %.0f s after the step; peak %d gateways; %s",
+		lowRate, highRate, firstNewReady.Seconds(), desired[peak], agreement)
+	var keptSpans, interestingKept int
+	for _, p := range plans {
+		kept := false
+		for _, s := range p.Spans {
+			if keptByGuard(s.SpanID) {
+				keptSpans++
+				kept = true
+			}
+		}
+		if kept && p.Kind != harness.Normal {
+			interestingKept++
+		}
+	}
+	rate := float64(sent.SpansSent) / sent.Elapsed.Seconds()
+	for _, k := range harness.Interesting {
+		t.Logf("REPORT autoscaling: %s traces sent %d, complete %d", k, ev.ByKind[k].Sent, ev.ByKind[k].Complete)
+	}
+	t.Logf("REPORT autoscaling: guard cost: %d of %d spans sent carried the keep attribute (%.1f s of the mean %.0f spans/s); %d error and slow traces kept whole by it",
+		keptSpans, sent.SpansSent, float64(keptSpans)/rate, rate, interestingKept)
+	failed = t.Failed()
+}
+
+// applyTestAutoscaling applies the HPA of the autoscaling component, with
+// the test's windows and targets, and returns the adapter rules it ships.
+// The base's HPA comes back when the test ends.
+func applyTestAutoscaling(t *testing.T) []byte {
+	t.Helper()
+	objs, err := render.Overlay(t.TempDir(), []string{"autoscaling"}, testHPAPatch)
+	require.NoError(t, err)
+	var rules []byte
+	for _, u := range objs {
+		switch {
+		case u.GetKind() == "HorizontalPodAutoscaler":
+			applyObject(t, u)
+		case u.GetKind() == "ConfigMap" && u.GetName() == "tailgate-prometheus-adapter-rules":
+			data, _, _ := unstructured.NestedStringMap(u.Object, "data")
+			rules = []byte(data["config.yaml"])
+		}
+	}
+	require.NotEmpty(t, rules)
+	t.Cleanup(func() {
+		out, err := render.Build(render.BaseDir())
+		require.NoError(t, err)
+		objs, err := render.Objects(out)
+		require.NoError(t, err)
+		for _, u := range objs {
+			if u.GetKind() == "HorizontalPodAutoscaler" {
+				applyObject(t, u)
+			}
+		}
+	})
+	return rules
+}
+
+func applyObject(t *testing.T, u *unstructured.Unstructured) {
+	t.Helper()
+	data, err := yaml.Marshal(u.Object)
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "object.yaml")
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+	_, err = env.cp.Kubectl("apply", "--server-side", "--field-manager=tailgate-test", "--force-conflicts", "-f", path)
+	require.NoError(t, err)
+}
+
+// startClusterPrometheus runs Prometheus with the shipped scrape config
+// (deploy/kubernetes/monitoring/prometheus-scrape-config.yaml): it
+// discovers the pods from the test API server's EndpointSlices, as it
+// would in the cluster. Scrapes every 5 s (a test copy of the interval).
+func startClusterPrometheus(t *testing.T, dir string) *harness.Prometheus {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "deploy", "kubernetes", "monitoring", "prometheus-scrape-config.yaml"))
+	require.NoError(t, err)
+	var cfg map[string]any
+	require.NoError(t, yaml.Unmarshal(data, &cfg))
+	server, token, caFile := env.cp.Credentials()
+	for _, sc := range cfg["scrape_configs"].([]any) {
+		sc := sc.(map[string]any)
+		sc["scrape_interval"] = "5s"
+		for _, sd := range sc["kubernetes_sd_configs"].([]any) {
+			sd := sd.(map[string]any)
+			sd["api_server"] = server
+			sd["authorization"] = map[string]any{"credentials": token}
+			sd["tls_config"] = map[string]any{"ca_file": caFile}
+		}
+	}
+	cfg["global"] = map[string]any{"scrape_interval": "5s", "evaluation_interval": "5s"}
+	out, err := yaml.Marshal(cfg)
+	require.NoError(t, err)
+	prom, err := harness.StartPrometheus(dir, string(out))
+	require.NoError(t, err)
+	t.Cleanup(prom.Stop)
+	eventually(t, time.Minute, "Prometheus scrapes every gateway", func() (bool, string) {
+		targets, err := prom.Targets()
+		if err != nil {
+			return false, err.Error()
+		}
+		up := map[string]bool{}
+		for _, tg := range targets {
+			if tg.Health == "up" && tg.Labels["job"] == "tailgate-telemetry" {
+				up[tg.Labels["pod"]] = true
+			}
+		}
+		for _, p := range readyPods(t, "tailgate-gateway") {
+			if !up[p.Name] {
+				return false, fmt.Sprintf("%s not scraped; targets %v", p.Name, targets)
+			}
+		}
+		return true, ""
+	})
+	return prom
+}
+
+func hpa(t *testing.T) *autoscalingv2.HorizontalPodAutoscaler {
+	t.Helper()
+	h, err := env.cp.Client.AutoscalingV2().HorizontalPodAutoscalers(namespace).Get(ctx(t), "tailgate-gateway", metav1.GetOptions{})
+	require.NoError(t, err)
+	return h
+}
+
+func scalingActive(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+	for _, c := range h.Status.Conditions {
+		if c.Type == autoscalingv2.ScalingActive {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func hpaState(h *autoscalingv2.HorizontalPodAutoscaler) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "HPA current %d desired %d;", h.Status.CurrentReplicas, h.Status.DesiredReplicas)
+	for _, m := range h.Status.CurrentMetrics {
+		if m.Pods != nil {
+			fmt.Fprintf(&sb, " %s=%s", m.Pods.Metric.Name, m.Pods.Current.AverageValue)
+		}
+	}
+	for _, c := range h.Status.Conditions {
+		fmt.Fprintf(&sb, " %s=%s (%s: %s)", c.Type, c.Status, c.Reason, c.Message)
+	}
+	return sb.String()
+}
+
+// metricsAgreeWithPrometheus compares, for each metric of the HPA, what
+// the adapter serves for each gateway and what the HPA last read (their
+// mean) with what Prometheus computes for the adapter rule's own query.
+// The adapter is read at the same moment as Prometheus (within 5%); the HPA
+// read it up to a sync period (5 s) earlier (within 15%).
+func metricsAgreeWithPrometheus(t *testing.T, prom *harness.Prometheus, rules []byte) (bool, string) {
+	t.Helper()
+	cfg, err := render.ParseAdapterRules(rules)
+	require.NoError(t, err)
+	gateways := readyPods(t, "tailgate-gateway")
+	var names []string
+	for _, p := range gateways {
+		names = append(names, p.Name)
+	}
+	h := hpa(t)
+	var report []string
+	for _, m := range h.Status.CurrentMetrics {
+		if m.Pods == nil {
+			continue
+		}
+		name := m.Pods.Metric.Name
+		i := slices.IndexFunc(cfg.Rules, func(r render.AdapterRule) bool { return r.Name.As == name })
+		require.GreaterOrEqual(t, i, 0, "the HPA reads %s, which no rule serves", name)
+		served := adapterValues(t, name)
+		query := cfg.Rules[i].Expand(namespace, names)
+		samples, err := prom.Query(query)
+		if err != nil {
+			return false, err.Error()
+		}
+		computed := map[string]float64{}
+		var sum float64
+		for _, s := range samples {
+			computed[s.Labels["pod"]] = s.Value
+			sum += s.Value
+		}
+		if len(computed) != len(gateways) || len(served) != len(gateways) {
+			return false, fmt.Sprintf("%s: Prometheus has %d gateways, the adapter %d, %d ready", name, len(computed), len(served), len(gateways))
+		}
+		for pod, v := range served {
+			if !near(v, computed[pod], 0.05) {
+				return false, fmt.Sprintf("%s of %s: adapter %.1f, Prometheus %.1f", name, pod, v, computed[pod])
+			}
+		}
+		mean := sum / float64(len(computed))
+		hpaValue := m.Pods.Current.AverageValue.AsApproximateFloat64()
+		if !near(hpaValue, mean, 0.15) {
+			return false, fmt.Sprintf("%s: the HPA read %.1f, Prometheus computes %.1f", name, hpaValue, mean)
+		}
+		report = append(report, fmt.Sprintf("%s: HPA %.1f, Prometheus %.1f (adapter per pod within 5%%)", name, hpaValue, mean))
+	}
+	return len(report) == 2, strings.Join(report, "; ")
+}
+
+func near(a, b, rel float64) bool {
+	return math.Abs(a-b) <= rel*math.Max(math.Abs(a), math.Abs(b))+1e-9
+}
+
+// adapterValues reads a metric of every gateway pod from the custom
+// metrics API, as the HPA controller does, through the aggregation layer.
+func adapterValues(t *testing.T, metric string) map[string]float64 {
+	t.Helper()
+	var list struct {
+		Items []struct {
+			DescribedObject struct{ Name string } `json:"describedObject"`
+			Value           resource.Quantity     `json:"value"`
+		} `json:"items"`
+	}
+	body, err := env.cp.Client.Discovery().RESTClient().Get().
+		AbsPath("/apis/custom.metrics.k8s.io/v1beta1/namespaces", namespace, "pods", "*", metric).
+		Param("labelSelector", "app.kubernetes.io/name=tailgate-gateway").DoRaw(ctx(t))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(body, &list))
+	out := map[string]float64{}
+	for _, it := range list.Items {
+		out[it.DescribedObject.Name] = it.Value.AsApproximateFloat64()
+	}
+	return out
+}
+
+// replicaChange is one moment of the replica timeline.
+type replicaChange struct {
+	at      time.Time
+	desired int32 // the HPA's desired replicas
+	ready   int   // ready gateway pods
+	agents  []int // gateways in each agent's ring
+}
+
+type replicaTimeline struct {
+	mu      sync.Mutex
+	changes []replicaChange
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// recordReplicas polls, every second, the HPA's desired replicas, the
+// ready gateways and the agents' rings, and keeps each change.
+func recordReplicas(t *testing.T) *replicaTimeline {
+	c, cancel := context.WithCancel(context.Background())
+	tl := &replicaTimeline{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(tl.done)
+		for c.Err() == nil {
+			now := replicaChange{at: time.Now(), ready: len(readyEndpointsQuiet())}
+			if h, err := env.cp.Client.AutoscalingV2().HorizontalPodAutoscalers(namespace).Get(c, "tailgate-gateway", metav1.GetOptions{}); err == nil {
+				now.desired = h.Status.DesiredReplicas
+			}
+			for _, a := range agentAddressesQuiet() {
+				if s, err := harness.ScrapeMetricsAt(a); err == nil {
+					now.agents = append(now.agents, int(s.Sum("otelcol_loadbalancer_num_backends", "resolver", "k8s")))
+				}
+			}
+			tl.mu.Lock()
+			if n := len(tl.changes); n == 0 || tl.changes[n-1].desired != now.desired || tl.changes[n-1].ready != now.ready || !slices.Equal(tl.changes[n-1].agents, now.agents) {
+				tl.changes = append(tl.changes, now)
+			}
+			tl.mu.Unlock()
+			select {
+			case <-c.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	t.Cleanup(func() { tl.stop() })
+	return tl
+}
+
+// stop ends the recording and returns the timeline.
+func (tl *replicaTimeline) stop() []replicaChange {
+	tl.cancel()
+	<-tl.done
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return tl.changes
+}
+
+// agentAddressesQuiet lists the agents' telemetry addresses, for a
+// background goroutine.
+func agentAddressesQuiet() []string {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err := env.cp.Client.CoreV1().Pods(namespace).List(c, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=tailgate-agent"})
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, p := range list.Items {
+		if p.Status.PodIP != "" && p.DeletionTimestamp == nil {
+			out = append(out, p.Status.PodIP+":8888")
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ramp sends traffic through the agents in chunks of chunkLength of trace
+// starts, one chunk after the other at the rate of the current phase: a
+// phase ends when its condition holds, checked between chunks, so the load
+// changes without a gap.
+type ramp struct {
+	t       *testing.T
+	agents  []string
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	plans   []harness.TracePlan
+	sent    harness.SendResult
+	errs    []error
+	chunks  uint64
+	stopped bool
+}
+
+const chunkLength = 5 * time.Second
+
+func newRamp(t *testing.T) *ramp {
+	// Bounded: no phase outlives its own limit, and nothing outlives this.
+	c, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	return &ramp{t: t, agents: agentEndpoints(t), ctx: c, cancel: cancel}
+}
+
+// hold sends at rate (new traces per second) until done holds, for at most
+// limit; past it the test fails.
+func (r *ramp) hold(rate float64, limit time.Duration, what string, done func() (bool, string)) {
+	r.t.Helper()
+	deadline := time.Now().Add(limit)
+	last := ""
+	for time.Now().Before(deadline) {
+		r.startChunk(rate)
+		time.Sleep(chunkLength)
+		ok, state := done()
+		if ok {
+			return
+		}
+		last = state
+	}
+	r.stop()
+	r.t.Fatalf("%s: not after %s at %.0f traces/s (last state: %s)", what, limit, rate, last)
+}
+
+func (r *ramp) startChunk(rate float64) {
+	r.t.Helper()
+	gen := harness.DefaultGeneratorConfig()
+	r.chunks++
+	gen.Seed, gen.Agents, gen.Rate, gen.Traces = 1100+r.chunks, len(r.agents), rate, int(rate*chunkLength.Seconds())
+	gen.ErrorRatio, gen.SlowRatio = 0.1, 0.1
+	plans, err := harness.Plan(gen)
+	require.NoError(r.t, err)
+	r.mu.Lock()
+	r.plans = append(r.plans, plans...)
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		sent, err := harness.Send(r.ctx, plans, r.agents, nil)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if err != nil {
+			r.errs = append(r.errs, err)
+		}
+		r.sent.SpansSent += sent.SpansSent
+		r.sent.SpansFailed += sent.SpansFailed
+		for id := range sent.FailedTraces {
+			if r.sent.FailedTraces == nil {
+				r.sent.FailedTraces = map[pcommon.TraceID]bool{}
+			}
+			r.sent.FailedTraces[id] = true
+		}
+	}()
+}
+
+// stop waits for the chunks in flight and returns what was planned and
+// sent; the agents may not have refused a span.
+func (r *ramp) stop() ([]harness.TracePlan, harness.SendResult) {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return nil, harness.SendResult{}
+	}
+	r.stopped = true
+	r.mu.Unlock()
+	start := time.Now()
+	r.wg.Wait()
+	r.cancel()
+	r.sent.Elapsed = time.Duration(r.chunks)*chunkLength + time.Since(start)
+	require.Empty(r.t, r.errs)
+	require.Zero(r.t, r.sent.SpansFailed, "agents refused spans")
+	return r.plans, r.sent
+}

@@ -1,0 +1,129 @@
+package manifests
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/k8s/render"
+	"github.com/tailgate-dev/tailgate/test/profile"
+)
+
+// withAutoscaling renders the base with the autoscaling component: its HPA
+// and the adapter rules' ConfigMap.
+func withAutoscaling(t *testing.T) (*autoscalingv2.HorizontalPodAutoscaler, render.AdapterRules) {
+	t.Helper()
+	objs, err := render.Overlay(t.TempDir(), []string{"autoscaling"}, "")
+	require.NoError(t, err)
+	var hpa *autoscalingv2.HorizontalPodAutoscaler
+	var rules render.AdapterRules
+	for _, u := range objs {
+		switch {
+		case u.GetKind() == "HorizontalPodAutoscaler":
+			hpa = &autoscalingv2.HorizontalPodAutoscaler{}
+			require.NoError(t, render.Strict(u, hpa))
+		case u.GetKind() == "ConfigMap" && u.GetName() == "tailgate-prometheus-adapter-rules":
+			var cm corev1.ConfigMap
+			require.NoError(t, render.Strict(u, &cm))
+			rules, err = render.ParseAdapterRules([]byte(cm.Data["config.yaml"]))
+			require.NoError(t, err)
+		}
+	}
+	require.NotNil(t, hpa)
+	require.NotEmpty(t, rules.Rules, "adapter rules ConfigMap")
+	return hpa, rules
+}
+
+var rateWindow = regexp.MustCompile(`(?:rate|avg_over_time)\(<<\.Series>>\{[^}]*\}\[(\d+[smh])\]\)`)
+
+// TestAutoscalingComponent: the HPA of the autoscaling component asks for
+// exactly the metrics the adapter rules serve, per pod, from series
+// labelled as the ServiceMonitor labels them; its targets agree with the
+// profile and docs/sizing.md; the base's behavior is kept.
+func TestAutoscalingComponent(t *testing.T) {
+	hpa, rules := withAutoscaling(t)
+	base := load(t)
+	assert.Equal(t, base.hpa.Spec.Behavior, hpa.Spec.Behavior, "the component changes the metrics only")
+	assert.Equal(t, base.hpa.Spec.MinReplicas, hpa.Spec.MinReplicas)
+
+	served := map[string]string{} // custom metric -> its rule's metricsQuery
+	sm, _, _ := withMonitoring(t)
+	var telemetryInterval time.Duration
+	for _, e := range sm.Spec.Endpoints {
+		if e.Port == "telemetry" {
+			var err error
+			telemetryInterval, err = time.ParseDuration(string(e.Interval))
+			require.NoError(t, err)
+		}
+	}
+	require.NotZero(t, telemetryInterval, "the ServiceMonitor scrapes the telemetry port")
+	for _, r := range rules.Rules {
+		// The pod and namespace labels become the pod resource, as the
+		// Prometheus Operator names them on a ServiceMonitor's targets.
+		assert.Equal(t, "pod", r.Resources.Overrides["pod"].Resource, r.Name.As)
+		assert.Equal(t, "namespace", r.Resources.Overrides["namespace"].Resource, r.Name.As)
+		m := rateWindow.FindStringSubmatch(r.MetricsQuery)
+		require.NotNil(t, m, "%s: a rate or average over a window of the series: %s", r.Name.As, r.MetricsQuery)
+		window, err := time.ParseDuration(m[1])
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, window, 4*telemetryInterval, "%s: the window holds four scrapes", r.Name.As)
+		served[r.Name.As] = r.MetricsQuery
+	}
+
+	targets := map[string]float64{}
+	for _, m := range hpa.Spec.Metrics {
+		require.Equal(t, autoscalingv2.PodsMetricSourceType, m.Type, "per-pod metrics only: the component needs no metrics-server")
+		name := m.Pods.Metric.Name
+		require.Contains(t, served, name, "the HPA asks for a metric no adapter rule serves")
+		require.Equal(t, autoscalingv2.AverageValueMetricType, m.Pods.Target.Type)
+		targets[name] = m.Pods.Target.AverageValue.AsApproximateFloat64()
+	}
+	assert.ElementsMatch(t, slices.Collect(maps.Keys(served)), slices.Collect(maps.Keys(targets)), "every rule is used")
+
+	// Targets: below what one pod takes at the CPU target, and half of the
+	// trace buffer.
+	consts, err := harness.SizingConstants()
+	require.NoError(t, err)
+	c := base.gateway.Spec.Template.Spec.Containers[0]
+	prof, err := profile.Effective("gateway", containerEnv(c))
+	require.NoError(t, err)
+	numTraces, err := strconv.ParseFloat(fmt.Sprint(profile.Get(prof, "processors", "tail_sampling", "num_traces")), 64)
+	require.NoError(t, err)
+	cpuBound := c.Resources.Requests.Cpu().AsApproximateFloat64() * designCPUShare / (consts.CPUSecondsPer10kSpans / 10_000)
+	t.Logf("targets %v; one pod at %.0f%% CPU takes %.0f spans/s; num_traces %.0f", targets, 100*designCPUShare, cpuBound, numTraces)
+	assert.LessOrEqual(t, targets["tailgate_accepted_spans_per_second"], cpuBound)
+	assert.LessOrEqual(t, targets["tailgate_traces_in_memory"], numTraces/2, "room for the traffic to double while gateways start")
+}
+
+// TestHPABehaviorSuitsTailSampling: prompt out, slow in, one leaving
+// gateway at a time.
+func TestHPABehaviorSuitsTailSampling(t *testing.T) {
+	m := load(t)
+	b := m.hpa.Spec.Behavior
+	require.NotNil(t, b)
+	c := m.gateway.Spec.Template.Spec.Containers[0]
+	prof, err := profile.Effective("gateway", containerEnv(c))
+	require.NoError(t, err)
+	decisionWait, err := time.ParseDuration(fmt.Sprint(profile.Get(prof, "processors", "tail_sampling", "decision_wait")))
+	require.NoError(t, err)
+
+	assert.Zero(t, *b.ScaleUp.StabilizationWindowSeconds, "scale out at once")
+	seconds := func(s int32) time.Duration { return time.Duration(s) * time.Second }
+	assert.GreaterOrEqual(t, seconds(*b.ScaleDown.StabilizationWindowSeconds), 30*decisionWait, "scale in only after a sustained drop")
+	require.Len(t, b.ScaleDown.Policies, 1)
+	p := b.ScaleDown.Policies[0]
+	assert.Equal(t, autoscalingv2.PodsScalingPolicy, p.Type)
+	assert.EqualValues(t, 1, p.Value, "one pod at a time")
+	grace := seconds(int32(*m.gateway.Spec.Template.Spec.TerminationGracePeriodSeconds))
+	assert.GreaterOrEqual(t, seconds(p.PeriodSeconds), grace, "a leaving gateway is gone before the next leaves")
+}
