@@ -40,9 +40,11 @@ const (
 
 	// The ramp, in new traces per second (21.5 spans each on average):
 	// ~540 spans/s, which three gateways hold under the target, then
-	// ~1720 spans/s, which needs six.
+	// ~1630 spans/s, 5.45 x the target: six gateways, and far enough from
+	// both 5 and 6 that the rate's noise does not cross either (a count
+	// that sits on ceil(load/target) never flaps).
 	lowRate  = 25
-	highRate = 80
+	highRate = 76
 )
 
 const testHPAPatch = `patches:
@@ -123,6 +125,14 @@ func TestHPAScalesGatewaysOnTheirLoad(t *testing.T) {
 	assert.True(t, slices.IsSortedFunc(desired[peak:], func(a, b int32) int { return int(b - a) }), "then fell monotonically: %v", desired)
 	assert.GreaterOrEqual(t, int(desired[peak]), minGateways+2)
 	assert.EqualValues(t, minGateways, desired[len(desired)-1])
+	// The agents followed: every gateway count of the way up and down was
+	// the ring of both agents at some point.
+	for _, c := range changes {
+		followed := slices.ContainsFunc(changes, func(o replicaChange) bool {
+			return len(o.agents) == 2 && o.agents[0] == c.ready && o.agents[1] == c.ready
+		})
+		assert.True(t, followed, "no moment when both agents' rings held the %d ready gateways", c.ready)
+	}
 
 	var ev harness.Evaluation
 	eventually(t, 2*time.Minute, "every error and slow trace at the backend, complete", func() (bool, string) {
