@@ -1,5 +1,7 @@
 package harness
 
+import "strings"
+
 // PipelineCounters are the collectors' own counts of loss, summed over
 // every process of a topology, from their internal telemetry.
 type PipelineCounters struct {
@@ -7,6 +9,7 @@ type PipelineCounters struct {
 	ExporterFailed    float64 // export gave up after retries
 	EnqueueFailed     float64 // sending queue full
 	DroppedTooEarly   float64 // tail_sampling evicted an undecided trace (num_traces too small)
+	GatewaysSent      float64 // spans the gateways exported to the backend
 	GatewayNewTraces  []float64
 	KeptByPolicy      map[string]float64
 	GatewayScrapeErrs []error
@@ -49,6 +52,11 @@ func (t *Topology) Counters() PipelineCounters {
 		if n.Profile == "gateway" {
 			c.DroppedTooEarly += s.Sum(MetricDroppedTooEarly)
 			c.GatewayNewTraces = append(c.GatewayNewTraces, s.Sum(MetricNewTraces))
+			for exporter, v := range s.LabelValues(MetricExporterSent, "exporter") {
+				if strings.HasPrefix(exporter, "otlp_grpc/backend") {
+					c.GatewaysSent += v
+				}
+			}
 			for policy, v := range s.LabelValues(MetricTracesSampled, "policy", "sampled", "true") {
 				c.KeptByPolicy[policy] += v
 			}

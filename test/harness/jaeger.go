@@ -24,7 +24,14 @@ type Backend interface {
 // back through its HTTP query API (a module build embeds no UI).
 type Jaeger struct {
 	OTLPPort, QueryPort int
+	queryURL            string
 	proc                *Process
+}
+
+// JaegerAt reads traces from a Jaeger that runs elsewhere, through its
+// query API at queryURL (http://host:16686).
+func JaegerAt(queryURL string) *Jaeger {
+	return &Jaeger{queryURL: strings.TrimSuffix(queryURL, "/")}
 }
 
 // JaegerBinary builds (once, cached by version) and returns the Jaeger binary.
@@ -81,7 +88,7 @@ func StartJaeger(dir string) (*Jaeger, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := &Jaeger{OTLPPort: ports[0], QueryPort: ports[1]}
+	j := &Jaeger{OTLPPort: ports[0], QueryPort: ports[1], queryURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1])}
 	cfg := filepath.Join(dir, "jaeger.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, jaegerConfig, ports[1], ports[2], ports[3], ports[0]), 0o644); err != nil {
 		return nil, err
@@ -122,7 +129,7 @@ type jaegerTraces struct {
 // have (404), or an API failure, reads as empty.
 func (j *Jaeger) trace(id pcommon.TraceID) jaegerTraces {
 	var t jaegerTraces
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/traces/%s", j.QueryPort, hex.EncodeToString(id[:])))
+	resp, err := http.Get(j.queryURL + "/api/traces/" + hex.EncodeToString(id[:]))
 	if err != nil {
 		return t
 	}

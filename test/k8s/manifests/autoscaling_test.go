@@ -35,6 +35,7 @@ func withAutoscaling(t *testing.T) (*autoscalingv2.HorizontalPodAutoscaler, rend
 		case u.GetKind() == "ConfigMap" && u.GetName() == "tailgate-prometheus-adapter-rules":
 			var cm corev1.ConfigMap
 			require.NoError(t, render.Strict(u, &cm))
+			assert.Equal(t, "observability", cm.Namespace)
 			rules, err = render.ParseAdapterRules([]byte(cm.Data["config.yaml"]))
 			require.NoError(t, err)
 		}

@@ -97,3 +97,27 @@ func TestPrometheusRules(t *testing.T) {
 		}
 	}
 }
+
+// TestGrafanaDashboardConfigMap: the monitoring component ships
+// dashboard.json as a ConfigMap Grafana's dashboard sidecar picks up (its
+// default label), unchanged. test/e2e runs every panel's queries against a
+// real Prometheus scraping a live topology.
+func TestGrafanaDashboardConfigMap(t *testing.T) {
+	objs, err := render.Overlay(t.TempDir(), []string{"monitoring"}, "")
+	require.NoError(t, err)
+	shipped, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "deploy", "kubernetes", "monitoring", "dashboard.json"))
+	require.NoError(t, err)
+	found := false
+	for _, u := range objs {
+		if u.GetKind() != "ConfigMap" || u.GetName() != "tailgate-grafana-dashboard" {
+			continue
+		}
+		found = true
+		var cm corev1.ConfigMap
+		require.NoError(t, render.Strict(u, &cm))
+		assert.Equal(t, "1", cm.Labels["grafana_dashboard"], "the Grafana sidecar's default label")
+		assert.Equal(t, "observability", cm.Namespace)
+		assert.JSONEq(t, string(shipped), cm.Data["tailgate.json"])
+	}
+	require.True(t, found, "no dashboard ConfigMap in the monitoring component")
+}
