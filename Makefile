@@ -34,7 +34,7 @@ IMAGE ?= localhost/tailgate:dev
 BIN_SOURCES := builder-config.yaml cmd/tailgate/go.mod cmd/tailgate/go.sum \
 	$(shell find cmd/tailgate components -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: all build generate tools controlplane jaeger prometheus adapter test test-churn run image lint bench bench-churn sizing clean help
+.PHONY: all build generate tools controlplane jaeger prometheus adapter test-tools test test-churn run image lint bench bench-churn sizing clean help
 
 all: build
 
@@ -55,6 +55,16 @@ jaeger: ## Build the Jaeger v2 binary the tests use as a real tracing backend in
 
 prometheus: ## Build Prometheus and promtool (with Kubernetes service discovery) for the tests into $(TOOLS_DIR), once.
 	TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh prometheus
+
+# The tools the tests run are independent builds: build them side by side,
+# so that one's downloads and link overlap the others' compiles on a few
+# cores; a failure of any fails the target. Each is a no-op once cached.
+test-tools: ## Build every tool the tests run (control plane, Jaeger, Prometheus, prometheus-adapter) into $(TOOLS_DIR), in parallel.
+	@pids=(); \
+	for tool in "install-controlplane.sh" "install-go-tool.sh jaeger" "install-go-tool.sh prometheus" "install-go-tool.sh prometheus-adapter"; do \
+	  TOOLS_DIR=$(TOOLS_DIR) scripts/$$tool >/dev/null & pids+=($$!); \
+	done; \
+	status=0; for pid in "$${pids[@]}"; do wait $$pid || status=1; done; exit $$status
 
 adapter: ## Build prometheus-adapter (custom metrics API for the autoscaling test) into $(TOOLS_DIR), once (~1.5 min).
 	TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh prometheus-adapter
@@ -81,7 +91,7 @@ image: $(BIN) ## Build the container image $(IMAGE) with podman or docker.
 	scripts/stage-image-context.sh bin/image-context
 	$(CONTAINER_ENGINE) build -f bin/image-context/Dockerfile -t $(IMAGE) bin/image-context
 
-test: $(BIN) $(OCB) $(MDATAGEN) controlplane jaeger prometheus adapter ## Run every test: components, generated code, profiles, image, end-to-end, Kubernetes.
+test: $(BIN) $(OCB) $(MDATAGEN) test-tools ## Run every test: components, generated code, profiles, image, end-to-end, Kubernetes.
 	for c in $(COMPONENTS); do (cd $$c && $(GO) test $(GOTESTFLAGS) ./...) || exit 1; done
 	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) $(GO) test $(GOTESTFLAGS) ./...
 

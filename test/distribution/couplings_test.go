@@ -228,10 +228,11 @@ func modTarget(dir string, v modversion.Version) string {
 // Kubernetes client libraries: the one the control plane's release ships.
 // thirdPartyPrograms are wrapper modules that build someone else's released
 // program with its own pins, as its release does: Jaeger never talks to the
-// test cluster; prometheus-adapter v0.12.0 does, through the stable APIs a
-// released adapter uses against any newer cluster.
+// test cluster; Prometheus (service discovery) and prometheus-adapter do,
+// through the stable APIs their releases use against any newer cluster.
 var thirdPartyPrograms = []string{
 	filepath.Join("build", "tools", "jaeger", "go.mod"),
+	filepath.Join("build", "tools", "prometheus", "go.mod"),
 	filepath.Join("build", "tools", "prometheus-adapter", "go.mod"),
 }
 

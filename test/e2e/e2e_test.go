@@ -145,3 +145,11 @@ func settle(t *testing.T, topo *harness.Topology, quiet, maxWait time.Duration) 
 		t.Logf("settle: gave up after %s (queued items %v)", maxWait, topo.QueuedItems())
 	}
 }
+
+// eventually polls cond every 500ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	if ok, last := harness.Poll(timeout, 500*time.Millisecond, cond); !ok {
+		t.Fatalf("%s: not after %s (last state: %s)", what, timeout, last)
+	}
+}

@@ -246,19 +246,3 @@ func dashboardQueries(t *testing.T) []panelQuery {
 	}
 	return out
 }
-
-// eventually polls cond every 500ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Fatalf("%s: not after %s (last state: %s)", what, timeout, last)
-}

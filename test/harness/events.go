@@ -24,3 +24,20 @@ func RunAt(ctx context.Context, events map[time.Duration]func()) (wait func()) {
 	}
 	return wg.Wait
 }
+
+// Poll checks cond every interval until it holds or timeout passes, and
+// returns whether it held and the state cond last described (for the
+// caller's failure message).
+func Poll(timeout, interval time.Duration, cond func() (bool, string)) (bool, string) {
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return true, state
+		}
+		last = state
+		time.Sleep(interval)
+	}
+	return false, last
+}

@@ -24,17 +24,9 @@ const decisionWait = 10 * time.Second
 // eventually polls cond every 250ms until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(250 * time.Millisecond)
+	if ok, last := harness.Poll(timeout, 250*time.Millisecond, cond); !ok {
+		t.Fatalf("%s: not after %s (last state: %s)\n%s", what, timeout, last, env.kubelet.LogTails(15))
 	}
-	t.Fatalf("%s: not after %s (last state: %s)\n%s", what, timeout, last, env.kubelet.LogTails(15))
 }
 
 func ctx(t *testing.T) context.Context {
