@@ -53,7 +53,7 @@ controlplane: ## Build the Kubernetes test control plane (etcd, kube-apiserver, 
 jaeger: ## Build the Jaeger v2 binary the tests use as a real tracing backend into $(TOOLS_DIR), once (~3 min).
 	TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh jaeger
 
-prometheus: ## Build Prometheus and promtool (with Kubernetes service discovery) for the tests into $(TOOLS_DIR), once.
+prometheus: ## Build Prometheus and promtool (with Kubernetes service discovery) for the tests into $(TOOLS_DIR), once (~4 min).
 	TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh prometheus
 
 # The tools the tests run are independent builds: build them side by side,
@@ -66,7 +66,7 @@ test-tools: ## Build every tool the tests run (control plane, Jaeger, Prometheus
 	done; \
 	status=0; for pid in "$${pids[@]}"; do wait $$pid || status=1; done; exit $$status
 
-adapter: ## Build prometheus-adapter (custom metrics API for the autoscaling test) into $(TOOLS_DIR), once (~1.5 min).
+adapter: ## Build prometheus-adapter (custom metrics API for the autoscaling test) into $(TOOLS_DIR), once (~2 min).
 	TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh prometheus-adapter
 
 $(MDATAGEN):

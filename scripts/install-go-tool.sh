@@ -16,7 +16,7 @@ case $name in
   jaeger) module=github.com/jaegertracing/jaeger bins=(jaeger=cmd/jaeger) ;;
   # Prometheus server and promtool with only the Kubernetes service
   # discovery (plus file and http), through upstream's build tags for
-  # choosing discovery plugins.
+  # choosing discovery plugins. ~4 min, 73 + 51 MB.
   prometheus)
     module=github.com/prometheus/prometheus bins=(prometheus=cmd/prometheus promtool=cmd/promtool)
     tags=remove_all_sd,enable_kubernetes_sd ;;
