@@ -191,7 +191,7 @@ func (m *CustomMetricsAPI) LogTail(n int) string { return m.proc.LogTail(n) }
 
 // Stop unregisters the API first (an APIService without a backend breaks
 // API discovery for every client of the cluster), then stops the adapter
-// and removes its namespace.
+// and removes its Service and EndpointSlice.
 func (m *CustomMetricsAPI) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
