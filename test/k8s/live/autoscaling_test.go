@@ -474,7 +474,7 @@ const chunkLength = 5 * time.Second
 // rampSeeds numbers the chunks' generator seeds across every ramp of the
 // test binary (-count=n included): a trace ID sent again would meet its
 // first run's decision in the gateways' decision caches.
-var rampSeeds = func() *atomic.Uint64 { var s atomic.Uint64; s.Store(1100); return &s }()
+var rampSeeds atomic.Uint64
 
 func newRamp(t *testing.T) *ramp {
 	// Bounded: no phase outlives its own limit, and nothing outlives this.
@@ -505,7 +505,7 @@ func (r *ramp) startChunk(rate float64) {
 	r.t.Helper()
 	gen := harness.DefaultGeneratorConfig()
 	r.chunks++
-	gen.Seed, gen.Agents, gen.Rate, gen.Traces = rampSeeds.Add(1), len(r.agents), rate, int(rate*chunkLength.Seconds())
+	gen.Seed, gen.Agents, gen.Rate, gen.Traces = 1100+rampSeeds.Add(1), len(r.agents), rate, int(rate*chunkLength.Seconds())
 	gen.ErrorRatio, gen.SlowRatio = 0.1, 0.1
 	plans, err := harness.Plan(gen)
 	require.NoError(r.t, err)
