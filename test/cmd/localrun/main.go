@@ -94,18 +94,15 @@ func run() error {
 	// has been quiet for two seconds (batch and queue flushes).
 	fmt.Printf("waiting for decisions (decision_wait %s) and flushes\n", *decisionWait)
 	var judge harness.Backend = topo.Sink
-	switch {
-	case *backend == "":
+	if *backend == "" {
 		topo.Sink.WaitQuiet(ctx, *decisionWait+time.Second, 2*time.Second, *decisionWait+30*time.Second, nil)
-	case *jaegerQuery != "":
-		judge = harness.JaegerAt(*jaegerQuery)
-		fallthrough
-	default:
+	} else {
 		// A real backend tells nothing of its ingestion: wait until the
 		// gateways' backend queues are empty.
 		time.Sleep(*decisionWait + time.Second)
-		for deadline := time.Now().Add(30 * time.Second); topo.QueuedItems() > 0 && time.Now().Before(deadline); {
-			time.Sleep(500 * time.Millisecond)
+		harness.Poll(30*time.Second, 500*time.Millisecond, func() (bool, string) { return topo.QueuedItems() == 0, "" })
+		if *jaegerQuery != "" {
+			judge = harness.JaegerAt(*jaegerQuery)
 		}
 	}
 	if err := ctx.Err(); err != nil {

@@ -29,8 +29,9 @@ import (
 // network address, behind a selector-less Service with a hand-written
 // EndpointSlice (the process kubelet only runs tailgate's image).
 type CustomMetricsAPI struct {
-	cp   *ControlPlane
-	proc *harness.Process
+	cp          *ControlPlane
+	apiServices dynamic.ResourceInterface // the cluster's APIService objects
+	proc        *harness.Process
 }
 
 const (
@@ -60,7 +61,11 @@ func StartCustomMetricsAPI(cp *ControlPlane, dir, prometheusURL, rulesFile strin
 	if err != nil {
 		return nil, err
 	}
-	m := &CustomMetricsAPI{cp: cp}
+	dyn, err := dynamic.NewForConfig(cp.Config)
+	if err != nil {
+		return nil, err
+	}
+	m := &CustomMetricsAPI{cp: cp, apiServices: dyn.Resource(schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"})}
 	defer func() {
 		if err != nil {
 			m.Stop()
@@ -125,11 +130,7 @@ func (m *CustomMetricsAPI) register(port int) error {
 	if err != nil {
 		return err
 	}
-	apiServices, err := m.apiServices()
-	if err != nil {
-		return err
-	}
-	_, err = apiServices.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+	_, err = m.apiServices.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
 		"metadata": map[string]any{"name": CustomMetricsAPIService},
 		"spec": map[string]any{
@@ -144,22 +145,9 @@ func (m *CustomMetricsAPI) register(port int) error {
 	return err
 }
 
-// apiServices is a client of the cluster's APIService objects.
-func (m *CustomMetricsAPI) apiServices() (dynamic.ResourceInterface, error) {
-	c, err := dynamic.NewForConfig(m.cp.Config)
-	if err != nil {
-		return nil, err
-	}
-	return c.Resource(schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}), nil
-}
-
 // waitAvailable waits for the APIService's Available condition: the
 // aggregation layer reached the adapter through the Service and trusted it.
 func (m *CustomMetricsAPI) waitAvailable(timeout time.Duration) error {
-	apiServices, err := m.apiServices()
-	if err != nil {
-		return err
-	}
 	deadline := time.Now().Add(timeout)
 	last := ""
 	for time.Now().Before(deadline) {
@@ -167,7 +155,7 @@ func (m *CustomMetricsAPI) waitAvailable(timeout time.Duration) error {
 			return fmt.Errorf("prometheus-adapter exited:\n%s", m.proc.LogTail(30))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		s, err := apiServices.Get(ctx, CustomMetricsAPIService, metav1.GetOptions{})
+		s, err := m.apiServices.Get(ctx, CustomMetricsAPIService, metav1.GetOptions{})
 		cancel()
 		if err == nil {
 			conditions, _, _ := unstructured.NestedSlice(s.Object, "status", "conditions")
@@ -195,9 +183,7 @@ func (m *CustomMetricsAPI) LogTail(n int) string { return m.proc.LogTail(n) }
 func (m *CustomMetricsAPI) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if apiServices, err := m.apiServices(); err == nil {
-		_ = apiServices.Delete(ctx, CustomMetricsAPIService, metav1.DeleteOptions{})
-	}
+	_ = m.apiServices.Delete(ctx, CustomMetricsAPIService, metav1.DeleteOptions{})
 	if m.proc != nil {
 		_ = m.proc.Stop(10 * time.Second)
 	}

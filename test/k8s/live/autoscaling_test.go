@@ -73,6 +73,8 @@ func TestHPAScalesGatewaysOnTheirLoad(t *testing.T) {
 	prom := startClusterPrometheus(t, dir)
 	rulesFile, err := cluster.RulesFile(dir, rules)
 	require.NoError(t, err)
+	parsedRules, err := render.ParseAdapterRules(rules)
+	require.NoError(t, err)
 	metricsAPI, err := cluster.StartCustomMetricsAPI(env.cp, dir, prom.URL(), rulesFile)
 	require.NoError(t, err)
 	t.Cleanup(metricsAPI.Stop)
@@ -101,7 +103,7 @@ func TestHPAScalesGatewaysOnTheirLoad(t *testing.T) {
 	agentsSeeGateways(t, scaledOut, "k8s")
 	var agreement string
 	load.hold(highRate, 2*time.Minute, "the HPA's and the adapter's values agree with Prometheus", func() (bool, string) {
-		ok, state := metricsAgreeWithPrometheus(t, prom, rules)
+		ok, state := metricsAgreeWithPrometheus(t, prom, parsedRules)
 		agreement = state
 		return ok, state
 	})
@@ -189,9 +191,9 @@ func applyTestAutoscaling(t *testing.T) []byte {
 		switch {
 		case u.GetKind() == "HorizontalPodAutoscaler":
 			applyObject(t, u)
-		case u.GetKind() == "ConfigMap" && u.GetName() == "tailgate-prometheus-adapter-rules":
+		case u.GetKind() == "ConfigMap" && u.GetName() == render.AdapterRulesConfigMap:
 			data, _, _ := unstructured.NestedStringMap(u.Object, "data")
-			rules = []byte(data["config.yaml"])
+			rules = []byte(data[render.AdapterRulesKey])
 		}
 	}
 	require.NotEmpty(t, rules)
@@ -302,10 +304,8 @@ func hpaState(h *autoscalingv2.HorizontalPodAutoscaler) string {
 // mean) with what Prometheus computes for the adapter rule's own query.
 // The adapter is read at the same moment as Prometheus (within 5%); the HPA
 // read it up to a sync period (5 s) earlier (within 15%).
-func metricsAgreeWithPrometheus(t *testing.T, prom *harness.Prometheus, rules []byte) (bool, string) {
+func metricsAgreeWithPrometheus(t *testing.T, prom *harness.Prometheus, cfg render.AdapterRules) (bool, string) {
 	t.Helper()
-	cfg, err := render.ParseAdapterRules(rules)
-	require.NoError(t, err)
 	gateways := readyPods(t, "tailgate-gateway")
 	var names []string
 	for _, p := range gateways {

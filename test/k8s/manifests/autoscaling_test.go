@@ -32,11 +32,11 @@ func withAutoscaling(t *testing.T) (*autoscalingv2.HorizontalPodAutoscaler, rend
 		case u.GetKind() == "HorizontalPodAutoscaler":
 			hpa = &autoscalingv2.HorizontalPodAutoscaler{}
 			require.NoError(t, render.Strict(u, hpa))
-		case u.GetKind() == "ConfigMap" && u.GetName() == "tailgate-prometheus-adapter-rules":
+		case u.GetKind() == "ConfigMap" && u.GetName() == render.AdapterRulesConfigMap:
 			var cm corev1.ConfigMap
 			require.NoError(t, render.Strict(u, &cm))
 			assert.Equal(t, "observability", cm.Namespace)
-			rules, err = render.ParseAdapterRules([]byte(cm.Data["config.yaml"]))
+			rules, err = render.ParseAdapterRules([]byte(cm.Data[render.AdapterRulesKey]))
 			require.NoError(t, err)
 		}
 	}

@@ -92,6 +92,12 @@ func Overlay(dir string, components []string, extra string) ([]*unstructured.Uns
 	return Objects(out)
 }
 
+// The autoscaling component's ConfigMap of adapter rules, and its key.
+const (
+	AdapterRulesConfigMap = "tailgate-prometheus-adapter-rules"
+	AdapterRulesKey       = "config.yaml"
+)
+
 // AdapterRules is prometheus-adapter's configuration, the part the
 // autoscaling component's rules use.
 type AdapterRules struct {
