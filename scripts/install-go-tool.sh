@@ -4,12 +4,12 @@
 # outside the clone keyed by the version the wrapper pins. Idempotent: a
 # later run with the binaries present does nothing.
 #
-#   scripts/install-go-tool.sh jaeger|prometheus|prometheus-adapter
+#   scripts/install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen
 #
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-name=${1:?usage: install-go-tool.sh jaeger|prometheus|prometheus-adapter}
+name=${1:?usage: install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen}
 tags=""
 case $name in
   # Jaeger v2 all-in-one: the tests' real tracing backend. ~3 min, ~85 MB.
@@ -22,6 +22,8 @@ case $name in
     tags=remove_all_sd,enable_kubernetes_sd ;;
   # custom.metrics.k8s.io from Prometheus, for the autoscaling test. ~2 min, ~60 MB.
   prometheus-adapter) module=sigs.k8s.io/prometheus-adapter bins=(prometheus-adapter=cmd/adapter) ;;
+  # Upstream's OTLP load generator, the real-client load in the tests. ~20 s, 17 MB.
+  telemetrygen) module=github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen bins=(telemetrygen=) ;;
   *) echo "install-go-tool.sh: unknown tool $name" >&2; exit 2 ;;
 esac
 mod=$root/build/tools/$name
@@ -30,7 +32,8 @@ version=$(cd "$mod" && go list -m -f '{{.Version}}' "$module")
 : "${version:?cannot read the $module version from $mod/go.mod}"
 dir=$TOOLS_DIR/$name-$version
 for b in "${bins[@]}"; do
-  bin=${b%%=*} pkg=$module/${b#*=}
+  bin=${b%%=*} sub=${b#*=}
+  pkg=$module${sub:+/$sub}
   [ -x "$dir/$bin" ] && continue
   mkdir -p "$dir"
   echo "building $bin ($pkg $version) into $dir" >&2

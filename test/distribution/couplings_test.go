@@ -275,3 +275,25 @@ func sortedMapKeys(v any) []string {
 	m, _ := v.(map[string]any)
 	return slices.Sorted(maps.Keys(m))
 }
+
+// TestTelemetrygenIsTheShippedContribRelease: the tests' load generator
+// (build/tools/telemetrygen) is the contrib release the distribution's
+// contrib components come from, so its exporters and the receivers under
+// test are the same generation.
+func TestTelemetrygenIsTheShippedContribRelease(t *testing.T) {
+	root := harness.RepoRoot()
+	var contrib string
+	for _, m := range loadManifest(t).Processors {
+		if fields := strings.Fields(m.GoMod); strings.HasSuffix(fields[0], "contrib/processor/tailsamplingprocessor") {
+			contrib = fields[1]
+		}
+	}
+	require.NotEmpty(t, contrib, "builder-config.yaml ships no contrib tailsamplingprocessor")
+	var telemetrygen string
+	for _, r := range parseMod(t, filepath.Join(root, "build", "tools", "telemetrygen", "go.mod")).Require {
+		if r.Mod.Path == "github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen" {
+			telemetrygen = r.Mod.Version
+		}
+	}
+	assert.Equal(t, contrib, telemetrygen, "build/tools/telemetrygen pins another contrib release than builder-config.yaml")
+}
