@@ -29,6 +29,7 @@ import (
 	k8sattributesprocessor "github.com/open-telemetry/opentelemetry-collector-contrib/processor/k8sattributesprocessor"
 	tailsamplingprocessor "github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor"
 	filterprocessor "github.com/open-telemetry/opentelemetry-collector-contrib/processor/filterprocessor"
+	transformprocessor "github.com/open-telemetry/opentelemetry-collector-contrib/processor/transformprocessor"
 	rebalanceguardprocessor "github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor"
 	otlpreceiver "go.opentelemetry.io/collector/receiver/otlpreceiver"
 )
@@ -106,6 +107,7 @@ func components() (otelcol.Factories, error) {
 		k8sattributesprocessor.NewFactory(),
 		tailsamplingprocessor.NewFactory(),
 		filterprocessor.NewFactory(),
+		transformprocessor.NewFactory(),
 		rebalanceguardprocessor.NewFactory(),
 	)
 	if err != nil {
@@ -118,6 +120,7 @@ func components() (otelcol.Factories, error) {
 		k8sattributesprocessor.NewFactory().Type(): "github.com/open-telemetry/opentelemetry-collector-contrib/processor/k8sattributesprocessor v1.0.0",
 		tailsamplingprocessor.NewFactory().Type(): "github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor v0.161.0",
 		filterprocessor.NewFactory().Type(): "github.com/open-telemetry/opentelemetry-collector-contrib/processor/filterprocessor v0.161.0",
+		transformprocessor.NewFactory().Type(): "github.com/open-telemetry/opentelemetry-collector-contrib/processor/transformprocessor v0.161.0",
 		rebalanceguardprocessor.NewFactory().Type(): "github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor v0.0.0",
 	})
 

@@ -106,6 +106,32 @@ func TestEveryProfileVariableIsDocumented(t *testing.T) {
 	assert.Equal(t, sortedKeys(used), sortedKeys(documented), "profile variables vs README.md table")
 }
 
+// TestReferenceMappingNamesDocumentedVariables: every variable README.md's
+// "Coming from the reference configs" section names is one of the table's,
+// and the section maps at least the settings its table rows promise.
+func TestReferenceMappingNamesDocumentedVariables(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "README.md"))
+	require.NoError(t, err)
+	text := string(readme)
+	documented := map[string]bool{}
+	for _, line := range strings.Split(text, "\n") {
+		if m := regexp.MustCompile("^\\| `([A-Z0-9_]+)` \\|").FindStringSubmatch(line); m != nil {
+			documented[m[1]] = true
+		}
+	}
+	start := strings.Index(text, "### Coming from the reference configs")
+	require.NotEqual(t, -1, start, "README.md has no section \"Coming from the reference configs\"")
+	section := text[start:]
+	if end := strings.Index(section[1:], "\n#"); end >= 0 {
+		section = section[:end+1]
+	}
+	named := regexp.MustCompile("`((?:TAILGATE_|MY_|K8S_)[A-Z0-9_]+)").FindAllStringSubmatch(section, -1)
+	require.NotEmpty(t, named)
+	for _, m := range named {
+		assert.True(t, documented[m[1]], "the reference mapping names %s, which the variable table does not list", m[1])
+	}
+}
+
 func sortedKeys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

@@ -9,7 +9,7 @@ type PipelineCounters struct {
 	ExporterFailed    float64 // export gave up after retries
 	EnqueueFailed     float64 // sending queue full
 	DroppedTooEarly   float64 // tail_sampling evicted an undecided trace (num_traces too small)
-	GatewaysSent      float64 // spans the gateways exported to the backend
+	GatewaysSent      float64 // spans the gateways exported to their backends (once per backend)
 	GatewayNewTraces  []float64
 	KeptByPolicy      map[string]float64
 	GatewayScrapeErrs []error
@@ -53,7 +53,7 @@ func (t *Topology) Counters() PipelineCounters {
 			c.DroppedTooEarly += s.Sum(MetricDroppedTooEarly)
 			c.GatewayNewTraces = append(c.GatewayNewTraces, s.Sum(MetricNewTraces))
 			for exporter, v := range s.LabelValues(MetricExporterSent, "exporter") {
-				if strings.HasPrefix(exporter, "otlp_grpc/backend") {
+				if strings.Contains(exporter, "/backend") {
 					c.GatewaysSent += v
 				}
 			}

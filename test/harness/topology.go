@@ -29,6 +29,11 @@ type TopologyConfig struct {
 	// GatewayEnv overrides profile variables for every gateway, e.g.
 	// TAILGATE_DECISION_WAIT.
 	GatewayEnv map[string]string
+	// AgentEnv overrides profile variables for every agent.
+	AgentEnv map[string]string
+	// SinkAttrKeys are span or resource attribute keys the sink remembers
+	// per span (NewSink).
+	SinkAttrKeys []string
 	// Binary overrides the binary under test (default: BinaryPath), e.g. the
 	// benchmark's upstream baseline.
 	Binary string
@@ -69,7 +74,7 @@ func StartTopology(cfg TopologyConfig) (_ *Topology, err error) {
 			t.Stop()
 		}
 	}()
-	if t.Sink, err = NewSink(); err != nil {
+	if t.Sink, err = NewSink(cfg.SinkAttrKeys...); err != nil {
 		return nil, err
 	}
 	t.Gateways = newNodes("gateway", cfg.Gateways)
@@ -148,6 +153,7 @@ func (t *Topology) agentEnv(*Node) map[string]string {
 	env := t.staticGatewaySet()
 	// No Kubernetes API here: k8s_attributes only tags the pod IP.
 	env["TAILGATE_K8S_PASSTHROUGH"] = "true"
+	maps.Copy(env, t.cfg.AgentEnv)
 	return env
 }
 

@@ -56,8 +56,9 @@ func Effective(name string, env map[string]string) (map[string]any, error) {
 	return doc, yaml.Unmarshal(out, &doc)
 }
 
-// envRef is a `${env:NAME}` or `${env:NAME:-default}` reference.
-var envRef = regexp.MustCompile(`\$\{env:([A-Za-z0-9_]+)(?::-([^}]*))?\}`)
+// envRef is an innermost `${env:NAME}` or `${env:NAME:-default}`
+// reference: one whose default holds no other reference.
+var envRef = regexp.MustCompile(`\$\{env:([A-Za-z0-9_]+)(?::-([^}$]*))?\}`)
 
 // Variables are the environment variables a profile reads, with their
 // defaults as written. Comments are skipped: they may show the syntax with
@@ -72,8 +73,15 @@ func Variables(name string) (map[string]string, error) {
 		if strings.HasPrefix(strings.TrimSpace(line), "#") {
 			continue
 		}
-		for _, m := range envRef.FindAllStringSubmatch(line, -1) {
-			vars[m[1]] = m[2]
+		// Innermost first, each replaced by its default, as the collector
+		// expands a reference nested in another's default.
+		for m := envRef.FindStringSubmatchIndex(line); m != nil; m = envRef.FindStringSubmatchIndex(line) {
+			name, def := line[m[2]:m[3]], ""
+			if m[4] >= 0 {
+				def = line[m[4]:m[5]]
+			}
+			vars[name] = def
+			line = line[:m[0]] + def + line[m[1]:]
 		}
 	}
 	return vars, nil

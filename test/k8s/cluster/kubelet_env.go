@@ -3,10 +3,13 @@ package cluster
 // The container's environment, resolved as the kubelet resolves it.
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
@@ -44,9 +47,36 @@ func (k *Kubelet) containerEnv(pod *corev1.Pod, c corev1.Container, run *podRun)
 			default:
 				return nil, fmt.Errorf("env %s: unsupported fieldRef %s", e.Name, e.ValueFrom.FieldRef.FieldPath)
 			}
+		case e.ValueFrom.ConfigMapKeyRef != nil:
+			v, ok, err := k.configMapKey(pod.Namespace, e.ValueFrom.ConfigMapKeyRef)
+			if err != nil {
+				return nil, fmt.Errorf("env %s: %w", e.Name, err)
+			}
+			if ok {
+				env[e.Name] = v
+			}
 		default:
 			return nil, fmt.Errorf("env %s: unsupported valueFrom", e.Name)
 		}
 	}
 	return env, nil
+}
+
+// configMapKey reads a ConfigMap key from the API, as the kubelet does: a
+// missing ConfigMap or key is an error unless the reference is optional,
+// in which case the variable is left unset.
+func (k *Kubelet) configMapKey(namespace string, ref *corev1.ConfigMapKeySelector) (string, bool, error) {
+	optional := ref.Optional != nil && *ref.Optional
+	cm, err := k.cp.Client.CoreV1().ConfigMaps(namespace).Get(context.Background(), ref.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err) && optional:
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("configMapKeyRef %s/%s: %w", namespace, ref.Name, err)
+	}
+	v, ok := cm.Data[ref.Key]
+	if !ok && !optional {
+		return "", false, fmt.Errorf("configMapKeyRef %s/%s: no key %q", namespace, ref.Name, ref.Key)
+	}
+	return v, ok, nil
 }

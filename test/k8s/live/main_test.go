@@ -99,7 +99,7 @@ func setUp(m *testing.M) (int, error) {
 	if env.kubelet, err = cluster.StartKubelet(env.cp, rootfs, imageRef, img.Config.Entrypoint, env.dir, 2); err != nil {
 		return 0, err
 	}
-	if env.sink, err = harness.NewSink("k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.deployment.name", "k8s.node.name", "tailgate.rebalance.keep"); err != nil {
+	if env.sink, err = harness.NewSink("k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.deployment.name", "k8s.node.name", "k8s.cluster.name", "tailgate.rebalance.keep"); err != nil {
 		return 0, err
 	}
 	if err := applyBase(); err != nil {
@@ -108,9 +108,13 @@ func setUp(m *testing.M) (int, error) {
 	return m.Run(), nil
 }
 
+// clusterName is the cluster's name the tests give both tiers through the
+// base's tailgate-cluster ConfigMap, as a user's overlay does.
+const clusterName = "live-test"
+
 // applyBase renders deploy/kubernetes/base, points the gateways' backend
-// at the test's sink (what a user's overlay does for their backend), and
-// applies it server-side with kubectl.
+// at the test's sink and names the cluster (what a user's overlay does),
+// and applies it server-side with kubectl.
 func applyBase() error {
 	out, err := render.Build(render.BaseDir())
 	if err != nil {
@@ -124,6 +128,11 @@ func applyBase() error {
 	for _, u := range objs {
 		if u.GetKind() == "Deployment" && u.GetName() == "tailgate-gateway" {
 			if err := setEnv(u, "TAILGATE_BACKEND_ENDPOINT", env.sink.Endpoint()); err != nil {
+				return err
+			}
+		}
+		if u.GetKind() == "ConfigMap" && strings.HasPrefix(u.GetName(), "tailgate-cluster") {
+			if err := unstructured.SetNestedField(u.Object, clusterName, "data", "name"); err != nil {
 				return err
 			}
 		}

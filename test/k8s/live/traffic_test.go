@@ -180,6 +180,8 @@ func TestK8sAttributesEnrichesFromTheConnection(t *testing.T) {
 		"k8s.pod.uid":         string(app.UID),
 		"k8s.node.name":       app.Spec.NodeName,
 		"k8s.deployment.name": "checkout",
+		// From the tailgate-cluster ConfigMap, through the kubelet.
+		"k8s.cluster.name": clusterName,
 	}
 	for _, id := range spanIDs {
 		for key, v := range want {

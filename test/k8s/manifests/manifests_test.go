@@ -115,7 +115,7 @@ func load(t *testing.T) *manifests {
 // client-go type with no unknown field (load fails otherwise).
 func TestManifestsDecodeStrictly(t *testing.T) {
 	m := load(t)
-	assert.Len(t, m.configMaps, 2)
+	assert.Len(t, m.configMaps, 3, "the two profiles and the cluster name")
 	assert.Equal(t, "observability", m.namespace.Name)
 	assert.Equal(t, "restricted", m.namespace.Labels["pod-security.kubernetes.io/enforce"])
 }
@@ -459,12 +459,65 @@ func TestGatewayRBACMatchesProfile(t *testing.T) {
 
 func TestConfigMapsComeFromConfigs(t *testing.T) {
 	m := load(t)
+	profiles := 0
 	for _, cm := range m.configMaps {
+		if !strings.HasPrefix(cm.Name, "tailgate-agent-config") && !strings.HasPrefix(cm.Name, "tailgate-gateway-config") {
+			continue
+		}
+		profiles++
 		require.Len(t, cm.Data, 1)
 		for key, data := range cm.Data {
 			file, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "configs", key))
 			require.NoError(t, err)
 			assert.Equal(t, string(file), data, "ConfigMap %s key %s", cm.Name, key)
 		}
+	}
+	assert.Equal(t, 2, profiles, "profile ConfigMaps")
+}
+
+// TestClusterNameFromOneConfigMap: both tiers read TAILGATE_CLUSTER_NAME
+// from the one tailgate-cluster ConfigMap, empty in the base (adds
+// nothing), and an overlay that replaces it reaches both.
+func TestClusterNameFromOneConfigMap(t *testing.T) {
+	for _, tc := range []struct{ name, extra, want string }{
+		{"base", "", ""},
+		{"overlay", "configMapGenerator:\n  - name: tailgate-cluster\n    namespace: observability\n    behavior: replace\n    literals: [name=prod-eu-1]\n", "prod-eu-1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs, err := render.Overlay(t.TempDir(), nil, tc.extra)
+			require.NoError(t, err)
+			configMaps := map[string]corev1.ConfigMap{}
+			var pods []corev1.PodTemplateSpec
+			for _, u := range objs {
+				switch u.GetKind() {
+				case "ConfigMap":
+					var cm corev1.ConfigMap
+					require.NoError(t, render.Strict(u, &cm))
+					configMaps[cm.Name] = cm
+				case "DaemonSet":
+					var ds appsv1.DaemonSet
+					require.NoError(t, render.Strict(u, &ds))
+					pods = append(pods, ds.Spec.Template)
+				case "Deployment":
+					var d appsv1.Deployment
+					require.NoError(t, render.Strict(u, &d))
+					pods = append(pods, d.Spec.Template)
+				}
+			}
+			require.Len(t, pods, 2)
+			for _, pod := range pods {
+				var ref *corev1.ConfigMapKeySelector
+				for _, e := range pod.Spec.Containers[0].Env {
+					if e.Name == "TAILGATE_CLUSTER_NAME" && e.ValueFrom != nil {
+						ref = e.ValueFrom.ConfigMapKeyRef
+					}
+				}
+				require.NotNil(t, ref, "%s: TAILGATE_CLUSTER_NAME not from a ConfigMap", pod.Labels)
+				cm, ok := configMaps[ref.Name]
+				require.True(t, ok, "ConfigMap %s is not rendered", ref.Name)
+				assert.True(t, strings.HasPrefix(ref.Name, "tailgate-cluster"), ref.Name)
+				assert.Equal(t, tc.want, cm.Data[ref.Key], "%s: the cluster name %s reads", pod.Labels, ref.Name)
+			}
+		})
 	}
 }

@@ -1,0 +1,223 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// SDKShop is a small shop whose services are instrumented with the
+// OpenTelemetry Go SDK as applications are: one tracer provider per pod,
+// with its resource, a batch span processor and an OTLP/gRPC exporter
+// (gzip) to its node's agent. A request is a trace across four pods:
+//
+//	frontend (node 1)  SERVER GET /checkout         http.request.method, http.response.status_code
+//	  CLIENT POST /api/checkout
+//	checkout (node 2)  SERVER POST /api/checkout    http.method, http.status_code (older instrumentation)
+//	  CLIENT payment.Payment/Charge
+//	payment-a|b (node 2) SERVER payment.Payment/Charge  rpc.method, rpc.response.status_code or rpc.grpc.status_code
+//	  CLIENT INSERT payments                        the error, when there is one: five levels deep
+//
+// Every span is also recorded in memory as the SDK ended it: the ground
+// truth the backend is checked against.
+type SDKShop struct {
+	pods     map[string]*sdkPod
+	recorder *tracetest.SpanRecorder
+
+	mu    sync.Mutex
+	kinds map[pcommon.TraceID]Kind
+}
+
+type sdkPod struct {
+	provider *sdktrace.TracerProvider
+	tracer   trace.Tracer
+}
+
+// ShopServices are the SDKShop's services with their pods, in the order
+// of a request.
+var ShopServices = []struct{ Service, Pod string }{
+	{"frontend", "frontend-7d9f"}, {"checkout", "checkout-5c2b"},
+	{"payment", "payment-a"}, {"payment", "payment-b"},
+}
+
+// NewSDKShop starts the shop's pods: frontend exports to agents[0],
+// checkout and payment to agents[len(agents)-1].
+func NewSDKShop(ctx context.Context, agents []string) (*SDKShop, error) {
+	s := &SDKShop{pods: map[string]*sdkPod{}, recorder: tracetest.NewSpanRecorder(), kinds: map[pcommon.TraceID]Kind{}}
+	for _, sp := range ShopServices {
+		agent := agents[len(agents)-1]
+		if sp.Service == "frontend" {
+			agent = agents[0]
+		}
+		exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(agent), otlptracegrpc.WithInsecure(),
+			otlptracegrpc.WithCompressor("gzip"))
+		if err != nil {
+			_ = s.Shutdown(ctx)
+			return nil, err
+		}
+		res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
+			attribute.String("service.name", sp.Service), attribute.String("k8s.pod.name", sp.Pod)))
+		if err != nil {
+			_ = s.Shutdown(ctx)
+			return nil, err
+		}
+		tp := sdktrace.NewTracerProvider(
+			sdktrace.WithResource(res),
+			sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(200*time.Millisecond)),
+			sdktrace.WithSpanProcessor(s.recorder),
+		)
+		s.pods[sp.Pod] = &sdkPod{provider: tp, tracer: tp.Tracer("tailgate.test/shop")}
+	}
+	return s, nil
+}
+
+// ShopRequest is one request through the shop.
+type ShopRequest struct {
+	// Fail makes the payment's database call fail (an error five levels
+	// deep; every span above it stays OK).
+	Fail bool
+	// Slow makes the database call take this long (request latencies are
+	// laid out with explicit timestamps, not slept); from the gateway
+	// profile's default latency threshold (1s) on, the trace counts as Slow.
+	Slow time.Duration
+	// PaymentPod picks which payment pod serves the request (0 or 1).
+	PaymentPod int
+}
+
+// Serve records one request as a trace, starting now.
+func (s *SDKShop) Serve(ctx context.Context, r ShopRequest) pcommon.TraceID {
+	at := time.Now()
+	step := func(d time.Duration) time.Time { at = at.Add(d); return at }
+	start := func(ctx context.Context, pod, name string, kind trace.SpanKind, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+		return s.pods[pod].tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithTimestamp(step(time.Millisecond)),
+			trace.WithAttributes(attrs...))
+	}
+	end := func(sp trace.Span, d time.Duration) { sp.End(trace.WithTimestamp(step(d))) }
+
+	httpStatus, rpcStatus, grpcCode := 200, "OK", int64(0)
+	if r.Fail {
+		httpStatus, rpcStatus, grpcCode = 500, "INTERNAL", 13
+	}
+	paymentPod := ShopServices[2+r.PaymentPod%2].Pod
+
+	ctx, front := start(ctx, "frontend-7d9f", "GET /checkout", trace.SpanKindServer,
+		attribute.String("http.request.method", "GET"), attribute.Int("http.response.status_code", httpStatus))
+	cctx, call := start(ctx, "frontend-7d9f", "POST /api/checkout", trace.SpanKindClient,
+		attribute.String("http.request.method", "POST"), attribute.Int("http.response.status_code", httpStatus))
+	cctx, checkout := start(cctx, "checkout-5c2b", "POST /api/checkout", trace.SpanKindServer,
+		attribute.String("http.method", "POST"), attribute.Int("http.status_code", httpStatus))
+	pctx, charge := start(cctx, "checkout-5c2b", "payment.Payment/Charge", trace.SpanKindClient,
+		attribute.String("rpc.system", "grpc"), attribute.String("rpc.method", "payment.Payment/Charge"),
+		attribute.String("rpc.response.status_code", rpcStatus))
+	pctx, serve := start(pctx, paymentPod, "payment.Payment/Charge", trace.SpanKindServer,
+		attribute.String("rpc.system", "grpc"), attribute.String("rpc.service", "payment.Payment"),
+		attribute.String("rpc.method", "Charge"), attribute.Int64("rpc.grpc.status_code", grpcCode))
+	_, db := start(pctx, paymentPod, "INSERT payments", trace.SpanKindClient, attribute.String("db.system.name", "postgresql"))
+	if r.Fail {
+		db.SetStatus(codes.Error, "deadlock detected")
+	}
+	end(db, 3*time.Millisecond+r.Slow)
+	end(serve, time.Millisecond)
+	end(charge, time.Millisecond)
+	end(checkout, time.Millisecond)
+	end(call, time.Millisecond)
+	end(front, time.Millisecond)
+
+	id := pcommon.TraceID(front.SpanContext().TraceID())
+	kind := Normal
+	switch {
+	case r.Fail:
+		kind = Error
+	case r.Slow >= time.Second:
+		kind = Slow
+	}
+	s.mu.Lock()
+	s.kinds[id] = kind
+	s.mu.Unlock()
+	return id
+}
+
+// SpansPerRequest is how many spans Serve records per request.
+const SpansPerRequest = 6
+
+// Shutdown flushes every pod's exporter (as an application does when it
+// stops) and stops them.
+func (s *SDKShop) Shutdown(ctx context.Context) error {
+	var errs []error
+	for name, p := range s.pods {
+		if err := p.provider.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ShopSpan is a span the shop's SDK ended, as the ground truth keeps it.
+type ShopSpan struct {
+	TraceID  pcommon.TraceID
+	SpanID   pcommon.SpanID
+	Service  string
+	Name     string
+	Error    bool
+	Duration time.Duration
+	// Attributes are the span's own attributes, as strings.
+	Attributes map[string]string
+}
+
+// Ended is every span the shop's SDK ended so far.
+func (s *SDKShop) Ended() []ShopSpan {
+	ended := s.recorder.Ended()
+	out := make([]ShopSpan, 0, len(ended))
+	for _, sp := range ended {
+		attrs := map[string]string{}
+		for _, kv := range sp.Attributes() {
+			attrs[string(kv.Key)] = kv.Value.Emit()
+		}
+		service := ""
+		for _, kv := range sp.Resource().Attributes() {
+			if kv.Key == "service.name" {
+				service = kv.Value.AsString()
+			}
+		}
+		out = append(out, ShopSpan{
+			TraceID: pcommon.TraceID(sp.SpanContext().TraceID()), SpanID: pcommon.SpanID(sp.SpanContext().SpanID()),
+			Service: service, Name: sp.Name(), Error: sp.Status().Code == codes.Error,
+			Duration: sp.EndTime().Sub(sp.StartTime()), Attributes: attrs,
+		})
+	}
+	return out
+}
+
+// Plans is the shop's ground truth as the generator's: one plan per
+// request, with every span the SDK ended, for Evaluate.
+func (s *SDKShop) Plans() []TracePlan {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	byID := map[pcommon.TraceID]*TracePlan{}
+	var plans []*TracePlan
+	for _, sp := range s.Ended() {
+		p, ok := byID[sp.TraceID]
+		if !ok {
+			p = &TracePlan{ID: sp.TraceID, Kind: s.kinds[sp.TraceID]}
+			byID[sp.TraceID] = p
+			plans = append(plans, p)
+		}
+		p.Spans = append(p.Spans, SpanPlan{SpanID: sp.SpanID, Service: sp.Service, Error: sp.Error})
+	}
+	out := make([]TracePlan, len(plans))
+	for i, p := range plans {
+		out[i] = *p
+	}
+	return out
+}
