@@ -70,6 +70,7 @@ func TestInvalidSettingsNameTheKey(t *testing.T) {
 		// agents' resolver lists for it: refused rather than keep everything.
 		{"gateway", "MY_POD_IP=0.0.0.0", []string{"rebalance_guard", "self", "0.0.0.0"}},
 		{"agent", "TAILGATE_K8S_PASSTHROUGH=maybe", []string{"k8s_attributes", "passthrough"}},
+		{"agent", "TAILGATE_GATEWAY_COMPRESSION=brotli", []string{"protocol.otlp.compression", "brotli"}},
 	}
 	for _, c := range cases {
 		t.Run(c.env, func(t *testing.T) {

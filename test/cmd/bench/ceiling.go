@@ -1,0 +1,330 @@
+package main
+
+// Each tier alone at its own ceiling: pre-encoded OTLP requests replayed
+// as fast as the process under test takes them, that process pinned to one
+// CPU and the replay (and the null sinks it exports to) to the other, so
+// the figures are the tier's and not the load generator's.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+const (
+	// collectorCPU runs the process under test; benchCPU the replay, the
+	// null sinks and everything else of the bench.
+	collectorCPU, benchCPU = 1, 0
+	// ceilingRuns repeats every measurement, to show its variance.
+	ceilingRuns = 3
+	// ceilingDecisionWait is the gateways' decision_wait here: short, so a
+	// run's buffered traces are decided soon after the replay ends.
+	ceilingDecisionWait = 2 * time.Second
+	// replayConcurrency is how many requests the replay keeps in flight
+	// (an agent's or SDK's exporters keep several).
+	replayConcurrency = 8
+	// agentReplayFor is how long an agent run lasts: agents keep no state
+	// per trace, so the replay loops over its requests.
+	agentReplayFor = 8 * time.Second
+)
+
+// tierConfig is one way to run a tier: a binary with a config and env.
+type tierConfig struct {
+	name, tier  string // tier: "agent" or "gateway"
+	bin, config string
+	env         map[string]string
+}
+
+// tierRun is one measurement of a tier at saturation.
+type tierRun struct {
+	spans       int64
+	cpu, wall   time.Duration
+	failed      int64
+	perCPUSec   float64
+	perWallSec  float64
+	requestSize float64
+}
+
+// ceilingLoad pre-encodes the load every run replays: requests of 512
+// spans (an SDK batch) of the generator's traces, each trace ID unique, so
+// a gateway buffers and decides every trace once.
+func ceilingLoad(spans int) ([]harness.EncodedRequest, error) {
+	gen := harness.DefaultGeneratorConfig()
+	gen.Seed, gen.Agents = 77, 1
+	gen.Traces = spans / ((gen.MinSpans + gen.MaxSpans) / 2)
+	gen.Rate = float64(gen.Traces) // plans laid out over ~1s: the replay ignores send times
+	plans, err := harness.Plan(gen)
+	if err != nil {
+		return nil, err
+	}
+	// Timestamps half an hour ahead, past the end of every run: each trace
+	// starts after the process under test does, as live traffic would.
+	// Traces older than a gateway are traces in flight when it joined,
+	// which rebalance_guard keeps whole (its first ring is a change too):
+	// with a pre-encoded load, all of them.
+	return harness.EncodeRequests(plans, time.Now().Add(30*time.Minute), 512)
+}
+
+// measureTier runs the tier's process pinned to collectorCPU, replays reqs
+// into it and returns spans per CPU-second and per wall-second. Agents
+// export to three null sinks (three gateways), gateways to one (the
+// backend). The process's CPU is read from the replay's start until the
+// tier has finished with what it took (a gateway decides its last traces
+// decision_wait later).
+func measureTier(c tierConfig, reqs []harness.EncodedRequest) (tierRun, error) {
+	var run tierRun
+	sinks := make([]*harness.NullSink, 1)
+	if c.tier == "agent" {
+		sinks = make([]*harness.NullSink, 3)
+	}
+	var endpoints []string
+	for i := range sinks {
+		s, err := harness.StartNullSink()
+		if err != nil {
+			return run, err
+		}
+		defer s.Close()
+		sinks[i] = s
+		endpoints = append(endpoints, s.Endpoint())
+	}
+	dir, err := os.MkdirTemp("", "tailgate-ceiling-")
+	if err != nil {
+		return run, err
+	}
+	defer os.RemoveAll(dir)
+	ports, err := harness.PickPorts()
+	if err != nil {
+		return run, err
+	}
+	env := ports.Env()
+	for k, v := range map[string]string{
+		// tailgate's profiles
+		"TAILGATE_K8S_PASSTHROUGH":          "true",
+		"TAILGATE_GATEWAY_RESOLVER":         "static",
+		"TAILGATE_DECISION_WAIT":            ceilingDecisionWait.String(),
+		"TAILGATE_STORAGE_DIR":              filepath.Join(dir, "queue"),
+		"TAILGATE_BACKEND_ENDPOINT":         endpoints[0],
+		"TAILGATE_GATEWAY_STATIC_HOSTNAMES": "[" + strings.Join(endpoints, ", ") + "]",
+		// the stock configs (stock/*.yaml)
+		"STOCK_OTLP_ENDPOINT":       fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC),
+		"STOCK_HEALTH_ENDPOINT":     fmt.Sprintf("127.0.0.1:%d", ports.Health),
+		"STOCK_TELEMETRY_PORT":      strconv.Itoa(ports.Telemetry),
+		"STOCK_PROMETHEUS":          fmt.Sprintf("127.0.0.1:%d", ports.Prometheus),
+		"STOCK_GATEWAYS":            "[" + strings.Join(endpoints, ", ") + "]",
+		"STOCK_BACKEND_ENDPOINT":    endpoints[0],
+		"STOCK_DECISION_WAIT":       ceilingDecisionWait.String(),
+		"STOCK_SAMPLING_PERCENTAGE": "10",
+	} {
+		env[k] = v
+	}
+	if c.tier == "gateway" {
+		// The gateway alone is its whole ring: its guard follows itself.
+		env["TAILGATE_GATEWAY_STATIC_HOSTNAMES"] = fmt.Sprintf("[127.0.0.1:%d]", ports.OTLPGRPC)
+	}
+	for k, v := range c.env {
+		env[k] = v
+	}
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		return run, fmt.Errorf("pinning the collector to a CPU: %w", err)
+	}
+	p, err := harness.StartProcess(taskset, harness.ProcessSpec{
+		Name: c.name, Args: []string{"-c", strconv.Itoa(collectorCPU), c.bin, "--config", c.config}, Env: env,
+		HealthPort: ports.Health, LogDir: dir,
+	})
+	if err != nil {
+		return run, err
+	}
+	defer func() { _ = p.Stop(30 * time.Second) }()
+	if err := p.WaitHealthy(30 * time.Second); err != nil {
+		return run, fmt.Errorf("%s: %w\n%s", c.name, err, p.LogTail(20))
+	}
+	time.Sleep(time.Second)
+
+	before, err := p.Stats()
+	if err != nil {
+		return run, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	loop := c.tier == "agent"
+	if loop {
+		ctx, cancel = context.WithTimeout(ctx, agentReplayFor)
+		defer cancel()
+	}
+	res, err := harness.Replay(ctx, fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC), reqs, replayConcurrency, loop)
+	if err != nil {
+		return run, err
+	}
+	// Let the tier finish what it accepted: exports drain, and a gateway
+	// decides the traces it still buffers.
+	time.Sleep(ceilingDecisionWait + 2*time.Second)
+	after, err := p.Stats()
+	if err != nil {
+		return run, err
+	}
+	run.spans, run.failed, run.wall, run.cpu = res.Spans, res.Failed, res.Elapsed, after.CPU-before.CPU
+	run.perCPUSec = float64(run.spans) / run.cpu.Seconds()
+	run.perWallSec = float64(run.spans) / run.wall.Seconds()
+	if res.Failed > 0 {
+		return run, fmt.Errorf("%s refused %d requests at saturation (the measurement needs it to take all)\n%s", c.name, res.Failed, p.LogTail(20))
+	}
+	return run, nil
+}
+
+// decodeFloor is the least a tier can spend per span: unmarshalling the
+// same requests with pdata (for the agent, unmarshalling and marshalling
+// them again), on this process alone, pinned like the collectors; spans
+// per CPU-second, garbage collection included.
+func decodeFloor(reqs []harness.EncodedRequest, remarshal bool) (float64, error) {
+	var spans int64
+	start := processCPU()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, r := range reqs[:min(len(reqs), 200)] {
+			req := ptraceotlp.NewExportRequest()
+			if err := req.UnmarshalProto(r.Body); err != nil {
+				return 0, err
+			}
+			if remarshal {
+				if _, err := req.MarshalProto(); err != nil {
+					return 0, err
+				}
+			}
+			spans += int64(r.Spans)
+		}
+	}
+	return float64(spans) / (processCPU() - start).Seconds(), nil
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// pinBench moves every thread of the bench process to benchCPU, away from
+// the collector under test (threads started later inherit it).
+func pinBench() error {
+	out, err := exec.Command("taskset", "-a", "-p", "-c", strconv.Itoa(benchCPU), strconv.Itoa(os.Getpid())).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("taskset: %w: %s", err, out)
+	}
+	return nil
+}
+
+// median and spread of a figure over runs.
+func stats(runs []tierRun, f func(tierRun) float64) (med, lo, hi float64) {
+	xs := make([]float64, len(runs))
+	for i, r := range runs {
+		xs[i] = f(r)
+	}
+	slices.Sort(xs)
+	return xs[len(xs)/2], xs[0], xs[len(xs)-1]
+}
+
+// ceilingSpans is the load a gateway run replays once: ~6 s at the
+// ceilings measured here, each trace unique.
+const ceilingSpans = 600_000
+
+// ceilingSection measures both tiers of tailgate and of the stock
+// configuration on the baseline build, ceilingRuns times each, and the
+// decode floors, and renders the report's section.
+func ceilingSection(tailgate, baseline string) (string, error) {
+	if err := pinBench(); err != nil {
+		return "", err
+	}
+	fmt.Printf("== each tier at its ceiling: encoding %d spans\n", ceilingSpans)
+	reqs, err := ceilingLoad(ceilingSpans)
+	if err != nil {
+		return "", err
+	}
+	stockDir := filepath.Join(harness.RepoRoot(), "test", "cmd", "bench", "stock")
+	configs := []tierConfig{
+		{name: "tailgate agent", tier: "agent", bin: tailgate, config: harness.ProfilePath("agent")},
+		{name: "stock agent", tier: "agent", bin: baseline, config: filepath.Join(stockDir, "agent.yaml")},
+		{name: "tailgate gateway", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway")},
+		{name: "stock gateway", tier: "gateway", bin: baseline, config: filepath.Join(stockDir, "gateway.yaml")},
+		// Not shipped: what a higher GOGC would buy (fewer collections,
+		// a larger heap for memory_limiter to watch).
+		{name: "tailgate gateway, GOGC=200", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), env: map[string]string{"GOGC": "200"}},
+	}
+	runs := map[string][]tierRun{}
+	for i := range ceilingRuns {
+		for _, c := range configs {
+			r, err := measureTier(c, reqs)
+			if err != nil {
+				return "", err
+			}
+			fmt.Printf("  run %d %-27s %8.0f spans/CPU-s %8.0f spans/s  (%d spans, CPU %s, wall %s)\n",
+				i+1, c.name, r.perCPUSec, r.perWallSec, r.spans, r.cpu.Round(time.Millisecond), r.wall.Round(time.Millisecond))
+			runs[c.name] = append(runs[c.name], r)
+		}
+	}
+	floors := map[string][]tierRun{}
+	for range ceilingRuns {
+		for _, f := range []struct {
+			name      string
+			remarshal bool
+		}{{"gateway floor", false}, {"agent floor", true}} {
+			v, err := decodeFloor(reqs, f.remarshal)
+			if err != nil {
+				return "", err
+			}
+			floors[f.name] = append(floors[f.name], tierRun{perCPUSec: v})
+		}
+	}
+	fmt.Println("== compression between the tiers")
+	compression, err := compressionSection(tailgate, reqs)
+	if err != nil {
+		return "", err
+	}
+	return renderCeiling(configs, runs, floors) + compression, nil
+}
+
+func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun) string {
+	var sb strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
+	perCPU := func(r tierRun) float64 { return r.perCPUSec }
+	perWall := func(r tierRun) float64 { return r.perWallSec }
+	w("## Each tier at its ceiling\n\n")
+	w("Method: %d-span OTLP requests of the generator's traces, encoded before the run, replayed over gRPC by a lean sender with %d in flight, as fast as the process under test takes them. The process runs pinned to CPU %d (`taskset`); the sender, the null sinks it exports to (three for an agent, one backend for a gateway) and everything else of the bench run on CPU %d. An agent run replays for %s; a gateway run replays %d spans once, each trace unique (decision_wait %s, read until its last decisions are exported). CPU is the process's own (/proc), from the replay's start until it has finished. %d runs each, interleaved; median (min-max).\n\n",
+		512, replayConcurrency, collectorCPU, benchCPU, agentReplayFor, ceilingSpans, ceilingDecisionWait, ceilingRuns)
+	w("The stock configuration is what a user deploys from upstream's docs for this architecture (test/cmd/bench/stock: default gzip, queues and GOGC, no guard, span_metrics on a second pipeline from the receiver), run on the baseline build of the same upstream components. The decode floor unmarshals the same requests with pdata (the agent's also marshals them again) in one goroutine of the bench process, garbage collection included.\n\n")
+	w("| Tier | Config | Spans per CPU-second | Spans per second (one CPU) |\n|---|---|---|---|\n")
+	cell := func(rs []tierRun, f func(tierRun) float64) string {
+		m, lo, hi := stats(rs, f)
+		return fmt.Sprintf("%.0f (%.0f-%.0f)", m, lo, hi)
+	}
+	for _, c := range configs {
+		w("| %s | %s | %s | %s |\n", c.tier, c.name, cell(runs[c.name], perCPU), cell(runs[c.name], perWall))
+	}
+	for _, f := range []string{"agent floor", "gateway floor"} {
+		w("| %s | decode floor | %s | |\n", strings.Fields(f)[0], cell(floors[f], perCPU))
+	}
+	med := func(name string, m map[string][]tierRun) float64 { v, _, _ := stats(m[name], perCPU); return v }
+	w("\nRatios (medians):\n\n| Goal | Figure | Met |\n|---|---|---|\n")
+	goal := func(name string, v, bound float64, atLeast bool) {
+		met := v >= bound
+		if !atLeast {
+			met = v <= bound
+		}
+		w("| %s | %.2f | %v |\n", name, v, met)
+	}
+	goal("gateway spans per CPU-second vs stock >= 1.3", med("tailgate gateway", runs)/med("stock gateway", runs), 1.3, true)
+	goal("agent spans per CPU-second vs stock >= 1.2", med("tailgate agent", runs)/med("stock agent", runs), 1.2, true)
+	goal("gateway CPU per span vs its decode floor <= 2.5", med("gateway floor", floors)/med("tailgate gateway", runs), 2.5, false)
+	w("\n")
+	return sb.String()
+}

@@ -1,0 +1,209 @@
+package main
+
+// Compression between the tiers: an agent and a gateway, both pinned to
+// the collector CPU, the agent exporting to the gateway through a relay
+// in the bench that counts the bytes on the wire.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+// compressions are the agent's choices (TAILGATE_GATEWAY_COMPRESSION).
+var compressions = []string{"gzip", "zstd", "snappy", "none"}
+
+// compressionRun is one pass of the load through an agent and a gateway.
+type compressionRun struct {
+	spans              int64
+	agentCPU, gwCPU    time.Duration
+	wireBytes          int64
+	agentUs, gwUs, bps float64 // per span: µs of agent CPU, of gateway CPU, bytes on the wire
+}
+
+// relay forwards TCP connections to target and counts the bytes sent
+// towards it.
+type relay struct {
+	lis   net.Listener
+	bytes atomic.Int64
+	wg    sync.WaitGroup
+}
+
+func startRelay(target string) (*relay, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &relay{lis: lis}
+	r.wg.Go(func() {
+		for {
+			in, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			r.wg.Go(func() {
+				n, _ := io.Copy(out, in)
+				r.bytes.Add(n)
+				out.Close()
+			})
+			r.wg.Go(func() {
+				_, _ = io.Copy(in, out)
+				in.Close()
+			})
+		}
+	})
+	return r, nil
+}
+
+func (r *relay) addr() string { return r.lis.Addr().String() }
+
+func (r *relay) close() { r.lis.Close() }
+
+// measureCompression replays reqs once into an agent that exports to a
+// gateway with the given compression, and returns both processes' CPU and
+// the bytes on the wire per span. Bytes are counted when the agent's
+// connections close, at its shutdown.
+func measureCompression(tailgate, compression string, reqs []harness.EncodedRequest) (compressionRun, error) {
+	var run compressionRun
+	dir, err := os.MkdirTemp("", "tailgate-compression-")
+	if err != nil {
+		return run, err
+	}
+	defer os.RemoveAll(dir)
+	backend, err := harness.StartNullSink()
+	if err != nil {
+		return run, err
+	}
+	defer backend.Close()
+	start := func(profile string, ports harness.NodePorts, env map[string]string) (*harness.Process, error) {
+		e := ports.Env()
+		for k, v := range env {
+			e[k] = v
+		}
+		p, err := harness.StartProcess("taskset", harness.ProcessSpec{
+			Name: profile, Args: []string{"-c", strconv.Itoa(collectorCPU), tailgate, "--config", harness.ProfilePath(profile)},
+			Env: e, HealthPort: ports.Health, LogDir: dir,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := p.WaitHealthy(30 * time.Second); err != nil {
+			_ = p.Stop(10 * time.Second)
+			return nil, fmt.Errorf("%s: %w\n%s", profile, err, p.LogTail(20))
+		}
+		return p, nil
+	}
+	gwPorts, err := harness.PickPorts()
+	if err != nil {
+		return run, err
+	}
+	gwEnv := map[string]string{
+		"TAILGATE_GATEWAY_RESOLVER":         "static",
+		"TAILGATE_GATEWAY_STATIC_HOSTNAMES": fmt.Sprintf("[127.0.0.1:%d]", gwPorts.OTLPGRPC),
+		"TAILGATE_DECISION_WAIT":            ceilingDecisionWait.String(),
+		"TAILGATE_STORAGE_DIR":              filepath.Join(dir, "queue"),
+		"TAILGATE_BACKEND_ENDPOINT":         backend.Endpoint(),
+	}
+	gw, err := start("gateway", gwPorts, gwEnv)
+	if err != nil {
+		return run, err
+	}
+	defer func() { _ = gw.Stop(30 * time.Second) }()
+	rl, err := startRelay(fmt.Sprintf("127.0.0.1:%d", gwPorts.OTLPGRPC))
+	if err != nil {
+		return run, err
+	}
+	defer rl.close()
+	agentPorts, err := harness.PickPorts()
+	if err != nil {
+		return run, err
+	}
+	agent, err := start("agent", agentPorts, map[string]string{
+		"TAILGATE_K8S_PASSTHROUGH":          "true",
+		"TAILGATE_GATEWAY_RESOLVER":         "static",
+		"TAILGATE_GATEWAY_STATIC_HOSTNAMES": "[" + rl.addr() + "]",
+		"TAILGATE_GATEWAY_COMPRESSION":      compression,
+	})
+	if err != nil {
+		return run, err
+	}
+	time.Sleep(time.Second)
+	a0, _ := agent.Stats()
+	g0, _ := gw.Stats()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := harness.Replay(ctx, fmt.Sprintf("127.0.0.1:%d", agentPorts.OTLPGRPC), reqs, replayConcurrency, false)
+	if err != nil {
+		_ = agent.Stop(30 * time.Second)
+		return run, err
+	}
+	time.Sleep(ceilingDecisionWait + 3*time.Second)
+	a1, _ := agent.Stats()
+	g1, _ := gw.Stats()
+	// The agent's shutdown closes its connections: the relay's counts are final.
+	if err := agent.Stop(30 * time.Second); err != nil {
+		return run, err
+	}
+	time.Sleep(500 * time.Millisecond)
+	if res.Failed > 0 {
+		return run, fmt.Errorf("agent refused %d requests", res.Failed)
+	}
+	run.spans, run.agentCPU, run.gwCPU, run.wireBytes = res.Spans, a1.CPU-a0.CPU, g1.CPU-g0.CPU, rl.bytes.Load()
+	n := float64(run.spans)
+	run.agentUs, run.gwUs, run.bps = float64(run.agentCPU.Microseconds())/n, float64(run.gwCPU.Microseconds())/n, float64(run.wireBytes)/n
+	return run, nil
+}
+
+// compressionSection measures every compression ceilingRuns times,
+// interleaved, and renders the report's section.
+func compressionSection(tailgate string, reqs []harness.EncodedRequest) (string, error) {
+	runs := map[string][]compressionRun{}
+	for i := range ceilingRuns {
+		for _, c := range compressions {
+			r, err := measureCompression(tailgate, c, reqs)
+			if err != nil {
+				return "", fmt.Errorf("compression %s: %w", c, err)
+			}
+			fmt.Printf("  run %d %-6s agent %.2f µs/span, gateway %.2f µs/span, %.1f B/span on the wire\n", i+1, c, r.agentUs, r.gwUs, r.bps)
+			runs[c] = append(runs[c], r)
+		}
+	}
+	var sb strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
+	w("## Compression between the tiers\n\n")
+	w("Method: the same %d spans replayed once into a tailgate agent that exports to a tailgate gateway through a relay in the bench counting the bytes on the wire (gRPC framing included); both processes pinned to CPU %d, the rest of the bench on CPU %d. CPU per span is each process's own, from the replay's start until the gateway has decided and exported. %d runs each, interleaved; median (min-max).\n\n", ceilingSpans, collectorCPU, benchCPU, ceilingRuns)
+	w("| TAILGATE_GATEWAY_COMPRESSION | Agent CPU per span | Gateway CPU per span | Agent + gateway | Bytes per span on the wire |\n|---|---|---|---|---|\n")
+	cell := func(rs []compressionRun, f func(compressionRun) float64, unit string) string {
+		xs := make([]tierRun, len(rs))
+		for i, r := range rs {
+			xs[i] = tierRun{perCPUSec: f(r)}
+		}
+		m, lo, hi := stats(xs, func(t tierRun) float64 { return t.perCPUSec })
+		return fmt.Sprintf("%.2f %s (%.2f-%.2f)", m, unit, lo, hi)
+	}
+	for _, c := range compressions {
+		rs := runs[c]
+		w("| %s | %s | %s | %s | %s |\n", c,
+			cell(rs, func(r compressionRun) float64 { return r.agentUs }, "µs"),
+			cell(rs, func(r compressionRun) float64 { return r.gwUs }, "µs"),
+			cell(rs, func(r compressionRun) float64 { return r.agentUs + r.gwUs }, "µs"),
+			cell(rs, func(r compressionRun) float64 { return r.bps }, "B"))
+	}
+	w("\n")
+	return sb.String(), nil
+}

@@ -1,0 +1,153 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+
+	// The agents' exporters compress with gzip by default.
+	_ "google.golang.org/grpc/encoding/gzip"
+)
+
+// EncodedRequest is one OTLP trace export request, already marshalled.
+type EncodedRequest struct {
+	Body  []byte
+	Spans int
+}
+
+// EncodeRequests encodes the planned traces as OTLP export requests in
+// send order, spansPerRequest spans each (the last may hold fewer), with
+// timestamps from base: the pre-encoded load a replay sends without
+// spending its own CPU on encoding.
+func EncodeRequests(plans []TracePlan, base time.Time, spansPerRequest int) ([]EncodedRequest, error) {
+	spans := schedule(plans)
+	var out []EncodedRequest
+	for i := 0; i < len(spans); i += spansPerRequest {
+		chunk := spans[i:min(i+spansPerRequest, len(spans))]
+		body, err := ptraceotlp.NewExportRequestFromTraces(buildTraces(base, chunk)).MarshalProto()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, EncodedRequest{Body: body, Spans: len(chunk)})
+	}
+	return out, nil
+}
+
+// rawCodec moves message bytes as they are: the replay sends pre-encoded
+// requests and the null sink accepts them without decoding.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*(v.(*[]byte)) = data
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+var _ encoding.Codec = rawCodec{}
+
+const traceExportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+// ReplayResult is what a replay delivered.
+type ReplayResult struct {
+	Requests, Spans int64 // accepted by the target
+	Failed          int64 // requests the target refused
+	Elapsed         time.Duration
+}
+
+// Replay sends reqs, in order, to an OTLP/gRPC target as fast as it takes
+// them, with concurrency requests in flight, until every request is sent
+// (or, with loop, over and over) or ctx ends. A refused request counts as
+// failed and is not retried; one cut off by ctx's end counts as neither.
+func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurrency int, loop bool) (ReplayResult, error) {
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+	if err != nil {
+		return ReplayResult{}, err
+	}
+	defer conn.Close()
+	var (
+		next                    atomic.Int64
+		requests, spans, failed atomic.Int64
+		wg                      sync.WaitGroup
+	)
+	start := time.Now()
+	for range concurrency {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(len(reqs)) {
+					if !loop {
+						return
+					}
+					i %= int64(len(reqs))
+				}
+				var resp []byte
+				body := reqs[i].Body
+				if err := conn.Invoke(ctx, traceExportMethod, &body, &resp); err != nil {
+					if ctx.Err() == nil { // not cut off by the end of the replay
+						failed.Add(1)
+					}
+					continue
+				}
+				requests.Add(1)
+				spans.Add(int64(reqs[i].Spans))
+			}
+		})
+	}
+	wg.Wait()
+	return ReplayResult{Requests: requests.Load(), Spans: spans.Load(), Failed: failed.Load(), Elapsed: time.Since(start)}, nil
+}
+
+// NullSink is an OTLP/gRPC trace endpoint that accepts every request
+// without decoding it: a backend (or a gateway, for an agent) that costs
+// the process under test nothing.
+type NullSink struct {
+	Port     int
+	requests atomic.Int64
+	srv      *grpc.Server
+}
+
+// StartNullSink listens on a free loopback port.
+func StartNullSink() (*NullSink, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return nil, err
+	}
+	s := &NullSink{Port: port, srv: grpc.NewServer(grpc.ForceServerCodec(rawCodec{}))}
+	s.srv.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{MethodName: "Export", Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var body []byte
+			if err := dec(&body); err != nil {
+				return nil, err
+			}
+			s.requests.Add(1)
+			return &[]byte{}, nil
+		}}},
+	}, nil)
+	go func() { _ = s.srv.Serve(lis) }()
+	return s, nil
+}
+
+// Endpoint is the sink's host:port.
+func (s *NullSink) Endpoint() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
+
+// Requests counts the export requests the sink accepted.
+func (s *NullSink) Requests() int64 { return s.requests.Load() }
+
+// Close stops the sink.
+func (s *NullSink) Close() { s.srv.Stop() }
