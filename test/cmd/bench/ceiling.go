@@ -107,8 +107,7 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest) (tierRun, error) {
 	if err != nil {
 		return run, err
 	}
-	env := ports.Env()
-	for k, v := range map[string]string{
+	env := map[string]string{
 		// tailgate's profiles
 		"TAILGATE_K8S_PASSTHROUGH":          "true",
 		"TAILGATE_GATEWAY_RESOLVER":         "static",
@@ -125,8 +124,6 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest) (tierRun, error) {
 		"STOCK_BACKEND_ENDPOINT":    endpoints[0],
 		"STOCK_DECISION_WAIT":       ceilingDecisionWait.String(),
 		"STOCK_SAMPLING_PERCENTAGE": "10",
-	} {
-		env[k] = v
 	}
 	if c.tier == "gateway" {
 		// The gateway alone is its whole ring: its guard follows itself.
@@ -135,21 +132,11 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest) (tierRun, error) {
 	for k, v := range c.env {
 		env[k] = v
 	}
-	taskset, err := exec.LookPath("taskset")
-	if err != nil {
-		return run, fmt.Errorf("pinning the collector to a CPU: %w", err)
-	}
-	p, err := harness.StartProcess(taskset, harness.ProcessSpec{
-		Name: c.name, Args: []string{"-c", strconv.Itoa(collectorCPU), c.bin, "--config", c.config}, Env: env,
-		HealthPort: ports.Health, LogDir: dir,
-	})
+	p, err := startPinned(c.name, c.bin, c.config, ports, env, dir)
 	if err != nil {
 		return run, err
 	}
 	defer func() { _ = p.Stop(30 * time.Second) }()
-	if err := p.WaitHealthy(30 * time.Second); err != nil {
-		return run, fmt.Errorf("%s: %w\n%s", c.name, err, p.LogTail(20))
-	}
 	time.Sleep(time.Second)
 
 	before, err := p.Stats()
@@ -181,6 +168,31 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest) (tierRun, error) {
 		return run, fmt.Errorf("%s refused %d requests at saturation (the measurement needs it to take all)\n%s", c.name, res.Failed, p.LogTail(20))
 	}
 	return run, nil
+}
+
+// startPinned starts a collector pinned to collectorCPU on the given ports
+// (their variables under env) and waits until it is healthy.
+func startPinned(name, bin, config string, ports harness.NodePorts, env map[string]string, logDir string) (*harness.Process, error) {
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		return nil, fmt.Errorf("pinning the collector to a CPU: %w", err)
+	}
+	vars := ports.Env()
+	for k, v := range env {
+		vars[k] = v
+	}
+	p, err := harness.StartProcess(taskset, harness.ProcessSpec{
+		Name: name, Args: []string{"-c", strconv.Itoa(collectorCPU), bin, "--config", config}, Env: vars,
+		HealthPort: ports.Health, LogDir: logDir,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := p.WaitHealthy(30 * time.Second); err != nil {
+		_ = p.Stop(10 * time.Second)
+		return nil, fmt.Errorf("%s: %w\n%s", name, err, p.LogTail(20))
+	}
+	return p, nil
 }
 
 // decodeFloor is the least a tier can spend per span: unmarshalling the

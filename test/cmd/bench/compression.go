@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,22 +90,7 @@ func measureCompression(tailgate, compression string, reqs []harness.EncodedRequ
 	}
 	defer backend.Close()
 	start := func(profile string, ports harness.NodePorts, env map[string]string) (*harness.Process, error) {
-		e := ports.Env()
-		for k, v := range env {
-			e[k] = v
-		}
-		p, err := harness.StartProcess("taskset", harness.ProcessSpec{
-			Name: profile, Args: []string{"-c", strconv.Itoa(collectorCPU), tailgate, "--config", harness.ProfilePath(profile)},
-			Env: e, HealthPort: ports.Health, LogDir: dir,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if err := p.WaitHealthy(30 * time.Second); err != nil {
-			_ = p.Stop(10 * time.Second)
-			return nil, fmt.Errorf("%s: %w\n%s", profile, err, p.LogTail(20))
-		}
-		return p, nil
+		return startPinned(profile, tailgate, harness.ProfilePath(profile), ports, env, dir)
 	}
 	gwPorts, err := harness.PickPorts()
 	if err != nil {
