@@ -20,14 +20,6 @@ import (
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
 
-// rawCodec sends bytes as they are, so the test can put garbage on the wire
-// of a real gRPC call.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error)      { return *(v.(*[]byte)), nil }
-func (rawCodec) Unmarshal(data []byte, v any) error { *(v.(*[]byte)) = data; return nil }
-func (rawCodec) Name() string                       { return "proto" }
-
 // errorTraces plans n small error traces: each must reach the backend whole.
 func errorTraces(t *testing.T, seed uint64, n int) []harness.TracePlan {
 	gen := traffic(n)
@@ -88,7 +80,7 @@ func TestMalformedOTLPIsRejected(t *testing.T) {
 
 	t.Run("grpc/garbage protobuf", func(t *testing.T) {
 		in, out := bytes.Repeat([]byte{0xff, 0x13, 0x37}, 1000), []byte(nil)
-		err := conn.Invoke(ctx, "/opentelemetry.proto.collector.trace.v1.TraceService/Export", &in, &out, grpc.ForceCodec(rawCodec{}))
+		err := conn.Invoke(ctx, harness.TraceExportMethod, &in, &out, grpc.ForceCodec(harness.RawCodec{}))
 		require.Error(t, err)
 		assert.NotEqual(t, codes.OK, status.Code(err))
 	})

@@ -41,20 +41,19 @@ func EncodeRequests(plans []TracePlan, base time.Time, spansPerRequest int) ([]E
 	return out, nil
 }
 
-// rawCodec moves message bytes as they are: the replay sends pre-encoded
-// requests and the null sink accepts them without decoding.
-type rawCodec struct{}
+// RawCodec moves message bytes as they are: the replay sends pre-encoded
+// requests, the null sink accepts them without decoding, and a test can put
+// garbage on the wire of a real gRPC call.
+type RawCodec struct{}
 
-func (rawCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	*(v.(*[]byte)) = data
-	return nil
-}
-func (rawCodec) Name() string { return "proto" }
+func (RawCodec) Marshal(v any) ([]byte, error)      { return *(v.(*[]byte)), nil }
+func (RawCodec) Unmarshal(data []byte, v any) error { *(v.(*[]byte)) = data; return nil }
+func (RawCodec) Name() string                       { return "proto" }
 
-var _ encoding.Codec = rawCodec{}
+var _ encoding.Codec = RawCodec{}
 
-const traceExportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+// TraceExportMethod is OTLP/gRPC's trace export method.
+const TraceExportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 // ReplayResult is what a replay delivered.
 type ReplayResult struct {
@@ -69,7 +68,7 @@ type ReplayResult struct {
 // failed and is not retried; one cut off by ctx's end counts as neither.
 func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurrency int, loop bool) (ReplayResult, error) {
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(RawCodec{})))
 	if err != nil {
 		return ReplayResult{}, err
 	}
@@ -92,7 +91,7 @@ func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurren
 				}
 				var resp []byte
 				body := reqs[i].Body
-				if err := conn.Invoke(ctx, traceExportMethod, &body, &resp); err != nil {
+				if err := conn.Invoke(ctx, TraceExportMethod, &body, &resp); err != nil {
 					if ctx.Err() == nil { // not cut off by the end of the replay
 						failed.Add(1)
 					}
@@ -126,7 +125,7 @@ func StartNullSink() (*NullSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &NullSink{Port: port, srv: grpc.NewServer(grpc.ForceServerCodec(rawCodec{}))}
+	s := &NullSink{Port: port, srv: grpc.NewServer(grpc.ForceServerCodec(RawCodec{}))}
 	s.srv.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
 		HandlerType: (*any)(nil),
