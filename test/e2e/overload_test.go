@@ -13,11 +13,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/k8s/render"
 )
 
 // A small gateway pod for the overload test: the shipped pod's shape (a
-// memory limit, GOMEMLIMIT at 80% of it, memory_limiter as shipped, a CPU
-// limit) at a size the generator can overload on a shared 2-core machine.
+// memory limit, GOGC and GOMEMLIMIT as the manifests derive them from it,
+// memory_limiter as shipped, a CPU limit) at a size the generator can
+// overload on a shared 2-core machine.
 var overloadPod = harness.Limits{MemoryBytes: 512 << 20, CPUs: 0.25}
 
 // TestOverloadPushesBackAndRecovers: one gateway offered twice the spans
@@ -36,7 +38,11 @@ func TestOverloadPushesBackAndRecovers(t *testing.T) {
 	require.NoError(t, err)
 	capacity := overloadPod.CPUs / consts.CPUSecondsPer10kSpans * 10_000 // spans/s the pod's CPU takes
 	env := maps.Clone(gatewayEnv)
-	env["GOMEMLIMIT"] = fmt.Sprintf("%dMiB", overloadPod.MemoryBytes*8/10>>20)
+	// GOGC and GOMEMLIMIT as the manifests derive them for this pod size.
+	gc, err := render.GCEnv("Deployment", overloadPod.MemoryBytes)
+	require.NoError(t, err)
+	require.Contains(t, gc, "GOMEMLIMIT")
+	maps.Copy(env, gc)
 	// Sized as docs/sizing.md says for this pod: the buffer holds what its
 	// CPU takes within decision_wait, x1.5.
 	env["TAILGATE_NUM_TRACES"] = fmt.Sprint(int(capacity / 20 * (decisionWait + time.Second).Seconds() * 1.5))

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
+	k8srender "github.com/tailgate-dev/tailgate/test/k8s/render"
 )
 
 const (
@@ -82,7 +83,7 @@ func ceilingLoad(spans int) ([]harness.EncodedRequest, error) {
 // backend). The process's CPU is read from the replay's start until the
 // tier has finished with what it took (a gateway decides its last traces
 // decision_wait later).
-func measureTier(c tierConfig, reqs []harness.EncodedRequest) (tierRun, error) {
+func measureTier(c tierConfig, reqs []harness.EncodedRequest, profile string) (tierRun, error) {
 	var run tierRun
 	sinks := make([]*harness.NullSink, 1)
 	if c.tier == "agent" {
@@ -150,8 +151,17 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest) (tierRun, error) {
 		ctx, cancel = context.WithTimeout(ctx, agentReplayFor)
 		defer cancel()
 	}
+	profiled := make(chan error, 1)
+	if profile != "" {
+		go func() { profiled <- captureCPUProfile(ports.Pprof, profile) }()
+	} else {
+		profiled <- nil
+	}
 	res, err := harness.Replay(ctx, fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC), reqs, replayConcurrency, loop)
 	if err != nil {
+		return run, err
+	}
+	if err := <-profiled; err != nil {
 		return run, err
 	}
 	// Let the tier finish what it accepted: exports drain, and a gateway
@@ -253,7 +263,7 @@ const ceilingSpans = 600_000
 // ceilingSection measures both tiers of tailgate and of the stock
 // configuration on the baseline build, ceilingRuns times each, and the
 // decode floors, and renders the report's section.
-func ceilingSection(tailgate, baseline string) (string, error) {
+func ceilingSection(tailgate, baseline string, sel ceilingSelection) (string, error) {
 	if err := pinBench(); err != nil {
 		return "", err
 	}
@@ -263,19 +273,29 @@ func ceilingSection(tailgate, baseline string) (string, error) {
 		return "", err
 	}
 	stockDir := filepath.Join(harness.RepoRoot(), "test", "cmd", "bench", "stock")
-	configs := []tierConfig{
-		{name: "tailgate agent", tier: "agent", bin: tailgate, config: harness.ProfilePath("agent")},
-		{name: "stock agent", tier: "agent", bin: baseline, config: filepath.Join(stockDir, "agent.yaml")},
-		{name: "tailgate gateway", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway")},
-		{name: "stock gateway", tier: "gateway", bin: baseline, config: filepath.Join(stockDir, "gateway.yaml")},
-		// Not shipped: what a higher GOGC would buy (fewer collections,
-		// a larger heap for memory_limiter to watch).
-		{name: "tailgate gateway, GOGC=200", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), env: map[string]string{"GOGC": "200"}},
+	// tailgate runs with the garbage-collection settings its manifests
+	// give the shipped pods (GOGC, GOMEMLIMIT from the memory request).
+	agentGC, err := k8srender.GCEnv("DaemonSet", 0)
+	if err != nil {
+		return "", err
 	}
+	gatewayGC, err := k8srender.GCEnv("Deployment", 0)
+	if err != nil {
+		return "", err
+	}
+	configs := []tierConfig{
+		{name: "tailgate agent", tier: "agent", bin: tailgate, config: harness.ProfilePath("agent"), env: agentGC},
+		{name: "stock agent", tier: "agent", bin: baseline, config: filepath.Join(stockDir, "agent.yaml")},
+		{name: "tailgate gateway", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), env: gatewayGC},
+		{name: "stock gateway", tier: "gateway", bin: baseline, config: filepath.Join(stockDir, "gateway.yaml")},
+		// What the manifests' GC settings buy: the same without them.
+		{name: "tailgate gateway, Go's default GC", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway")},
+	}
+	configs = sel.apply(configs)
 	runs := map[string][]tierRun{}
 	for i := range ceilingRuns {
 		for _, c := range configs {
-			r, err := measureTier(c, reqs)
+			r, err := measureTier(c, reqs, sel.profileFile(c, i))
 			if err != nil {
 				return "", err
 			}
@@ -297,6 +317,11 @@ func ceilingSection(tailgate, baseline string) (string, error) {
 			floors[f.name] = append(floors[f.name], tierRun{perCPUSec: v})
 		}
 	}
+	if sel.partial() {
+		// A comparison of chosen configurations: the table, without the
+		// goals (their references may not have run) or the compression runs.
+		return renderCeiling(configs, runs, floors), nil
+	}
 	fmt.Println("== compression between the tiers")
 	compression, err := compressionSection(tailgate, reqs)
 	if err != nil {
@@ -313,7 +338,7 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun) stri
 	w("## Each tier at its ceiling\n\n")
 	w("Method: %d-span OTLP requests of the generator's traces, encoded before the run, replayed over gRPC by a lean sender with %d in flight, as fast as the process under test takes them. The process runs pinned to CPU %d (`taskset`); the sender, the null sinks it exports to (three for an agent, one backend for a gateway) and everything else of the bench run on CPU %d. An agent run replays for %s; a gateway run replays %d spans once, each trace unique (decision_wait %s, read until its last decisions are exported). CPU is the process's own (/proc), from the replay's start until it has finished. %d runs each, interleaved; median (min-max).\n\n",
 		512, replayConcurrency, collectorCPU, benchCPU, agentReplayFor, ceilingSpans, ceilingDecisionWait, ceilingRuns)
-	w("The stock configuration is what a user deploys from upstream's docs for this architecture (test/cmd/bench/stock: default gzip, queues and GOGC, no guard, span_metrics on a second pipeline from the receiver), run on the baseline build of the same upstream components. The decode floor unmarshals the same requests with pdata (the agent's also marshals them again) in one goroutine of the bench process, garbage collection included.\n\n")
+	w("The stock configuration is what a user deploys from upstream's docs for this architecture (test/cmd/bench/stock: default gzip, queues and GOGC, no guard, span_metrics on a second pipeline from the receiver), run on the baseline build of the same upstream components. tailgate runs with the garbage-collection settings of its manifests (deploy/kubernetes/base: GOGC, and GOMEMLIMIT from the pod's memory request); \"Go's default GC\" is the same without them. The decode floor unmarshals the same requests with pdata (the agent's also marshals them again) in one goroutine of the bench process, garbage collection included.\n\n")
 	w("| Tier | Config | Spans per CPU-second | Spans per second (one CPU) |\n|---|---|---|---|\n")
 	cell := func(rs []tierRun, f func(tierRun) float64) string {
 		m, lo, hi := stats(rs, f)
@@ -333,6 +358,9 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun) stri
 			met = v <= bound
 		}
 		w("| %s | %.2f | %v |\n", name, v, met)
+	}
+	if runs["tailgate gateway"] == nil || runs["stock gateway"] == nil || runs["tailgate agent"] == nil || runs["stock agent"] == nil {
+		return sb.String()
 	}
 	goal("gateway spans per CPU-second vs stock >= 1.3", med("tailgate gateway", runs)/med("stock gateway", runs), 1.3, true)
 	goal("agent spans per CPU-second vs stock >= 1.2", med("tailgate agent", runs)/med("stock agent", runs), 1.2, true)

@@ -44,6 +44,9 @@ func run() error {
 		cache     = flag.String("cache", filepath.Join(os.Getenv("HOME"), ".cache", "tailgate", "bench"), "baseline build cache")
 		churn     = flag.String("churn-report", "", "only write the churn section of -out from this record of churn runs (make bench-churn)")
 		ceiling   = flag.Bool("ceiling-only", false, "only measure each tier at its ceiling and print the section")
+		only      = flag.String("only", "", "with -ceiling-only: measure only the built-in configurations whose name matches this regexp (and every -extra one)")
+		extra     = flag.String("extra", "", "with -ceiling-only: more configurations to measure, `name=tier:config.yaml[:VAR=value,...]` separated by ';' (tailgate binary)")
+		profDir   = flag.String("cpuprofile", "", "with -ceiling-only: write a CPU profile of every tailgate run to this directory (its pprof extension)")
 	)
 	flag.Parse()
 	if *churn != "" {
@@ -71,7 +74,11 @@ func run() error {
 		return err
 	}
 	if *ceiling {
-		section, err := ceilingSection(tailgate, baseline)
+		sel, err := newCeilingSelection(*only, *extra, *profDir, tailgate)
+		if err != nil {
+			return err
+		}
+		section, err := ceilingSection(tailgate, baseline, sel)
 		if err != nil {
 			return err
 		}
@@ -106,7 +113,7 @@ func run() error {
 		return err
 	}
 	// Last: it pins the bench process to one CPU for the rest of the run.
-	tiers, err := ceilingSection(tailgate, baseline)
+	tiers, err := ceilingSection(tailgate, baseline, ceilingSelection{})
 	if err != nil {
 		return err
 	}

@@ -396,13 +396,15 @@ bytes of memory limit:
 2. **Traces per gateway** T = S / P / replicas; **num_traces** >= T x (W +
    1 s) x 1.5 (tail_sampling evicts the oldest undecided trace beyond it).
 3. **Memory** of one gateway, to keep under memory_limiter's soft limit
-   (M x (limit_percentage - spike_limit_percentage) = 60%% of M as shipped):
+   (M x (limit_percentage - spike_limit_percentage) = 50%% of M as shipped,
+   where the manifests put GOMEMLIMIT: the pod's memory request):
    live heap = idle_heap + num_traces x (idle_heap_per_num_trace + P x
    heap_per_buffered_span) + (sampled_cache_size + non_sampled_cache_size)
-   x decision_cache_entry, at most half of that soft limit: between two
-   collections the heap grows to twice the live heap (GOGC 100), and
-   memory_limiter counts it all. GOMEMLIMIT at 80%% of M makes the Go
-   runtime collect before the hard limit.
+   x decision_cache_entry, at most half of that soft limit. GOMEMLIMIT
+   there makes the runtime collect before garbage reaches it, whatever
+   GOGC (300 as shipped) would allow; with the live heap at half of it, a
+   collection still frees as much as one under the default GOGC 100
+   does, so the garbage collector's CPU stays what the constants measured.
    The decision caches remember decisions for late spans; upstream advises
    at least 10 x num_traces each.
 4. More memory than that buys nothing: add replicas instead (each also
@@ -417,8 +419,9 @@ W = 10 s, with the constants above:
 - num_traces >= %.0f x 11 s x 1.5 = %.0f: the profile ships %.0f, and
   expected_new_traces_per_sec %.0f;
 - decision caches of %.0f each (10 x num_traces);
-- live heap with every buffer full: %.0f MiB, under %.0f MiB (half of 60%% of
-  2 GiB); memory_limiter refuses above 60%% (1229 MiB of heap).
+- live heap with every buffer full: %.0f MiB, under %.0f MiB (half of 50%% of
+  2 GiB); memory_limiter refuses above 50%% (1024 MiB of heap), GOMEMLIMIT
+  is the 1 GiB request.
 
 For 100k spans/s in traces of 20 spans: %d gateways of this size (the HPA's
 minimum should hold the steady load; see deploy/kubernetes/README.md).
@@ -426,5 +429,5 @@ minimum should hold the steady load; see deploy/kubernetes/README.md).
 		m.heapPerSpan, m.rssPerSpan, m.cacheEntry, m.idleBase, m.idlePerNumTrace, m.idleRSS, m.cpuPer10k,
 		rate, m.meanSpans, hold, m.heapSamples, m.bufferedSpans, m.cacheTraces,
 		podSpans, podTraces, podTraces, podTraces*11*1.5, m.numTraces, m.expectedRate, m.cacheSize,
-		live/(1<<20), 0.6*2048/2, int(math.Ceil(100_000/podSpans)))
+		live/(1<<20), 0.5*2048/2, int(math.Ceil(100_000/podSpans)))
 }

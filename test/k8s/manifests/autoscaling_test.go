@@ -96,7 +96,7 @@ func TestAutoscalingComponent(t *testing.T) {
 	consts, err := harness.SizingConstants()
 	require.NoError(t, err)
 	c := base.gateway.Spec.Template.Spec.Containers[0]
-	prof, err := profile.Effective("gateway", containerEnv(c))
+	prof, err := profile.Effective("gateway", containerEnv(t, c))
 	require.NoError(t, err)
 	numTraces, err := strconv.ParseFloat(fmt.Sprint(profile.Get(prof, "processors", "tail_sampling", "num_traces")), 64)
 	require.NoError(t, err)
@@ -113,7 +113,7 @@ func TestHPABehaviorSuitsTailSampling(t *testing.T) {
 	b := m.hpa.Spec.Behavior
 	require.NotNil(t, b)
 	c := m.gateway.Spec.Template.Spec.Containers[0]
-	prof, err := profile.Effective("gateway", containerEnv(c))
+	prof, err := profile.Effective("gateway", containerEnv(t, c))
 	require.NoError(t, err)
 	decisionWait, err := time.ParseDuration(fmt.Sprint(profile.Get(prof, "processors", "tail_sampling", "decision_wait")))
 	require.NoError(t, err)

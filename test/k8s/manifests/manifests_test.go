@@ -21,12 +21,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/k8s/cluster"
 	"github.com/tailgate-dev/tailgate/test/k8s/render"
 	"github.com/tailgate-dev/tailgate/test/profile"
 )
@@ -137,9 +137,27 @@ func (m *manifests) workloads() []workload {
 
 // containerEnv is the container's literal env (downward-API values get a
 // placeholder address), as the profile will see it.
-func containerEnv(c corev1.Container) map[string]string {
+// resourceField is the resourceFieldRef of the container's variable name.
+func resourceField(c corev1.Container, name string) *corev1.ResourceFieldSelector {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil {
+			return e.ValueFrom.ResourceFieldRef
+		}
+	}
+	return nil
+}
+
+// containerEnv resolves the container's env as the kubelet would where it matters
+// (resources); other references get a placeholder address.
+func containerEnv(t *testing.T, c corev1.Container) map[string]string {
 	env := map[string]string{}
 	for _, e := range c.Env {
+		if ref := e.ValueFrom; ref != nil && ref.ResourceFieldRef != nil {
+			v, err := cluster.ResourceFieldValue(c, ref.ResourceFieldRef)
+			require.NoError(t, err, e.Name)
+			env[e.Name] = v
+			continue
+		}
 		if e.ValueFrom != nil {
 			env[e.Name] = "10.0.0.1"
 			continue
@@ -178,7 +196,7 @@ func TestWorkloadsMatchTheirProfiles(t *testing.T) {
 			spec := w.pod.Spec
 			require.Len(t, spec.Containers, 1)
 			c := spec.Containers[0]
-			env := containerEnv(c)
+			env := containerEnv(t, c)
 			prof, err := profile.Effective(w.profile, env)
 			require.NoError(t, err)
 
@@ -215,18 +233,25 @@ func TestWorkloadsMatchTheirProfiles(t *testing.T) {
 			// Everything that must be reachable binds the pod IP.
 			assert.Equal(t, "status.podIP", downward(c, "MY_POD_IP"))
 
-			// Memory: GOMEMLIMIT is 80% of the limit and above memory_limiter's soft limit.
-			limit := c.Resources.Limits.Memory()
+			// Memory: GOMEMLIMIT is the container's memory request, derived
+			// by the kubelet, and the request is memory_limiter's soft limit
+			// (its percentages of the limit): the runtime collects before
+			// garbage alone can make memory_limiter refuse data, which
+			// GOGC above the default would otherwise do.
+			assert.Equal(t, &corev1.ResourceFieldSelector{ContainerName: c.Name, Resource: "requests.memory"},
+				resourceField(c, "GOMEMLIMIT"), "GOMEMLIMIT from the container's memory request")
+			limit, request := c.Resources.Limits.Memory(), c.Resources.Requests.Memory()
 			require.False(t, limit.IsZero(), "no memory limit")
-			gomem, err := resource.ParseQuantity(strings.TrimSuffix(env["GOMEMLIMIT"], "B"))
-			require.NoError(t, err, "GOMEMLIMIT %q", env["GOMEMLIMIT"])
-			ratio := float64(gomem.Value()) / float64(limit.Value())
-			assert.InDelta(t, 0.8, ratio, 0.01, "GOMEMLIMIT / memory limit")
+			require.False(t, request.IsZero(), "no memory request")
 			ml := profile.Get(prof, "processors", "memory_limiter").(map[string]any)
 			hard := float64(ml["limit_percentage"].(int)) / 100
 			soft := hard - float64(ml["spike_limit_percentage"].(int))/100
 			assert.Less(t, hard, 1.0)
-			assert.Less(t, soft, ratio, "GC limit below the point where memory_limiter starts refusing")
+			assert.InDelta(t, soft, float64(request.Value())/float64(limit.Value()), 0.005,
+				"memory request / limit = memory_limiter's soft limit (limit_percentage - spike_limit_percentage)")
+			gogc, err := strconv.Atoi(env["GOGC"])
+			require.NoError(t, err, "GOGC %q", env["GOGC"])
+			assert.GreaterOrEqual(t, gogc, 100, "GOGC below the default trades CPU for memory GOMEMLIMIT already bounds")
 
 			// Restricted Pod Security.
 			psc, sc := spec.SecurityContext, c.SecurityContext
@@ -266,7 +291,7 @@ func TestGatewayServicesAndScaling(t *testing.T) {
 	}
 
 	// The agents resolve exactly this headless Service on its OTLP port.
-	agentEnv := containerEnv(m.agent.Spec.Template.Spec.Containers[0])
+	agentEnv := containerEnv(t, m.agent.Spec.Template.Spec.Containers[0])
 	assert.Equal(t, "k8s", agentEnv["TAILGATE_GATEWAY_RESOLVER"])
 	assert.Equal(t, headless.Name+"."+m.namespace.Name, agentEnv["TAILGATE_GATEWAY_K8S_SERVICE"])
 	agentProf, err := profile.Effective("agent", agentEnv)
@@ -290,7 +315,7 @@ func TestGatewayServicesAndScaling(t *testing.T) {
 
 	// Shutdown: preStop covers decision_wait, and fits in the grace period
 	// with time left for the collector's own shutdown.
-	gwProf, err := profile.Effective("gateway", containerEnv(c))
+	gwProf, err := profile.Effective("gateway", containerEnv(t, c))
 	require.NoError(t, err)
 	decisionWait, err := time.ParseDuration(fmt.Sprint(profile.Get(gwProf, "processors", "tail_sampling", "decision_wait")))
 	require.NoError(t, err)
@@ -422,7 +447,7 @@ func requiredRules(t *testing.T, prof map[string]any) []rule {
 
 func TestAgentRBACMatchesProfile(t *testing.T) {
 	m := load(t)
-	prof, err := profile.Effective("agent", containerEnv(m.agent.Spec.Template.Spec.Containers[0]))
+	prof, err := profile.Effective("agent", containerEnv(t, m.agent.Spec.Template.Spec.Containers[0]))
 	require.NoError(t, err)
 	role := m.clusterRoles["tailgate-agent"]
 	require.NotNil(t, role)
@@ -438,7 +463,7 @@ func TestAgentRBACMatchesProfile(t *testing.T) {
 
 func TestGatewayRBACMatchesProfile(t *testing.T) {
 	m := load(t)
-	prof, err := profile.Effective("gateway", containerEnv(m.gateway.Spec.Template.Spec.Containers[0]))
+	prof, err := profile.Effective("gateway", containerEnv(t, m.gateway.Spec.Template.Spec.Containers[0]))
 	require.NoError(t, err)
 	role := m.roles["tailgate-gateway"]
 	require.NotNil(t, role)
@@ -450,8 +475,8 @@ func TestGatewayRBACMatchesProfile(t *testing.T) {
 	require.NotNil(t, m.serviceAccts[sa])
 	assert.Contains(t, binding.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: m.namespace.Name})
 	// The guard and the agents resolve the same Service.
-	env := containerEnv(m.gateway.Spec.Template.Spec.Containers[0])
-	agentEnv := containerEnv(m.agent.Spec.Template.Spec.Containers[0])
+	env := containerEnv(t, m.gateway.Spec.Template.Spec.Containers[0])
+	agentEnv := containerEnv(t, m.agent.Spec.Template.Spec.Containers[0])
 	for _, k := range []string{"TAILGATE_GATEWAY_RESOLVER", "TAILGATE_GATEWAY_K8S_SERVICE"} {
 		assert.Equal(t, agentEnv[k], env[k], k)
 	}

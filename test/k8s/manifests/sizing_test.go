@@ -39,7 +39,7 @@ func TestShippedDefaultsFitTheGatewayPod(t *testing.T) {
 	require.NoError(t, err)
 	m := load(t)
 	c := m.gateway.Spec.Template.Spec.Containers[0]
-	prof, err := profile.Effective("gateway", containerEnv(c))
+	prof, err := profile.Effective("gateway", containerEnv(t, c))
 	require.NoError(t, err)
 
 	cpus := c.Resources.Requests.Cpu().AsApproximateFloat64()

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCeilingSelection(t *testing.T) {
+	builtin := []tierConfig{{name: "tailgate agent"}, {name: "stock agent"}, {name: "tailgate gateway"}}
+
+	sel, err := newCeilingSelection("gateway", "mine=gateway:stock/gateway.yaml:GOGC=400,GOMEMLIMIT=1GiB", "", "/bin/tailgate")
+	require.NoError(t, err)
+	got := sel.apply(builtin)
+	require.Len(t, got, 2)
+	assert.Equal(t, "tailgate gateway", got[0].name)
+	assert.Equal(t, tierConfig{name: "mine", tier: "gateway", bin: "/bin/tailgate", config: "stock/gateway.yaml",
+		env: map[string]string{"GOGC": "400", "GOMEMLIMIT": "1GiB"}}, got[1])
+	assert.True(t, sel.partial())
+	assert.Empty(t, sel.profileFile(got[0], 0), "no -cpuprofile, no profile")
+
+	all, err := newCeilingSelection("", "", t.TempDir(), "/bin/tailgate")
+	require.NoError(t, err)
+	assert.False(t, all.partial(), "the full set writes the goals and the compression runs")
+	assert.Equal(t, builtin, all.apply(builtin))
+	assert.Contains(t, all.profileFile(tierConfig{name: "tailgate gateway", bin: "/bin/tailgate"}, 1), "tailgate_gateway.run2.pprof")
+	assert.Empty(t, all.profileFile(tierConfig{name: "stock gateway", bin: "/bin/baseline"}, 0), "only tailgate's profiles enable pprof")
+
+	for _, bad := range []string{"mine=collector:stock/gateway.yaml", "mine=gateway", "mine=gateway:/no/such.yaml", "mine=gateway:stock/gateway.yaml:GOGC"} {
+		_, err := newCeilingSelection("", bad, "", "/bin/tailgate")
+		assert.Error(t, err, bad)
+	}
+	_, err = newCeilingSelection("(", "", "", "/bin/tailgate")
+	assert.Error(t, err)
+}
