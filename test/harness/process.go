@@ -32,6 +32,9 @@ type ProcessSpec struct {
 	HealthPort int
 	// HealthPath is the path polled on HealthPort (default "/").
 	HealthPath string
+	// HealthPoll is how often WaitHealthy asks (default 50ms); a startup
+	// measurement asks often enough not to round it up.
+	HealthPoll time.Duration
 	// LogDir receives <Name>.log with the process's stdout and stderr.
 	LogDir string
 	// Root, when set, is the directory the process runs chrooted in (the
@@ -182,7 +185,11 @@ func (p *Process) WaitHealthy(timeout time.Duration) error {
 				return nil
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		poll := p.Spec.HealthPoll
+		if poll == 0 {
+			poll = 50 * time.Millisecond
+		}
+		time.Sleep(poll)
 	}
 	return fmt.Errorf("%s not healthy after %s; log:\n%s", p.Spec.Name, timeout, p.LogTail(40))
 }

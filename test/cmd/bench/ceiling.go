@@ -38,6 +38,10 @@ const (
 	// agentReplayFor is how long an agent run lasts: agents keep no state
 	// per trace, so the replay loops over its requests.
 	agentReplayFor = 8 * time.Second
+	// idleRuns starts each gateway config this often for its startup time
+	// and idle RSS, read idleFor after it is healthy.
+	idleRuns = 5
+	idleFor  = 2 * time.Second
 )
 
 // tierConfig is one way to run a tier: a binary with a config and env.
@@ -108,31 +112,7 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest, profile string) (t
 	if err != nil {
 		return run, err
 	}
-	env := map[string]string{
-		// tailgate's profiles
-		"TAILGATE_K8S_PASSTHROUGH":          "true",
-		"TAILGATE_GATEWAY_RESOLVER":         "static",
-		"TAILGATE_DECISION_WAIT":            ceilingDecisionWait.String(),
-		"TAILGATE_STORAGE_DIR":              filepath.Join(dir, "queue"),
-		"TAILGATE_BACKEND_ENDPOINT":         endpoints[0],
-		"TAILGATE_GATEWAY_STATIC_HOSTNAMES": "[" + strings.Join(endpoints, ", ") + "]",
-		// the stock configs (stock/*.yaml)
-		"STOCK_OTLP_ENDPOINT":       fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC),
-		"STOCK_HEALTH_ENDPOINT":     fmt.Sprintf("127.0.0.1:%d", ports.Health),
-		"STOCK_TELEMETRY_PORT":      strconv.Itoa(ports.Telemetry),
-		"STOCK_PROMETHEUS":          fmt.Sprintf("127.0.0.1:%d", ports.Prometheus),
-		"STOCK_GATEWAYS":            "[" + strings.Join(endpoints, ", ") + "]",
-		"STOCK_BACKEND_ENDPOINT":    endpoints[0],
-		"STOCK_DECISION_WAIT":       ceilingDecisionWait.String(),
-		"STOCK_SAMPLING_PERCENTAGE": "10",
-	}
-	if c.tier == "gateway" {
-		// The gateway alone is its whole ring: its guard follows itself.
-		env["TAILGATE_GATEWAY_STATIC_HOSTNAMES"] = fmt.Sprintf("[127.0.0.1:%d]", ports.OTLPGRPC)
-	}
-	for k, v := range c.env {
-		env[k] = v
-	}
+	env := ceilingEnv(c, ports, dir, endpoints)
 	p, err := startPinned(c.name, c.bin, c.config, ports, env, dir)
 	if err != nil {
 		return run, err
@@ -180,6 +160,79 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest, profile string) (t
 	return run, nil
 }
 
+// ceilingEnv is the environment of a run of c on ports: the variables of
+// tailgate's profiles and of the stock configs, exporting to endpoints.
+func ceilingEnv(c tierConfig, ports harness.NodePorts, dir string, endpoints []string) map[string]string {
+	env := map[string]string{
+		// tailgate's profiles
+		"TAILGATE_K8S_PASSTHROUGH":          "true",
+		"TAILGATE_GATEWAY_RESOLVER":         "static",
+		"TAILGATE_DECISION_WAIT":            ceilingDecisionWait.String(),
+		"TAILGATE_STORAGE_DIR":              filepath.Join(dir, "queue"),
+		"TAILGATE_BACKEND_ENDPOINT":         endpoints[0],
+		"TAILGATE_GATEWAY_STATIC_HOSTNAMES": "[" + strings.Join(endpoints, ", ") + "]",
+		// the stock configs (stock/*.yaml)
+		"STOCK_OTLP_ENDPOINT":       fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC),
+		"STOCK_HEALTH_ENDPOINT":     fmt.Sprintf("127.0.0.1:%d", ports.Health),
+		"STOCK_TELEMETRY_PORT":      strconv.Itoa(ports.Telemetry),
+		"STOCK_PROMETHEUS":          fmt.Sprintf("127.0.0.1:%d", ports.Prometheus),
+		"STOCK_GATEWAYS":            "[" + strings.Join(endpoints, ", ") + "]",
+		"STOCK_BACKEND_ENDPOINT":    endpoints[0],
+		"STOCK_DECISION_WAIT":       ceilingDecisionWait.String(),
+		"STOCK_SAMPLING_PERCENTAGE": "10",
+	}
+	if c.tier == "gateway" {
+		// The gateway alone is its whole ring: its guard follows itself.
+		env["TAILGATE_GATEWAY_STATIC_HOSTNAMES"] = fmt.Sprintf("[127.0.0.1:%d]", ports.OTLPGRPC)
+	}
+	for k, v := range c.env {
+		env[k] = v
+	}
+	return env
+}
+
+// startAndIdle starts a gateway config idleRuns times (nothing sent to
+// it): the median time from exec to its first healthy answer, and its RSS
+// after idleFor.
+func startAndIdle(c tierConfig) (startup time.Duration, rss int64, err error) {
+	sink, err := harness.StartNullSink()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer sink.Close()
+	var times []time.Duration
+	var rsss []int64
+	for range idleRuns {
+		dir, err := os.MkdirTemp("", "tailgate-idle-")
+		if err != nil {
+			return 0, 0, err
+		}
+		ports, err := harness.PickPorts()
+		if err != nil {
+			return 0, 0, err
+		}
+		env := ceilingEnv(c, ports, dir, []string{sink.Endpoint()})
+		start := time.Now()
+		p, err := startPinned(c.name, c.bin, c.config, ports, env, dir)
+		if err != nil {
+			os.RemoveAll(dir)
+			return 0, 0, err
+		}
+		times = append(times, time.Since(start))
+		time.Sleep(idleFor)
+		st, err := p.Stats()
+		_ = p.Stop(30 * time.Second)
+		os.RemoveAll(dir)
+		if err != nil {
+			return 0, 0, err
+		}
+		rsss = append(rsss, st.RSS)
+	}
+	slices.Sort(times)
+	slices.Sort(rsss)
+	return times[len(times)/2], rsss[len(rsss)/2], nil
+}
+
 // startPinned starts a collector pinned to collectorCPU on the given ports
 // (their variables under env) and waits until it is healthy.
 func startPinned(name, bin, config string, ports harness.NodePorts, env map[string]string, logDir string) (*harness.Process, error) {
@@ -193,7 +246,7 @@ func startPinned(name, bin, config string, ports harness.NodePorts, env map[stri
 	}
 	p, err := harness.StartProcess(taskset, harness.ProcessSpec{
 		Name: name, Args: []string{"-c", strconv.Itoa(collectorCPU), bin, "--config", config}, Env: vars,
-		HealthPort: ports.Health, LogDir: logDir,
+		HealthPort: ports.Health, LogDir: logDir, HealthPoll: 2 * time.Millisecond,
 	})
 	if err != nil {
 		return nil, err
@@ -304,6 +357,18 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection) (string, er
 			runs[c.name] = append(runs[c.name], r)
 		}
 	}
+	idle := map[string]idleRun{}
+	for _, c := range configs {
+		if c.tier != "gateway" {
+			continue
+		}
+		startup, rss, err := startAndIdle(c)
+		if err != nil {
+			return "", err
+		}
+		fmt.Printf("  %-27s start to healthy %s, idle RSS %.1f MiB (medians of %d)\n", c.name, startup.Round(time.Millisecond), float64(rss)/(1<<20), idleRuns)
+		idle[c.name] = idleRun{startup: startup, rss: rss}
+	}
 	floors := map[string][]tierRun{}
 	for range ceilingRuns {
 		for _, f := range []struct {
@@ -320,17 +385,23 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection) (string, er
 	if sel.partial() {
 		// A comparison of chosen configurations: the table, without the
 		// goals (their references may not have run) or the compression runs.
-		return renderCeiling(configs, runs, floors), nil
+		return renderCeiling(configs, runs, floors, idle), nil
 	}
 	fmt.Println("== compression between the tiers")
 	compression, err := compressionSection(tailgate, reqs)
 	if err != nil {
 		return "", err
 	}
-	return renderCeiling(configs, runs, floors) + compression, nil
+	return renderCeiling(configs, runs, floors, idle) + compression, nil
 }
 
-func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun) string {
+// idleRun is a gateway config's start and idle footprint.
+type idleRun struct {
+	startup time.Duration
+	rss     int64
+}
+
+func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun, idle map[string]idleRun) string {
 	var sb strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
 	perCPU := func(r tierRun) float64 { return r.perCPUSec }
@@ -350,8 +421,15 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun) stri
 	for _, f := range []string{"agent floor", "gateway floor"} {
 		w("| %s | decode floor | %s | |\n", strings.Fields(f)[0], cell(floors[f], perCPU))
 	}
+	w("\nEach gateway config started %d times, nothing sent to it, pinned like the runs above: time from exec to its first healthy answer from health_check (asked every 2ms), and its RSS %s later; medians.\n\n", idleRuns, idleFor)
+	w("| Config | Start to healthy | Idle RSS |\n|---|---|---|\n")
+	for _, c := range configs {
+		if r, ok := idle[c.name]; ok {
+			w("| %s | %d ms | %.1f MiB |\n", c.name, r.startup.Milliseconds(), float64(r.rss)/(1<<20))
+		}
+	}
 	med := func(name string, m map[string][]tierRun) float64 { v, _, _ := stats(m[name], perCPU); return v }
-	w("\nRatios (medians):\n\n| Goal | Figure | Met |\n|---|---|---|\n")
+	w("\nGoals (medians):\n\n| Goal | Figure | Met |\n|---|---|---|\n")
 	goal := func(name string, v, bound float64, atLeast bool) {
 		met := v >= bound
 		if !atLeast {
@@ -365,6 +443,8 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun) stri
 	goal("gateway spans per CPU-second vs stock >= 1.3", med("tailgate gateway", runs)/med("stock gateway", runs), 1.3, true)
 	goal("agent spans per CPU-second vs stock >= 1.2", med("tailgate agent", runs)/med("stock agent", runs), 1.2, true)
 	goal("gateway CPU per span vs its decode floor <= 2.5", med("gateway floor", floors)/med("tailgate gateway", runs), 2.5, false)
+	goal("gateway idle RSS, MiB <= 60", float64(idle["tailgate gateway"].rss)/(1<<20), 60, false)
+	goal("gateway start to healthy vs stock <= 1.1", float64(idle["tailgate gateway"].startup)/float64(idle["stock gateway"].startup), 1.1, false)
 	w("\n")
 	return sb.String()
 }

@@ -366,7 +366,7 @@ func startupTime(bin, profile string, runs int) (time.Duration, error) {
 		start := time.Now()
 		p, err := harness.StartProcess(bin, harness.ProcessSpec{
 			Name: "startup", Args: []string{"--config", profile}, Env: env,
-			HealthPort: ports.Health, LogDir: dir,
+			HealthPort: ports.Health, LogDir: dir, HealthPoll: 2 * time.Millisecond,
 		})
 		if err != nil {
 			return 0, err
