@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
+	k8srender "github.com/tailgate-dev/tailgate/test/k8s/render"
 	"github.com/tailgate-dev/tailgate/test/profile"
 )
 
@@ -113,6 +114,13 @@ func startGateway(bin string, guard bool, extra map[string]string) (*gateway, fu
 	env["TAILGATE_REBALANCE_GUARD"] = strconv.FormatBool(guard)
 	env["TAILGATE_BACKEND_ENDPOINT"] = sink.Endpoint()
 	env["TAILGATE_STORAGE_DIR"] = filepath.Join(dir, "queue")
+	// The garbage-collection settings the manifests give the shipped pod:
+	// the CPU and RSS constants are the shipped gateway's.
+	gc, err := k8srender.GCEnv("Deployment", 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	maps.Copy(env, gc)
 	maps.Copy(env, extra)
 	p, err := harness.StartProcess(bin, harness.ProcessSpec{
 		Name: "gateway", Args: []string{"--config", harness.ProfilePath("gateway")}, Env: env,
@@ -354,7 +362,8 @@ pod and profile defaults against the constants below.
 ## Measured constants
 
 One gateway from configs/gateway.yaml (rebalance_guard on, static set of
-itself), the e2e generator's traffic sent to it directly; %s, %d cores, host %q.
+itself) with the manifests' GOGC and GOMEMLIMIT for the shipped pod, the
+e2e generator's traffic sent to it directly; %s, %d cores, host %q.
 
 <!-- constants: machine-read by test/harness.SizingConstants; one "| name | value |" per row -->
 | Constant | Value |
