@@ -135,20 +135,9 @@ func (m *manifests) workloads() []workload {
 	}
 }
 
-// containerEnv is the container's literal env (downward-API values get a
-// placeholder address), as the profile will see it.
-// resourceField is the resourceFieldRef of the container's variable name.
-func resourceField(c corev1.Container, name string) *corev1.ResourceFieldSelector {
-	for _, e := range c.Env {
-		if e.Name == name && e.ValueFrom != nil {
-			return e.ValueFrom.ResourceFieldRef
-		}
-	}
-	return nil
-}
-
-// containerEnv resolves the container's env as the kubelet would where it matters
-// (resources); other references get a placeholder address.
+// containerEnv is the container's env as the profile will see it:
+// literal values, resource references resolved as the kubelet resolves
+// them, and a placeholder address for the other downward-API values.
 func containerEnv(t *testing.T, c corev1.Container) map[string]string {
 	env := map[string]string{}
 	for _, e := range c.Env {
@@ -231,15 +220,19 @@ func TestWorkloadsMatchTheirProfiles(t *testing.T) {
 			telemetry := profile.Get(readers[0], "pull", "exporter", "prometheus", "port")
 			assert.Equal(t, fmt.Sprint(telemetry), fmt.Sprint(containerPort(c, "telemetry")))
 			// Everything that must be reachable binds the pod IP.
-			assert.Equal(t, "status.podIP", downward(c, "MY_POD_IP"))
+			podIP := valueFrom(c, "MY_POD_IP")
+			require.True(t, podIP != nil && podIP.FieldRef != nil, "MY_POD_IP from the downward API")
+			assert.Equal(t, "status.podIP", podIP.FieldRef.FieldPath)
 
 			// Memory: GOMEMLIMIT is the container's memory request, derived
 			// by the kubelet, and the request is memory_limiter's soft limit
 			// (its percentages of the limit): the runtime collects before
 			// garbage alone can make memory_limiter refuse data, which
 			// GOGC above the default would otherwise do.
+			gomem := valueFrom(c, "GOMEMLIMIT")
+			require.NotNil(t, gomem, "GOMEMLIMIT from the container's memory request, not a literal")
 			assert.Equal(t, &corev1.ResourceFieldSelector{ContainerName: c.Name, Resource: "requests.memory"},
-				resourceField(c, "GOMEMLIMIT"), "GOMEMLIMIT from the container's memory request")
+				gomem.ResourceFieldRef, "GOMEMLIMIT from the container's memory request")
 			limit, request := c.Resources.Limits.Memory(), c.Resources.Requests.Memory()
 			require.False(t, limit.IsZero(), "no memory limit")
 			require.False(t, request.IsZero(), "no memory request")
@@ -266,13 +259,15 @@ func TestWorkloadsMatchTheirProfiles(t *testing.T) {
 	}
 }
 
-func downward(c corev1.Container, name string) string {
+// valueFrom is where the container's variable name takes its value from;
+// nil for a literal value or no such variable.
+func valueFrom(c corev1.Container, name string) *corev1.EnvVarSource {
 	for _, e := range c.Env {
-		if e.Name == name && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
-			return e.ValueFrom.FieldRef.FieldPath
+		if e.Name == name {
+			return e.ValueFrom
 		}
 	}
-	return ""
+	return nil
 }
 
 func TestGatewayServicesAndScaling(t *testing.T) {
