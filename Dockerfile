@@ -15,8 +15,9 @@ COPY bin/image/rootfs/ /
 COPY --chown=10001:10001 bin/image/empty/ /var/lib/tailgate/
 
 COPY bin/tailgate /tailgate
-# The profiles, from configs/ (their one home in the repository).
-COPY configs/agent.yaml configs/gateway.yaml /etc/tailgate/
+# The profiles and the gateway's sampling policies, from configs/ (their
+# one home in the repository).
+COPY configs/agent.yaml configs/gateway.yaml configs/policies.yaml /etc/tailgate/
 
 USER 10001:10001
 # OTLP gRPC, OTLP HTTP, health_check, internal telemetry, RED metrics (gateway).

@@ -17,6 +17,7 @@ require (
 	github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor v0.161.0
 	github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor v0.161.0
 	github.com/open-telemetry/opentelemetry-collector-contrib/processor/transformprocessor v0.161.0
+	github.com/tailgate-dev/tailgate/components/converter/samplingpolicyconverter v0.0.0
 	github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor v0.0.0
 	go.opentelemetry.io/collector/component v1.67.0
 	go.opentelemetry.io/collector/confmap v1.67.0
@@ -307,6 +308,8 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
+
+replace github.com/tailgate-dev/tailgate/components/converter/samplingpolicyconverter v0.0.0 => ../../components/converter/samplingpolicyconverter
 
 replace github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor v0.0.0 => ../../components/processor/rebalanceguardprocessor
 

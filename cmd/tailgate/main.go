@@ -8,6 +8,7 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
+	samplingpolicyconverter "github.com/tailgate-dev/tailgate/components/converter/samplingpolicyconverter"
 	envprovider "go.opentelemetry.io/collector/confmap/provider/envprovider"
 	fileprovider "go.opentelemetry.io/collector/confmap/provider/fileprovider"
 	yamlprovider "go.opentelemetry.io/collector/confmap/provider/yamlprovider"
@@ -35,6 +36,9 @@ func main() {
 					httpprovider.NewFactory(),
 					httpsprovider.NewFactory(),
 				},
+				ConverterFactories: []confmap.ConverterFactory{
+					samplingpolicyconverter.NewFactory(),
+				},
 			},
 		},
 		ProviderModules: map[string]string{
@@ -45,6 +49,7 @@ func main() {
 			httpsprovider.NewFactory().Create(confmap.ProviderSettings{}).Scheme(): "go.opentelemetry.io/collector/confmap/provider/httpsprovider v1.67.0",
 		},
 		ConverterModules: []string{
+			"github.com/tailgate-dev/tailgate/components/converter/samplingpolicyconverter v0.0.0",
 		},
 	}
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/mod/modfile"
 	modversion "golang.org/x/mod/module"
 
@@ -74,46 +75,40 @@ func TestGuardFollowsTheAgentsResolver(t *testing.T) {
 	}
 }
 
-// TestSamplingFollowsTheGuardsAttributes: the guard marks spans with its
-// keep_attribute and injects markers carrying its marker_attribute (its
-// configured values or its defaults, as the binary resolves them);
-// tail_sampling must keep traces on that keep attribute, and
-// filter/rebalance_markers must drop spans on that marker attribute, in
-// that order after the guard.
+// TestSamplingFollowsTheGuardsAttributes: in the configuration the binary
+// runs (after its samplingpolicyconverter), for each resolver the guard's
+// keep and marker attributes reach a filter right after tail_sampling that
+// drops the marker spans, and tail_sampling holds one policy more than the
+// user's policies file: the guard's (print-config, v0.161.0, prints
+// policies without their name and settings; the converter's own tests
+// check the policy itself, and test/e2e that split traces stay whole with
+// a policies file that names no guard policy).
 func TestSamplingFollowsTheGuardsAttributes(t *testing.T) {
-	// The policies and the filter's conditions are read as written: they
-	// hold no variables, and print-config (v0.161.0) drops the settings of
-	// tail_sampling policies when it prints them.
-	raw, err := profile.Raw("gateway")
+	var userPolicies []any
+	data, err := os.ReadFile(harness.PoliciesPath())
 	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(data, &userPolicies))
+	require.NotEmpty(t, userPolicies)
 	for _, resolver := range resolvers {
 		t.Run(resolver, func(t *testing.T) {
 			gateway, err := profile.Effective("gateway", map[string]string{"TAILGATE_GATEWAY_RESOLVER": resolver})
 			require.NoError(t, err)
 			guard := "rebalance_guard/" + resolver
-			keep := profile.Get(gateway, "processors", guard, "keep_attribute")
+			filter := "filter/rebalance_guard_" + resolver + "_markers"
 			marker := profile.Get(gateway, "processors", guard, "marker_attribute")
-			require.NotEmpty(t, keep)
 			require.NotEmpty(t, marker)
 
-			var rebalance []string
-			policies, _ := profile.Get(raw, "processors", "tail_sampling", "policies").([]any)
-			for _, p := range policies {
-				if profile.Get(p, "type") == "boolean_attribute" &&
-					profile.Get(p, "boolean_attribute", "key") == keep && profile.Get(p, "boolean_attribute", "value") == true {
-					rebalance = append(rebalance, fmt.Sprint(profile.Get(p, "name")))
-				}
-			}
-			assert.NotEmpty(t, rebalance, "no tail_sampling policy keeps traces with %s == true", keep)
-
 			want := fmt.Sprintf(`span.attributes[%q] == true`, marker)
-			conditions, _ := profile.Get(raw, "processors", "filter/rebalance_markers", "trace_conditions").([]any)
-			assert.Contains(t, conditions, want, "filter/rebalance_markers does not drop the guard's markers (%s)", marker)
+			conditions := fmt.Sprint(profile.Get(gateway, "processors", filter, "trace_conditions"))
+			assert.Contains(t, conditions, want, "%s does not drop the guard's markers (%s)", filter, marker)
+
+			policies, _ := profile.Get(gateway, "processors", "tail_sampling", "policies").([]any)
+			assert.Len(t, policies, len(userPolicies)+1, "tail_sampling runs the user's policies and the guard's")
 
 			procs, _ := profile.Get(gateway, "service", "pipelines", "traces/sampling", "processors").([]any)
 			at := func(id string) int { return slices.Index(procs, any(id)) }
-			assert.True(t, at(guard) >= 0 && at(guard) < at("tail_sampling") && at("tail_sampling") < at("filter/rebalance_markers"),
-				"traces/sampling must run the guard, then tail_sampling, then filter/rebalance_markers: %v", procs)
+			assert.True(t, at(guard) >= 0 && at(guard) < at("tail_sampling") && at("tail_sampling")+1 == at(filter),
+				"traces/sampling must run the guard, then tail_sampling, then %s: %v", filter, procs)
 		})
 	}
 }

@@ -17,18 +17,25 @@ import (
 	"github.com/tailgate-dev/tailgate/test/profile"
 )
 
-// validate runs `tailgate validate` on a profile with exactly the given
-// environment (plus PATH): nothing leaks in from the developer's shell.
+// validate runs `tailgate validate` on a profile with the given environment
+// over harness.CheckoutEnv: nothing leaks in from the developer's shell.
 func validate(t *testing.T, profile string, env ...string) (string, error) {
 	t.Helper()
 	bin, err := harness.BinaryPath()
 	require.NoError(t, err)
 	cmd := exec.Command(bin, "validate", "--config", harness.ProfilePath(profile))
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	cmd.Env = harness.CheckoutEnv(vars)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
+// TestProfilesValidateWithNoEnvironment: nothing but the gateway's policies
+// file (which the image ships at the default path) is needed.
 func TestProfilesValidateWithNoEnvironment(t *testing.T) {
 	for _, p := range profile.Names {
 		t.Run(p, func(t *testing.T) {
@@ -89,7 +96,7 @@ func TestInvalidSettingsNameTheKey(t *testing.T) {
 // every variable the profiles read, and no variable they do not read.
 func TestEveryProfileVariableIsDocumented(t *testing.T) {
 	used := map[string]bool{}
-	for _, p := range profile.Names {
+	for _, p := range append(slices.Clone(profile.Names), "policies") {
 		vars, err := profile.Variables(p)
 		require.NoError(t, err)
 		for name := range vars {

@@ -25,6 +25,25 @@ func ProfilePath(profile string) string {
 	return filepath.Join(RepoRoot(), "configs", profile+".yaml")
 }
 
+// PoliciesPath is the gateway's sampling policies file as shipped
+// (configs/policies.yaml; /etc/tailgate/policies.yaml in the image).
+func PoliciesPath() string {
+	return filepath.Join(RepoRoot(), "configs", "policies.yaml")
+}
+
+// CheckoutEnv is the environment a profile needs to run from this checkout
+// rather than from the image, plus extra (which wins): the gateway reads
+// its policies from TAILGATE_POLICIES_FILE, whose default is the image's
+// path. PATH and HOME only otherwise, so that the profiles' defaults apply
+// unless a test overrides them on purpose.
+func CheckoutEnv(extra map[string]string) []string {
+	env := map[string]string{"TAILGATE_POLICIES_FILE": PoliciesPath()}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return environ(env)
+}
+
 // BinaryPath is the tailgate binary under test: $TAILGATE_BIN, else bin/tailgate.
 // It fails when the binary is missing instead of building it behind the
 // caller's back: `make build` (or `make test`) builds it.

@@ -23,8 +23,9 @@ type ProcessSpec struct {
 	Name string
 	// Args are the binary's arguments, e.g. --config configs/gateway.yaml.
 	Args []string
-	// Env is added to a minimal environment (PATH and HOME only), so that the
-	// profiles' defaults apply unless a test overrides them on purpose.
+	// Env is added to a minimal environment (CheckoutEnv, or PATH and HOME
+	// only with Root), so that the profiles' defaults apply unless a test
+	// overrides them on purpose.
 	Env map[string]string
 	// HealthHost is the host health_check listens on (default 127.0.0.1).
 	HealthHost string
@@ -90,7 +91,11 @@ func StartProcess(bin string, spec ProcessSpec) (*Process, error) {
 		// starts inside its limits, as in a container.
 		cmd = exec.Command("/bin/sh", append([]string{"-c", move + ` && exec "$0" "$@"`, bin}, spec.Args...)...)
 	}
-	cmd.Env = environ(spec.Env)
+	// Chrooted into the image, the process finds the image's own files.
+	cmd.Env = CheckoutEnv(spec.Env)
+	if spec.Root != "" {
+		cmd.Env = environ(spec.Env)
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	// The kernel kills the process if the harness dies, so none outlives a

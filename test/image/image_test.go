@@ -50,7 +50,7 @@ func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 
 	entries := listFiles(t, rootfs)
 	mountKernelFilesystems(t, rootfs)
-	for _, want := range []string{"tailgate", "etc/tailgate/agent.yaml", "etc/tailgate/gateway.yaml", "etc/ssl/certs/ca-certificates.crt", "var/lib/tailgate"} {
+	for _, want := range []string{"tailgate", "etc/tailgate/agent.yaml", "etc/tailgate/gateway.yaml", "etc/tailgate/policies.yaml", "etc/ssl/certs/ca-certificates.crt", "var/lib/tailgate"} {
 		assert.Contains(t, entries, want)
 	}
 	// The profiles in the image are the ones in configs/, byte for byte.

@@ -32,7 +32,7 @@ func Raw(name string) (map[string]any, error) {
 }
 
 // Effective is the configuration the built binary runs a profile with,
-// given exactly env (plus PATH): `tailgate print-config` expands it with
+// given env (over harness.CheckoutEnv): `tailgate print-config` expands it with
 // the collector's own confmap resolver, decodes every component's section
 // into its config with the component's defaults, validates it, and prints
 // the result.
@@ -42,10 +42,7 @@ func Effective(name string, env map[string]string) (map[string]any, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "print-config", "--mode", "unredacted", "--config", harness.ProfilePath(name))
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = harness.CheckoutEnv(env)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

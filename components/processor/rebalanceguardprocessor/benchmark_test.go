@@ -15,7 +15,9 @@ import (
 )
 
 // BenchmarkConsumeTraces measures a batch of 1000 spans (50 traces of 20
-// spans, as agents batch them) owned by this gateway with a 5-gateway ring:
+// spans, as agents batch them, each span with 8 attributes under a resource
+// with 6, as instrumented applications and the agents' k8s_attributes
+// give them) owned by this gateway with a 5-gateway ring:
 // the common path (no recent change), and within moved_in_window of a
 // rolling-update step (a gateway added, then one removed), where every
 // trace is checked against the two replaced rings. Reported per span.
@@ -50,7 +52,11 @@ func benchmarkConsumeTraces(b *testing.B, members []string, changes [][]string) 
 
 	ring := g.ring
 	td := ptrace.NewTraces()
-	spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+	rs := td.ResourceSpans().AppendEmpty()
+	for _, k := range []string{"service.name", "service.namespace", "k8s.pod.name", "k8s.namespace.name", "k8s.node.name", "k8s.cluster.name"} {
+		rs.Resource().Attributes().PutStr(k, "value-of-"+k)
+	}
+	spans := rs.ScopeSpans().AppendEmpty().Spans()
 	for i, n := 0, 0; n < 50; i++ {
 		id := pcommon.TraceID{byte(i >> 8), byte(i), 0x5e}
 		if ring.owner(id) != gwA {
@@ -61,6 +67,15 @@ func benchmarkConsumeTraces(b *testing.B, members []string, changes [][]string) 
 			sp := spans.AppendEmpty()
 			sp.SetTraceID(id)
 			sp.SetSpanID(pcommon.SpanID{byte(j + 1)})
+			attrs := sp.Attributes()
+			attrs.PutStr("http.request.method", "GET")
+			attrs.PutInt("http.response.status_code", 200)
+			attrs.PutStr("http.route", "/api/cart/{id}")
+			attrs.PutStr("url.path", "/api/cart/42")
+			attrs.PutStr("server.address", "cart.shop.svc")
+			attrs.PutInt("server.port", 8080)
+			attrs.PutStr("network.protocol.version", "1.1")
+			attrs.PutStr("user_agent.original", "shop-frontend/1.0")
 		}
 	}
 	b.ReportAllocs()

@@ -12,8 +12,10 @@ import (
 
 // Config of the rebalance_guard processor.
 type Config struct {
-	// Enabled turns the guard on. Off, the processor passes data through
-	// untouched (for comparisons with stock behaviour).
+	// Enabled turns the guard on. Off, the processor marks nothing (for
+	// comparisons with stock behaviour); it still removes the attributes it
+	// owns from received spans (reserved.go), since the keep policy and the
+	// marker filter read them either way.
 	Enabled bool `mapstructure:"enabled"`
 
 	// Resolver finds the gateway set exactly as the agents' load_balancing

@@ -43,7 +43,7 @@ func buildMarkers(ids []pcommon.TraceID, reason string, keepAttr, markerAttr str
 		sp.SetEndTimestamp(ts)
 		sp.Attributes().PutBool(keepAttr, true)
 		sp.Attributes().PutBool(markerAttr, true)
-		sp.Attributes().PutStr("tailgate.rebalance.reason", reason)
+		sp.Attributes().PutStr(reasonAttribute, reason)
 	}
 	return td
 }

@@ -3,6 +3,7 @@ package rebalanceguardprocessor // import "github.com/tailgate-dev/tailgate/comp
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -39,6 +40,15 @@ type guard struct {
 	// any pod IP ("[${env:MY_POD_IP}]:4317") and still find itself.
 	selfEndpoint string
 
+	// reserved are the attributes the guard owns (reserved.go); every
+	// received span is stripped of them, the guard on or off, since the
+	// keep policy and the marker filter read them either way.
+	reserved reservedAttributes
+	// lastReservedLog (unix ns) limits the warning about received spans
+	// carrying reserved attributes to one a minute: a sender doing it on
+	// every span must not flood the log.
+	lastReservedLog atomic.Int64
+
 	mu      sync.Mutex
 	tracker *tracker
 	ring    *hashRing    // current ring; empty until the first resolution
@@ -59,6 +69,7 @@ func newGuard(set processor.Settings, cfg *Config, next consumer.Traces, src mem
 	}
 	g := &guard{
 		cfg: cfg, next: next, src: src, clock: clk, logger: set.Logger, tb: tb, selfEndpoint: canonicalEndpoint(cfg.Self),
+		reserved: newReservedAttributes(cfg),
 		tracker: newTracker(cfg.maxTraces(), cfg.activeWindow()), ring: &hashRing{}, self: -1,
 		history:   newRingHistory(cfg.MovedInWindow, cfg.agentLag()+cfg.ClockSkew),
 		reasonSet: map[string]metric.MeasurementOption{},
@@ -208,6 +219,9 @@ func (g *guard) inject(ctx context.Context, ids []pcommon.TraceID, reason string
 // ConsumeTraces tracks every trace and marks the spans of traces another
 // gateway owns, or that moved here with a recent change.
 func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	if n, service := g.reserved.stripAll(td); n > 0 {
+		g.reportReserved(ctx, n, service)
+	}
 	if !g.cfg.Enabled {
 		return g.next.ConsumeTraces(ctx, td)
 	}
@@ -274,6 +288,18 @@ func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 		g.tb.ProcessorRebalanceGuardTracesMarked.Add(ctx, newlyMovedIn, g.reasonSet[reasonMovedIn])
 	}
 	return g.next.ConsumeTraces(ctx, td)
+}
+
+// reportReserved counts received spans that carried reserved attributes
+// (now removed) and warns at most once a minute, naming a sender.
+func (g *guard) reportReserved(ctx context.Context, spans int64, service string) {
+	g.tb.ProcessorRebalanceGuardSpansReservedAttributesRemoved.Add(ctx, spans)
+	now, last := g.clock.Now().UnixNano(), g.lastReservedLog.Load()
+	if last != 0 && now-last < int64(time.Minute) || !g.lastReservedLog.CompareAndSwap(last, now) {
+		return
+	}
+	g.logger.Warn("rebalance_guard: received spans carrying attributes reserved to the guard; they were removed, so they force no trace kept and drop no span",
+		zap.Strings("attributes", g.reserved.keys[:]), zap.Int64("spans", spans), zap.String("service.name", service))
 }
 
 // Shutdown marks every trace still undecided here before the processors after

@@ -44,14 +44,8 @@ func (k *Kubelet) prepareRoot(pod *corev1.Pod, run *podRun) (string, error) {
 		}
 		switch {
 		case v.ConfigMap != nil:
-			cm, err := k.cp.Client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
-			if err != nil {
+			if err := k.writeConfigMap(ctx, pod.Namespace, v.ConfigMap.Name, dir); err != nil {
 				return "", err
-			}
-			for key, val := range cm.Data {
-				if err := os.WriteFile(filepath.Join(dir, key), []byte(val), 0o644); err != nil {
-					return "", err
-				}
 			}
 		case v.EmptyDir != nil:
 			if fsGroup >= 0 {
@@ -67,8 +61,16 @@ func (k *Kubelet) prepareRoot(pod *corev1.Pod, run *podRun) (string, error) {
 			if _, err := k.serviceAccountFiles(pod, dir); err != nil {
 				return "", err
 			}
+		case v.Projected != nil && projectsConfigMapsOnly(v.Projected):
+			// Several ConfigMaps in one directory (the gateway's profile and
+			// its policies file).
+			for _, src := range v.Projected.Sources {
+				if err := k.writeConfigMap(ctx, pod.Namespace, src.ConfigMap.Name, dir); err != nil {
+					return "", err
+				}
+			}
 		default:
-			return "", fmt.Errorf("volume %s: only configMap, emptyDir and the service account projection are supported", v.Name)
+			return "", fmt.Errorf("volume %s: only configMap, emptyDir, a projection of ConfigMaps and the service account projection are supported", v.Name)
 		}
 		sources[v.Name] = dir
 	}
@@ -110,6 +112,32 @@ func (k *Kubelet) prepareRoot(pod *corev1.Pod, run *podRun) (string, error) {
 }
 
 func (k *Kubelet) unmount(run *podRun) { image.Unmount(run.mounts) }
+
+// writeConfigMap writes every key of a ConfigMap as a file in dir, as the
+// kubelet does for a configMap volume without items.
+func (k *Kubelet) writeConfigMap(ctx context.Context, namespace, name, dir string) error {
+	cm, err := k.cp.Client.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	for key, val := range cm.Data {
+		if err := os.WriteFile(filepath.Join(dir, key), []byte(val), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// projectsConfigMapsOnly reports a projected volume made of whole
+// ConfigMaps and nothing else.
+func projectsConfigMapsOnly(p *corev1.ProjectedVolumeSource) bool {
+	for _, s := range p.Sources {
+		if s.ConfigMap == nil || len(s.ConfigMap.Items) > 0 {
+			return false
+		}
+	}
+	return len(p.Sources) > 0
+}
 
 func projectsToken(p *corev1.ProjectedVolumeSource) bool {
 	for _, s := range p.Sources {

@@ -5,9 +5,11 @@ package manifests
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,7 +117,7 @@ func load(t *testing.T) *manifests {
 // client-go type with no unknown field (load fails otherwise).
 func TestManifestsDecodeStrictly(t *testing.T) {
 	m := load(t)
-	assert.Len(t, m.configMaps, 3, "the two profiles and the cluster name")
+	assert.Len(t, m.configMaps, 4, "the two profiles, the policies and the cluster name")
 	assert.Equal(t, "observability", m.namespace.Name)
 	assert.Equal(t, "restricted", m.namespace.Labels["pod-security.kubernetes.io/enforce"])
 }
@@ -189,23 +191,24 @@ func TestWorkloadsMatchTheirProfiles(t *testing.T) {
 			prof, err := profile.Effective(w.profile, env)
 			require.NoError(t, err)
 
-			// The container runs the profile from the ConfigMap generated from configs/.
+			// The container runs the profile from the ConfigMap generated from
+			// configs/; the gateway finds its policies file beside it, at the
+			// path the profile reads by default, from tailgate-policies.
 			require.Equal(t, []string{"--config", "/etc/tailgate/" + w.profile + ".yaml"}, c.Args)
-			var cmName string
-			for _, vm := range c.VolumeMounts {
-				if vm.MountPath == "/etc/tailgate" {
-					for _, v := range spec.Volumes {
-						if v.Name == vm.Name && v.ConfigMap != nil {
-							cmName = v.ConfigMap.Name
-						}
-					}
-				}
+			files := mountedConfigFiles(t, m, spec, c, "/etc/tailgate")
+			want := []string{w.profile + ".yaml"}
+			if w.profile == "gateway" {
+				want = append(want, "policies.yaml")
+				_, isDefault := env["TAILGATE_POLICIES_FILE"]
+				assert.False(t, isDefault, "the manifests read the policies from the profile's default path")
+				assert.True(t, strings.HasPrefix(files["policies.yaml"], "tailgate-policies-"), "policies.yaml comes from %q", files["policies.yaml"])
 			}
-			cm := m.configMaps[cmName]
-			require.NotNil(t, cm, "no ConfigMap mounted at /etc/tailgate")
-			file, err := os.ReadFile(harness.ProfilePath(w.profile))
-			require.NoError(t, err)
-			assert.Equal(t, string(file), cm.Data[w.profile+".yaml"], "ConfigMap %s differs from configs/%s.yaml", cmName, w.profile)
+			assert.ElementsMatch(t, want, slices.Collect(maps.Keys(files)), "files in /etc/tailgate")
+			for name, cmName := range files {
+				file, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "configs", name))
+				require.NoError(t, err)
+				assert.Equal(t, string(file), m.configMaps[cmName].Data[name], "ConfigMap %s differs from configs/%s", cmName, name)
+			}
 
 			// Ports: receivers, health_check, telemetry.
 			assert.Equal(t, port(t, profile.Get(prof, "receivers", "otlp", "protocols", "grpc", "endpoint")), containerPort(c, "otlp-grpc"))
@@ -477,11 +480,48 @@ func TestGatewayRBACMatchesProfile(t *testing.T) {
 	}
 }
 
+// mountedConfigFiles lists the files a container finds in dir, each with
+// the ConfigMap it comes from: a configMap volume, or a projection of
+// ConfigMaps, mounted there.
+func mountedConfigFiles(t *testing.T, m *manifests, spec corev1.PodSpec, c corev1.Container, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	add := func(cmName string) {
+		cm := m.configMaps[cmName]
+		require.NotNil(t, cm, "ConfigMap %s is mounted but not in the manifests", cmName)
+		for key := range cm.Data {
+			_, twice := files[key]
+			require.False(t, twice, "%s/%s comes from two ConfigMaps", dir, key)
+			files[key] = cmName
+		}
+	}
+	for _, vm := range c.VolumeMounts {
+		if vm.MountPath != dir {
+			continue
+		}
+		for _, v := range spec.Volumes {
+			switch {
+			case v.Name != vm.Name:
+			case v.ConfigMap != nil:
+				add(v.ConfigMap.Name)
+			case v.Projected != nil:
+				for _, src := range v.Projected.Sources {
+					require.NotNil(t, src.ConfigMap, "volume %s projects something other than ConfigMaps", v.Name)
+					add(src.ConfigMap.Name)
+				}
+			}
+		}
+	}
+	require.NotEmpty(t, files, "no ConfigMap mounted at %s", dir)
+	return files
+}
+
 func TestConfigMapsComeFromConfigs(t *testing.T) {
 	m := load(t)
 	profiles := 0
 	for _, cm := range m.configMaps {
-		if !strings.HasPrefix(cm.Name, "tailgate-agent-config") && !strings.HasPrefix(cm.Name, "tailgate-gateway-config") {
+		if !strings.HasPrefix(cm.Name, "tailgate-agent-config") && !strings.HasPrefix(cm.Name, "tailgate-gateway-config") &&
+			!strings.HasPrefix(cm.Name, "tailgate-policies") {
 			continue
 		}
 		profiles++
@@ -492,7 +532,52 @@ func TestConfigMapsComeFromConfigs(t *testing.T) {
 			assert.Equal(t, string(file), data, "ConfigMap %s key %s", cm.Name, key)
 		}
 	}
-	assert.Equal(t, 2, profiles, "profile ConfigMaps")
+	assert.Equal(t, 3, profiles, "ConfigMaps of the profiles and the policies")
+}
+
+// TestUsersPoliciesRollTheGateways: an overlay that replaces
+// tailgate-policies with the user's file (README.md's way) mounts it into
+// the gateways under a new name, so the Deployment rolls, and leaves the
+// agents alone.
+func TestUsersPoliciesRollTheGateways(t *testing.T) {
+	templates := func(objs []*unstructured.Unstructured) (gateway, agent corev1.PodTemplateSpec, policies map[string]string) {
+		policies = map[string]string{}
+		for _, u := range objs {
+			switch {
+			case u.GetKind() == "Deployment" && u.GetName() == "tailgate-gateway":
+				var d appsv1.Deployment
+				require.NoError(t, render.Strict(u, &d))
+				gateway = d.Spec.Template
+			case u.GetKind() == "DaemonSet":
+				var ds appsv1.DaemonSet
+				require.NoError(t, render.Strict(u, &ds))
+				agent = ds.Spec.Template
+			case u.GetKind() == "ConfigMap" && strings.HasPrefix(u.GetName(), render.PoliciesConfigMap):
+				var cm corev1.ConfigMap
+				require.NoError(t, render.Strict(u, &cm))
+				policies[cm.Name] = cm.Data["policies.yaml"]
+			}
+		}
+		return gateway, agent, policies
+	}
+	base, err := render.Overlay(t.TempDir(), nil, "")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	mine := []byte("- {name: everything, type: always_sample}\n")
+	extra, err := render.WithPolicies(dir, mine)
+	require.NoError(t, err)
+	overlay, err := render.Overlay(dir, nil, extra)
+	require.NoError(t, err)
+
+	baseGateway, baseAgent, _ := templates(base)
+	gateway, agent, policies := templates(overlay)
+	require.Len(t, policies, 1)
+	for name, data := range policies {
+		assert.Equal(t, string(mine), data, "the overlay's policies")
+		assert.Contains(t, fmt.Sprint(gateway.Spec.Volumes), name, "the gateways mount %s", name)
+	}
+	assert.NotEqual(t, baseGateway, gateway, "the gateway pod template changes: the Deployment rolls")
+	assert.Equal(t, baseAgent, agent, "the agents do not roll")
 }
 
 // TestClusterNameFromOneConfigMap: both tiers read TAILGATE_CLUSTER_NAME

@@ -92,6 +92,20 @@ func Overlay(dir string, components []string, extra string) ([]*unstructured.Uns
 	return Objects(out)
 }
 
+// PoliciesConfigMap is the ConfigMap of the gateways' sampling policies
+// (from configs/policies.yaml), which users replace with their own.
+const PoliciesConfigMap = "tailgate-policies"
+
+// WithPolicies writes policies as policies.yaml into an overlay's dir and
+// returns the kustomization fields (for Overlay's extra) that replace the
+// base's tailgate-policies with it, as README.md tells users to.
+func WithPolicies(dir string, policies []byte) (string, error) {
+	if err := os.WriteFile(filepath.Join(dir, "policies.yaml"), policies, 0o644); err != nil {
+		return "", err
+	}
+	return "configMapGenerator:\n  - name: " + PoliciesConfigMap + "\n    namespace: observability\n    behavior: replace\n    files: [policies.yaml]\n", nil
+}
+
 // The autoscaling component's ConfigMap of adapter rules, and its key.
 const (
 	AdapterRulesConfigMap = "tailgate-prometheus-adapter-rules"

@@ -23,18 +23,19 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                                  metric.Meter
-	mu                                     sync.Mutex
-	registrations                          []metric.Registration
-	ProcessorRebalanceGuardMarkersInjected metric.Int64Counter
-	ProcessorRebalanceGuardRingChanges     metric.Int64Counter
-	ProcessorRebalanceGuardRingMembers     metric.Int64Gauge
-	ProcessorRebalanceGuardSelfInRing      metric.Int64Gauge
-	ProcessorRebalanceGuardSpansMarked     metric.Int64Counter
-	ProcessorRebalanceGuardSpansNotOwned   metric.Int64Counter
-	ProcessorRebalanceGuardTracesEvicted   metric.Int64Counter
-	ProcessorRebalanceGuardTracesMarked    metric.Int64Counter
-	ProcessorRebalanceGuardTrackedTraces   metric.Int64Gauge
+	meter                                                 metric.Meter
+	mu                                                    sync.Mutex
+	registrations                                         []metric.Registration
+	ProcessorRebalanceGuardMarkersInjected                metric.Int64Counter
+	ProcessorRebalanceGuardRingChanges                    metric.Int64Counter
+	ProcessorRebalanceGuardRingMembers                    metric.Int64Gauge
+	ProcessorRebalanceGuardSelfInRing                     metric.Int64Gauge
+	ProcessorRebalanceGuardSpansMarked                    metric.Int64Counter
+	ProcessorRebalanceGuardSpansNotOwned                  metric.Int64Counter
+	ProcessorRebalanceGuardSpansReservedAttributesRemoved metric.Int64Counter
+	ProcessorRebalanceGuardTracesEvicted                  metric.Int64Counter
+	ProcessorRebalanceGuardTracesMarked                   metric.Int64Counter
+	ProcessorRebalanceGuardTrackedTraces                  metric.Int64Gauge
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -99,6 +100,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	builder.ProcessorRebalanceGuardSpansNotOwned, err = builder.meter.Int64Counter(
 		"otelcol_processor_rebalance_guard_spans_not_owned",
 		metric.WithDescription("Spans received for traces that the current ring gives to another gateway. [Development]"),
+		metric.WithUnit("{span}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorRebalanceGuardSpansReservedAttributesRemoved, err = builder.meter.Int64Counter(
+		"otelcol_processor_rebalance_guard_spans_reserved_attributes_removed",
+		metric.WithDescription("Received spans that carried an attribute reserved to the guard (keep_attribute, marker_attribute or tailgate.rebalance.reason, on the span or on its resource). The attribute was removed, so it forced no trace kept and dropped no span; a sender setting it is trying to steer sampling. [Development]"),
 		metric.WithUnit("{span}"),
 	)
 	errs = errors.Join(errs, err)

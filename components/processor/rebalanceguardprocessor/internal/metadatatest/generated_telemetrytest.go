@@ -113,6 +113,22 @@ func AssertEqualProcessorRebalanceGuardSpansNotOwned(t *testing.T, tt *component
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualProcessorRebalanceGuardSpansReservedAttributesRemoved(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_processor_rebalance_guard_spans_reserved_attributes_removed",
+		Description: "Received spans that carried an attribute reserved to the guard (keep_attribute, marker_attribute or tailgate.rebalance.reason, on the span or on its resource). The attribute was removed, so it forced no trace kept and dropped no span; a sender setting it is trying to steer sampling. [Development]",
+		Unit:        "{span}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_processor_rebalance_guard_spans_reserved_attributes_removed")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualProcessorRebalanceGuardTracesEvicted(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_processor_rebalance_guard_traces_evicted",

@@ -25,6 +25,7 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ProcessorRebalanceGuardSelfInRing.Record(context.Background(), 1)
 	tb.ProcessorRebalanceGuardSpansMarked.Add(context.Background(), 1)
 	tb.ProcessorRebalanceGuardSpansNotOwned.Add(context.Background(), 1)
+	tb.ProcessorRebalanceGuardSpansReservedAttributesRemoved.Add(context.Background(), 1)
 	tb.ProcessorRebalanceGuardTracesEvicted.Add(context.Background(), 1)
 	tb.ProcessorRebalanceGuardTracesMarked.Add(context.Background(), 1)
 	tb.ProcessorRebalanceGuardTrackedTraces.Record(context.Background(), 1)
@@ -44,6 +45,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualProcessorRebalanceGuardSpansNotOwned(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualProcessorRebalanceGuardSpansReservedAttributesRemoved(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualProcessorRebalanceGuardTracesEvicted(t, testTel,

@@ -1,0 +1,177 @@
+package samplingpolicyconverter
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+)
+
+func convert(t *testing.T, conf *confmap.Conf) error {
+	t.Helper()
+	return NewFactory().Create(confmap.ConverterSettings{}).Convert(context.Background(), conf)
+}
+
+// TestConvert: a guarded pipeline gets the guard's keep policy first and
+// its marker filter right after tail_sampling, with the guard's attribute
+// names; anything else is left as written.
+func TestConvert(t *testing.T) {
+	for _, name := range []string{"guarded", "own_attributes", "unguarded"} {
+		t.Run(name, func(t *testing.T) {
+			conf, err := confmaptest.LoadConf(filepath.Join("testdata", name+".yaml"))
+			require.NoError(t, err)
+			want, err := confmaptest.LoadConf(filepath.Join("testdata", name+"_expected.yaml"))
+			require.NoError(t, err)
+			require.NoError(t, convert(t, conf))
+			assert.Equal(t, want.ToStringMap(), conf.ToStringMap())
+		})
+	}
+}
+
+// TestConfigurationsCannotTakeTheGuardsNames: a configuration that already
+// holds what the converter adds (a policy named after the guard's) is
+// refused, not doubled.
+func TestConfigurationsCannotTakeTheGuardsNames(t *testing.T) {
+	conf, err := confmaptest.LoadConf(filepath.Join("testdata", "guarded_expected.yaml"))
+	require.NoError(t, err)
+	err = convert(t, conf)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `policy "rebalance_guard" ([0])`)
+}
+
+func TestGuardAfterTailSamplingIsRefused(t *testing.T) {
+	conf := confmap.NewFromStringMap(map[string]any{
+		"processors": map[string]any{"rebalance_guard": map[string]any{}, "tail_sampling": map[string]any{}},
+		"service": map[string]any{"pipelines": map[string]any{"traces": map[string]any{
+			"processors": []any{"tail_sampling", "rebalance_guard"},
+		}}},
+	})
+	err := convert(t, conf)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "service::pipelines::traces::processors: rebalance_guard must come before tail_sampling")
+}
+
+func TestMarkerFilterIDIsReserved(t *testing.T) {
+	conf, err := confmaptest.LoadConf(filepath.Join("testdata", "guarded.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, conf.Merge(confmap.NewFromStringMap(map[string]any{"processors": map[string]any{
+		"filter/rebalance_guard_k8s_markers": map[string]any{"error_mode": "ignore"},
+	}})))
+	err = convert(t, conf)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "processors::filter/rebalance_guard_k8s_markers: this ID is reserved")
+}
+
+// TestBadPoliciesAreRefusedByName: each policy error names the
+// tail_sampling processor, the policy and the key at fault. Upstream alone
+// accepts every one of these at `validate`, and the stray keys even at
+// start.
+func TestBadPoliciesAreRefusedByName(t *testing.T) {
+	tests := []struct {
+		name     string
+		strategy string
+		policies string
+		want     []string
+	}{
+		{
+			name:     "misspelt section",
+			policies: `[{name: slow, type: latency, latncy: {threshold_ms: 500}}]`,
+			want:     []string{`processors::tail_sampling::policies: policy "slow" ([0]): unknown key latncy: a policy of type "latency" reads name, type and latency`},
+		},
+		{
+			name:     "section of another type",
+			policies: `[{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}, {name: share, type: probabilistic, status_code: {status_codes: [OK]}}]`,
+			want:     []string{`policy "share" ([1]): unknown key status_code`},
+		},
+		{
+			name:     "misspelt key inside a section",
+			policies: `[{name: slow, type: latency, latency: {treshold_ms: 500}}]`,
+			want:     []string{`policy "slow" ([0])`, "treshold_ms"},
+		},
+		{
+			name:     "value of the wrong type",
+			policies: `[{name: share, type: probabilistic, probabilistic: {sampling_percentage: ten}}]`,
+			want:     []string{`policy "share" ([0])`, "sampling_percentage"},
+		},
+		{
+			name:     "stray key in a sub-policy",
+			policies: `[{name: cheap, type: and, and: {and_sub_policy: [{name: svc, type: string_attribute, string_atribute: {key: service.name, values: [a]}}]}}]`,
+			want:     []string{`policy "cheap" ([0]): unknown key and.and_sub_policy[0].string_atribute`},
+		},
+		{
+			name:     "unknown type",
+			policies: `[{name: errors, type: status}]`,
+			want:     []string{`"errors"`, "unknown sampling policy type status"},
+		},
+		{
+			name:     "bad OTTL condition",
+			policies: `[{name: route, type: ottl_condition, ottl_condition: {span: ['attributes["http.route"] === "/cart"']}}]`,
+			want:     []string{`"route"`},
+		},
+		{
+			name:     "bad status code",
+			policies: `[{name: errors, type: status_code, status_code: {status_codes: [FAILED]}}]`,
+			want:     []string{`"errors"`, "FAILED"},
+		},
+		{
+			name:     "duplicate name",
+			policies: `[{name: a, type: always_sample}, {name: a, type: trace_flags}]`,
+			want:     []string{`duplicate policy name "a"`},
+		},
+		{
+			name:     "no name",
+			policies: `[{type: always_sample}]`,
+			want:     []string{"policy name cannot be empty"},
+		},
+		{
+			name:     "not a policy",
+			policies: `[errors]`,
+			want:     []string{"[0]: a policy is a map with a name and a type, got string"},
+		},
+		{
+			name:     "not a list",
+			policies: `{name: errors, type: always_sample}`,
+			want:     []string{"processors::tail_sampling::policies: must be a list of policies"},
+		},
+		{
+			name:     "stateful policy under span-ingest",
+			strategy: "span-ingest",
+			policies: `[{name: cap, type: rate_limiting, rate_limiting: {spans_per_second: 100}}]`,
+			want:     []string{`policy "cap" is stateful`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conf, err := confmaptest.LoadConf(filepath.Join("testdata", "guarded.yaml"))
+			require.NoError(t, err)
+			policies, err := confmap.NewRetrievedFromYAML([]byte(tt.policies))
+			require.NoError(t, err)
+			raw, err := policies.AsRaw()
+			require.NoError(t, err)
+			require.True(t, conf.Delete("processors::tail_sampling::policies"))
+			ts := map[string]any{"policies": raw}
+			if tt.strategy != "" {
+				ts["sampling_strategy"] = tt.strategy
+			}
+			require.NoError(t, conf.Merge(confmap.NewFromStringMap(map[string]any{"processors": map[string]any{"tail_sampling": ts}})))
+			err = convert(t, conf)
+			require.Error(t, err)
+			t.Log(err)
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+// TestGoodPoliciesPass: the shipped policy library's shapes (composite,
+// and, not, drop, OTTL, rate and bytes limits) are accepted.
+func TestGoodPoliciesPass(t *testing.T) {
+	conf, err := confmaptest.LoadConf(filepath.Join("testdata", "library.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, convert(t, conf))
+}
