@@ -70,7 +70,7 @@ func newGuard(set processor.Settings, cfg *Config, next consumer.Traces, src mem
 	g := &guard{
 		cfg: cfg, next: next, src: src, clock: clk, logger: set.Logger, tb: tb, selfEndpoint: canonicalEndpoint(cfg.Self),
 		reserved: newReservedAttributes(cfg),
-		tracker: newTracker(cfg.maxTraces(), cfg.activeWindow()), ring: &hashRing{}, self: -1,
+		tracker:  newTracker(cfg.maxTraces(), cfg.activeWindow()), ring: &hashRing{}, self: -1,
 		history:   newRingHistory(cfg.MovedInWindow, cfg.agentLag()+cfg.ClockSkew),
 		reasonSet: map[string]metric.MeasurementOption{},
 	}
