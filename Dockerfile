@@ -23,4 +23,6 @@ USER 10001:10001
 # OTLP gRPC, OTLP HTTP, health_check, internal telemetry, RED metrics (gateway).
 EXPOSE 4317 4318 13133 8888 8889
 ENTRYPOINT ["/tailgate"]
-CMD ["--config", "/etc/tailgate/gateway.yaml"]
+# recordpolicy (an alpha gate of tail_sampling): kept spans name the policy
+# that kept them (README.md, "Why a trace was kept").
+CMD ["--config", "/etc/tailgate/gateway.yaml", "--feature-gates=+processor.tailsamplingprocessor.recordpolicy"]

@@ -5,13 +5,16 @@ import "strings"
 // PipelineCounters are the collectors' own counts of loss, summed over
 // every process of a topology, from their internal telemetry.
 type PipelineCounters struct {
-	ReceiverRefused   float64 // refused by a receiver (e.g. memory_limiter pressure)
-	ExporterFailed    float64 // export gave up after retries
-	EnqueueFailed     float64 // sending queue full
-	DroppedTooEarly   float64 // tail_sampling evicted an undecided trace (num_traces too small)
-	GatewaysSent      float64 // spans the gateways exported to their backends (once per backend)
-	GatewayNewTraces  []float64
-	KeptByPolicy      map[string]float64
+	ReceiverRefused  float64 // refused by a receiver (e.g. memory_limiter pressure)
+	ExporterFailed   float64 // export gave up after retries
+	EnqueueFailed    float64 // sending queue full
+	DroppedTooEarly  float64 // tail_sampling evicted an undecided trace (num_traces too small)
+	GatewaysSent     float64 // spans the gateways exported to their backends (once per backend)
+	GatewayNewTraces []float64
+	KeptByPolicy     map[string]float64
+	// ReservedRemoved: received spans that carried the guard's attributes,
+	// which the gateways removed.
+	ReservedRemoved   float64
 	GatewayScrapeErrs []error
 }
 
@@ -29,9 +32,10 @@ const (
 	// MetricQueueSize is the current size of an exporter's sending queue.
 	MetricQueueSize = "otelcol_exporter_queue_size"
 	// rebalance_guard's own telemetry (components/processor/rebalanceguardprocessor/metadata.yaml).
-	MetricGuardRingMembers   = "otelcol_processor_rebalance_guard_ring_members"
-	MetricGuardSelfInRing    = "otelcol_processor_rebalance_guard_self_in_ring"
-	MetricGuardSpansNotOwned = "otelcol_processor_rebalance_guard_spans_not_owned"
+	MetricGuardRingMembers     = "otelcol_processor_rebalance_guard_ring_members"
+	MetricGuardSelfInRing      = "otelcol_processor_rebalance_guard_self_in_ring"
+	MetricGuardSpansNotOwned   = "otelcol_processor_rebalance_guard_spans_not_owned"
+	MetricGuardReservedRemoved = "otelcol_processor_rebalance_guard_spans_reserved_attributes_removed"
 )
 
 // Counters scrapes every process of the topology.
@@ -51,6 +55,7 @@ func (t *Topology) Counters() PipelineCounters {
 		c.EnqueueFailed += s.Sum(MetricEnqueueFailed)
 		if n.Profile == "gateway" {
 			c.DroppedTooEarly += s.Sum(MetricDroppedTooEarly)
+			c.ReservedRemoved += s.Sum(MetricGuardReservedRemoved)
 			c.GatewayNewTraces = append(c.GatewayNewTraces, s.Sum(MetricNewTraces))
 			for exporter, v := range s.LabelValues(MetricExporterSent, "exporter") {
 				if strings.Contains(exporter, "/backend") {

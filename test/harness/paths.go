@@ -44,6 +44,15 @@ func CheckoutEnv(extra map[string]string) []string {
 	return environ(env)
 }
 
+// GatewayFeatureGates is the flag the image's default command and the
+// manifests give every gateway: tail_sampling's alpha gate recordpolicy,
+// so a kept trace's spans name the policy that kept it (their scope's
+// tailsampling.policy; the guard's keeps name rebalance_guard). A test
+// checks that the image, the manifests and this agree; the harness starts
+// gateways with it. README.md ("Why a trace was kept") gives the reasons,
+// and why usetracestate stays off.
+const GatewayFeatureGates = "--feature-gates=+processor.tailsamplingprocessor.recordpolicy"
+
 // BinaryPath is the tailgate binary under test: $TAILGATE_BIN, else bin/tailgate.
 // It fails when the binary is missing instead of building it behind the
 // caller's back: `make build` (or `make test`) builds it.

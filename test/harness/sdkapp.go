@@ -2,8 +2,10 @@ package harness
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,11 +53,20 @@ var ShopServices = []struct{ Service, Pod string }{
 	{"payment", "payment-a"}, {"payment", "payment-b"},
 }
 
+// ShopSideServices serve requests of their own (ShopRequest.Entry): a
+// server span and its database call in one pod "<service>-1", exported to
+// the last agent. Sampling policies that single out a service use them.
+var ShopSideServices = []string{"search", "reviews", "ledger", "catalog"}
+
 // NewSDKShop starts the shop's pods: frontend exports to agents[0],
-// checkout and payment to agents[len(agents)-1].
+// checkout, payment and the side services to agents[len(agents)-1].
 func NewSDKShop(ctx context.Context, agents []string) (*SDKShop, error) {
 	s := &SDKShop{pods: map[string]*sdkPod{}, recorder: tracetest.NewSpanRecorder(), kinds: map[pcommon.TraceID]Kind{}}
-	for _, sp := range ShopServices {
+	pods := append([]struct{ Service, Pod string }(nil), ShopServices...)
+	for _, svc := range ShopSideServices {
+		pods = append(pods, struct{ Service, Pod string }{svc, svc + "-1"})
+	}
+	for _, sp := range pods {
 		agent := agents[len(agents)-1]
 		if sp.Service == "frontend" {
 			agent = agents[0]
@@ -93,10 +104,31 @@ type ShopRequest struct {
 	Slow time.Duration
 	// PaymentPod picks which payment pod serves the request (0 or 1).
 	PaymentPod int
+	// Entry, when set, is one of ShopSideServices: the request is that
+	// service's server span and its database call, nothing else.
+	Entry string
+	// Route is the entry server span's http.route (default /checkout, or
+	// /<Entry>).
+	Route string
+	// RootAttributes and DBAttributes are set on the entry server span and
+	// on the database call (the span that fails), as an application sets
+	// attributes of its own.
+	RootAttributes, DBAttributes []attribute.KeyValue
+	// Payload is the size in bytes of a db.query.text on the database call:
+	// a large span.
+	Payload int
+	// TraceState, when set, makes the request continue a caller's trace
+	// (a remote parent, as W3C traceparent and tracestate headers give it)
+	// whose tracestate is this, e.g. "ot=th:c" (sampled at 25% upstream).
+	// Every span of the request carries it.
+	TraceState string
 }
 
 // Serve records one request as a trace, starting now.
 func (s *SDKShop) Serve(ctx context.Context, r ShopRequest) pcommon.TraceID {
+	if r.TraceState != "" {
+		ctx = continueCaller(ctx, r.TraceState)
+	}
 	at := time.Now()
 	step := func(d time.Duration) time.Time { at = at.Add(d); return at }
 	start := func(ctx context.Context, pod, name string, kind trace.SpanKind, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
@@ -109,30 +141,54 @@ func (s *SDKShop) Serve(ctx context.Context, r ShopRequest) pcommon.TraceID {
 	if r.Fail {
 		httpStatus, rpcStatus, grpcCode = 500, "INTERNAL", 13
 	}
-	paymentPod := ShopServices[2+r.PaymentPod%2].Pod
-
-	ctx, front := start(ctx, "frontend-7d9f", "GET /checkout", trace.SpanKindServer,
-		attribute.String("http.request.method", "GET"), attribute.Int("http.response.status_code", httpStatus))
-	cctx, call := start(ctx, "frontend-7d9f", "POST /api/checkout", trace.SpanKindClient,
-		attribute.String("http.request.method", "POST"), attribute.Int("http.response.status_code", httpStatus))
-	cctx, checkout := start(cctx, "checkout-5c2b", "POST /api/checkout", trace.SpanKindServer,
-		attribute.String("http.method", "POST"), attribute.Int("http.status_code", httpStatus))
-	pctx, charge := start(cctx, "checkout-5c2b", "payment.Payment/Charge", trace.SpanKindClient,
-		attribute.String("rpc.system", "grpc"), attribute.String("rpc.method", "payment.Payment/Charge"),
-		attribute.String("rpc.response.status_code", rpcStatus))
-	pctx, serve := start(pctx, paymentPod, "payment.Payment/Charge", trace.SpanKindServer,
-		attribute.String("rpc.system", "grpc"), attribute.String("rpc.service", "payment.Payment"),
-		attribute.String("rpc.method", "Charge"), attribute.Int64("rpc.grpc.status_code", grpcCode))
-	_, db := start(pctx, paymentPod, "INSERT payments", trace.SpanKindClient, attribute.String("db.system.name", "postgresql"))
-	if r.Fail {
-		db.SetStatus(codes.Error, "deadlock detected")
+	dbAttrs := append([]attribute.KeyValue{attribute.String("db.system.name", "postgresql")}, r.DBAttributes...)
+	if r.Payload > 0 {
+		dbAttrs = append(dbAttrs, attribute.String("db.query.text", strings.Repeat("x", r.Payload)))
 	}
-	end(db, 3*time.Millisecond+r.Slow)
-	end(serve, time.Millisecond)
-	end(charge, time.Millisecond)
-	end(checkout, time.Millisecond)
-	end(call, time.Millisecond)
-	end(front, time.Millisecond)
+	database := func(ctx context.Context, pod string) {
+		_, db := start(ctx, pod, "INSERT payments", trace.SpanKindClient, dbAttrs...)
+		if r.Fail {
+			db.SetStatus(codes.Error, "deadlock detected")
+		}
+		end(db, 3*time.Millisecond+r.Slow)
+	}
+	root := func(pod, route string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+		if r.Route != "" {
+			route = r.Route
+		}
+		attrs = append(append(attrs, attribute.String("http.route", route)), r.RootAttributes...)
+		return start(ctx, pod, "GET "+route, trace.SpanKindServer, attrs...)
+	}
+
+	var front trace.Span
+	if r.Entry != "" {
+		var sctx context.Context
+		sctx, front = root(r.Entry+"-1", "/"+r.Entry,
+			attribute.String("http.request.method", "GET"), attribute.Int("http.response.status_code", httpStatus))
+		database(sctx, r.Entry+"-1")
+		end(front, time.Millisecond)
+	} else {
+		paymentPod := ShopServices[2+r.PaymentPod%2].Pod
+		ctx, f := root("frontend-7d9f", "/checkout",
+			attribute.String("http.request.method", "GET"), attribute.Int("http.response.status_code", httpStatus))
+		front = f
+		cctx, call := start(ctx, "frontend-7d9f", "POST /api/checkout", trace.SpanKindClient,
+			attribute.String("http.request.method", "POST"), attribute.Int("http.response.status_code", httpStatus))
+		cctx, checkout := start(cctx, "checkout-5c2b", "POST /api/checkout", trace.SpanKindServer,
+			attribute.String("http.method", "POST"), attribute.Int("http.status_code", httpStatus))
+		pctx, charge := start(cctx, "checkout-5c2b", "payment.Payment/Charge", trace.SpanKindClient,
+			attribute.String("rpc.system", "grpc"), attribute.String("rpc.method", "payment.Payment/Charge"),
+			attribute.String("rpc.response.status_code", rpcStatus))
+		pctx, serve := start(pctx, paymentPod, "payment.Payment/Charge", trace.SpanKindServer,
+			attribute.String("rpc.system", "grpc"), attribute.String("rpc.service", "payment.Payment"),
+			attribute.String("rpc.method", "Charge"), attribute.Int64("rpc.grpc.status_code", grpcCode))
+		database(pctx, paymentPod)
+		end(serve, time.Millisecond)
+		end(charge, time.Millisecond)
+		end(checkout, time.Millisecond)
+		end(call, time.Millisecond)
+		end(front, time.Millisecond)
+	}
 
 	id := pcommon.TraceID(front.SpanContext().TraceID())
 	kind := Normal
@@ -148,7 +204,24 @@ func (s *SDKShop) Serve(ctx context.Context, r ShopRequest) pcommon.TraceID {
 	return id
 }
 
-// SpansPerRequest is how many spans Serve records per request.
+// continueCaller is ctx with a sampled remote parent carrying tracestate.
+func continueCaller(ctx context.Context, tracestate string) context.Context {
+	ts, err := trace.ParseTraceState(tracestate)
+	if err != nil {
+		panic(fmt.Sprintf("ShopRequest.TraceState %q: %v", tracestate, err))
+	}
+	var tid trace.TraceID
+	var sid trace.SpanID
+	_, _ = rand.Read(tid[:])
+	_, _ = rand.Read(sid[:])
+	sid[0] |= 1
+	return trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, TraceState: ts, Remote: true,
+	}))
+}
+
+// SpansPerRequest is how many spans Serve records per request (through the
+// frontend; a side service's request has 2).
 const SpansPerRequest = 6
 
 // Shutdown flushes every pod's exporter (as an application does when it

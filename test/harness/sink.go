@@ -35,6 +35,9 @@ type Sink struct {
 	spanAttrs map[pcommon.SpanID]map[string]string
 	// resources keeps the resource attributes per span, for enrichment checks.
 	resources map[pcommon.SpanID]map[string]string
+	// scopes keeps the instrumentation scope's attributes per span (where
+	// tail_sampling's recordpolicy names the policy that kept a trace).
+	scopes map[pcommon.SpanID]map[string]string
 
 	srv *grpc.Server
 	lis net.Listener
@@ -59,6 +62,7 @@ func NewSink(attrKeys ...string) (*Sink, error) {
 		attrKeys:  attrKeys,
 		spanAttrs: map[pcommon.SpanID]map[string]string{},
 		resources: map[pcommon.SpanID]map[string]string{},
+		scopes:    map[pcommon.SpanID]map[string]string{},
 	}
 	return s, s.Up()
 }
@@ -106,6 +110,7 @@ func (s *Sink) Reset() {
 	s.metrics = nil
 	s.spanAttrs = map[pcommon.SpanID]map[string]string{}
 	s.resources = map[pcommon.SpanID]map[string]string{}
+	s.scopes = map[pcommon.SpanID]map[string]string{}
 }
 
 // Close stops the sink for good.
@@ -154,6 +159,10 @@ func (s *Sink) recordTraces(td ptrace.Traces) {
 		}
 		sss := rs.ScopeSpans()
 		for j := 0; j < sss.Len(); j++ {
+			var scope map[string]string
+			if len(s.attrKeys) > 0 {
+				scope = pickAttrs(sss.At(j).Scope().Attributes(), s.attrKeys, nil)
+			}
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
 				sp := spans.At(k)
@@ -166,6 +175,7 @@ func (s *Sink) recordTraces(td ptrace.Traces) {
 				s.total++
 				if len(s.attrKeys) > 0 {
 					s.resources[sp.SpanID()] = res
+					s.scopes[sp.SpanID()] = scope
 					s.spanAttrs[sp.SpanID()] = pickAttrs(sp.Attributes(), s.attrKeys, nil)
 				}
 			}
@@ -227,6 +237,15 @@ func (s *Sink) ResourceAttr(id pcommon.SpanID, key string) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.resources[id][key]
+	return v, ok
+}
+
+// ScopeAttr returns a remembered attribute of the span's instrumentation
+// scope.
+func (s *Sink) ScopeAttr(id pcommon.SpanID, key string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.scopes[id][key]
 	return v, ok
 }
 

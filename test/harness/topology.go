@@ -31,8 +31,8 @@ type TopologyConfig struct {
 	GatewayEnv map[string]string
 	// AgentEnv overrides profile variables for every agent.
 	AgentEnv map[string]string
-	// SinkAttrKeys are span or resource attribute keys the sink remembers
-	// per span (NewSink).
+	// SinkAttrKeys are span, resource or scope attribute keys the sink
+	// remembers per span (NewSink).
 	SinkAttrKeys []string
 	// Binary overrides the binary under test (default: BinaryPath), e.g. the
 	// benchmark's upstream baseline.
@@ -185,6 +185,7 @@ func (t *Topology) launch(n *Node) error {
 		Name: n.Name, Args: []string{"--config", profile}, Env: n.Env, HealthPort: n.Ports.Health, LogDir: t.cfg.LogDir,
 	}
 	if n.Profile == "gateway" {
+		spec.Args = append(spec.Args, GatewayFeatureGates)
 		spec.Limits = t.cfg.GatewayLimits
 		for _, s := range t.cfg.GatewaySet {
 			spec.Args = append(spec.Args, "--set="+s)

@@ -46,7 +46,7 @@ func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 	cfg := img.Config
 	assert.Equal(t, "10001:10001", cfg.User)
 	assert.Equal(t, []string{"/tailgate"}, cfg.Entrypoint)
-	assert.Equal(t, []string{"--config", "/etc/tailgate/gateway.yaml"}, cfg.Cmd)
+	assert.Equal(t, []string{"--config", "/etc/tailgate/gateway.yaml", harness.GatewayFeatureGates}, cfg.Cmd)
 
 	entries := listFiles(t, rootfs)
 	mountKernelFilesystems(t, rootfs)

@@ -194,7 +194,11 @@ func TestWorkloadsMatchTheirProfiles(t *testing.T) {
 			// The container runs the profile from the ConfigMap generated from
 			// configs/; the gateway finds its policies file beside it, at the
 			// path the profile reads by default, from tailgate-policies.
-			require.Equal(t, []string{"--config", "/etc/tailgate/" + w.profile + ".yaml"}, c.Args)
+			wantArgs := []string{"--config", "/etc/tailgate/" + w.profile + ".yaml"}
+			if w.profile == "gateway" {
+				wantArgs = append(wantArgs, harness.GatewayFeatureGates)
+			}
+			require.Equal(t, wantArgs, c.Args)
 			files := mountedConfigFiles(t, m, spec, c, "/etc/tailgate")
 			want := []string{w.profile + ".yaml"}
 			if w.profile == "gateway" {
