@@ -99,7 +99,7 @@ func setUp(m *testing.M) (int, error) {
 	if env.kubelet, err = cluster.StartKubelet(env.cp, rootfs, imageRef, img.Config.Entrypoint, env.dir, 2); err != nil {
 		return 0, err
 	}
-	if env.sink, err = harness.NewSink("k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.deployment.name", "k8s.node.name", "k8s.cluster.name", "tailgate.rebalance.keep"); err != nil {
+	if env.sink, err = harness.NewSink("k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.deployment.name", "k8s.node.name", "k8s.cluster.name", "tailgate.rebalance.keep", "tailsampling.policy"); err != nil {
 		return 0, err
 	}
 	if err := applyBase(); err != nil {
@@ -116,11 +116,24 @@ const clusterName = "live-test"
 // at the test's sink and names the cluster (what a user's overlay does),
 // and applies it server-side with kubectl.
 func applyBase() error {
-	out, err := render.Build(render.BaseDir())
+	return applyWithPolicies(nil)
+}
+
+// applyWithPolicies is applyBase with the user's own sampling policies in
+// place of the shipped ones when policies is not nil, through an overlay
+// as README.md tells users to (render.WithPolicies).
+func applyWithPolicies(policies []byte) error {
+	dir, err := os.MkdirTemp(env.dir, "overlay-")
 	if err != nil {
 		return err
 	}
-	objs, err := render.Objects(out)
+	extra := ""
+	if policies != nil {
+		if extra, err = render.WithPolicies(dir, policies); err != nil {
+			return err
+		}
+	}
+	objs, err := render.Overlay(dir, nil, extra)
 	if err != nil {
 		return err
 	}
@@ -142,11 +155,11 @@ func applyBase() error {
 		}
 		docs = append(docs, string(data))
 	}
-	manifest := filepath.Join(env.dir, "applied.yaml")
+	manifest := filepath.Join(dir, "applied.yaml")
 	if err := os.WriteFile(manifest, []byte(strings.Join(docs, "---\n")), 0o644); err != nil {
 		return err
 	}
-	_, err = env.cp.Kubectl("apply", "--server-side", "--field-manager=tailgate-test", "-f", manifest)
+	_, err = env.cp.Kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=tailgate-test", "-f", manifest)
 	return err
 }
 
