@@ -116,7 +116,7 @@ func startLoneNode(t *testing.T, profile, healthHost string, env func(harness.No
 	vars["TAILGATE_STORAGE_DIR"] = t.TempDir()
 	maps.Copy(vars, env(ports))
 	p, err := harness.StartProcess(bin, harness.ProcessSpec{
-		Name: profile, Args: []string{"--config", harness.ProfilePath(profile)}, Env: vars,
+		Name: profile, Args: harness.RunArgs(profile, harness.ProfilePath(profile)), Env: vars,
 		HealthHost: healthHost, HealthPort: ports.Health, LogDir: t.TempDir(),
 	})
 	require.NoError(t, err)

@@ -53,6 +53,15 @@ func CheckoutEnv(extra map[string]string) []string {
 // and why usetracestate stays off.
 const GatewayFeatureGates = "--feature-gates=+processor.tailsamplingprocessor.recordpolicy"
 
+// RunArgs are the arguments a tier runs config with, as the image and the
+// manifests give them: --config, and for a gateway GatewayFeatureGates.
+func RunArgs(profile, config string) []string {
+	if profile == "gateway" {
+		return []string{"--config", config, GatewayFeatureGates}
+	}
+	return []string{"--config", config}
+}
+
 // BinaryPath is the tailgate binary under test: $TAILGATE_BIN, else bin/tailgate.
 // It fails when the binary is missing instead of building it behind the
 // caller's back: `make build` (or `make test`) builds it.

@@ -182,10 +182,9 @@ func (t *Topology) launch(n *Node) error {
 		profile = t.cfg.GatewayProfile
 	}
 	spec := ProcessSpec{
-		Name: n.Name, Args: []string{"--config", profile}, Env: n.Env, HealthPort: n.Ports.Health, LogDir: t.cfg.LogDir,
+		Name: n.Name, Args: RunArgs(n.Profile, profile), Env: n.Env, HealthPort: n.Ports.Health, LogDir: t.cfg.LogDir,
 	}
 	if n.Profile == "gateway" {
-		spec.Args = append(spec.Args, GatewayFeatureGates)
 		spec.Limits = t.cfg.GatewayLimits
 		for _, s := range t.cfg.GatewaySet {
 			spec.Args = append(spec.Args, "--set="+s)

@@ -48,6 +48,7 @@ const (
 type tierConfig struct {
 	name, tier  string // tier: "agent" or "gateway"
 	bin, config string
+	args        []string // after --config (the shipped gateways' feature gates)
 	env         map[string]string
 }
 
@@ -113,7 +114,7 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest, profile string) (t
 		return run, err
 	}
 	env := ceilingEnv(c, ports, dir, endpoints)
-	p, err := startPinned(c.name, c.bin, c.config, ports, env, dir)
+	p, err := startPinned(c.name, c.bin, c.config, c.args, ports, env, dir)
 	if err != nil {
 		return run, err
 	}
@@ -213,7 +214,7 @@ func startAndIdle(c tierConfig) (startup time.Duration, rss int64, err error) {
 		}
 		env := ceilingEnv(c, ports, dir, []string{sink.Endpoint()})
 		start := time.Now()
-		p, err := startPinned(c.name, c.bin, c.config, ports, env, dir)
+		p, err := startPinned(c.name, c.bin, c.config, c.args, ports, env, dir)
 		if err != nil {
 			os.RemoveAll(dir)
 			return 0, 0, err
@@ -235,7 +236,7 @@ func startAndIdle(c tierConfig) (startup time.Duration, rss int64, err error) {
 
 // startPinned starts a collector pinned to collectorCPU on the given ports
 // (their variables under env) and waits until it is healthy.
-func startPinned(name, bin, config string, ports harness.NodePorts, env map[string]string, logDir string) (*harness.Process, error) {
+func startPinned(name, bin, config string, args []string, ports harness.NodePorts, env map[string]string, logDir string) (*harness.Process, error) {
 	taskset, err := exec.LookPath("taskset")
 	if err != nil {
 		return nil, fmt.Errorf("pinning the collector to a CPU: %w", err)
@@ -245,7 +246,7 @@ func startPinned(name, bin, config string, ports harness.NodePorts, env map[stri
 		vars[k] = v
 	}
 	p, err := harness.StartProcess(taskset, harness.ProcessSpec{
-		Name: name, Args: []string{"-c", strconv.Itoa(collectorCPU), bin, "--config", config}, Env: vars,
+		Name: name, Args: append([]string{"-c", strconv.Itoa(collectorCPU), bin, "--config", config}, args...), Env: vars,
 		HealthPort: ports.Health, LogDir: logDir, HealthPoll: 2 * time.Millisecond,
 	})
 	if err != nil {
@@ -336,13 +337,16 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection) (string, er
 	if err != nil {
 		return "", err
 	}
+	gatewayArgs := []string{harness.GatewayFeatureGates}
 	configs := []tierConfig{
 		{name: "tailgate agent", tier: "agent", bin: tailgate, config: harness.ProfilePath("agent"), env: agentGC},
 		{name: "stock agent", tier: "agent", bin: baseline, config: filepath.Join(stockDir, "agent.yaml")},
-		{name: "tailgate gateway", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), env: gatewayGC},
+		{name: "tailgate gateway", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC},
 		{name: "stock gateway", tier: "gateway", bin: baseline, config: filepath.Join(stockDir, "gateway.yaml")},
 		// What the manifests' GC settings buy: the same without them.
-		{name: "tailgate gateway, Go's default GC", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway")},
+		{name: "tailgate gateway, Go's default GC", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs},
+		// What recordpolicy (kept spans name their policy) costs.
+		{name: "tailgate gateway, no recordpolicy", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), env: gatewayGC},
 	}
 	configs = sel.apply(configs)
 	runs := map[string][]tierRun{}

@@ -90,7 +90,11 @@ func measureCompression(tailgate, compression string, reqs []harness.EncodedRequ
 	}
 	defer backend.Close()
 	start := func(profile string, ports harness.NodePorts, env map[string]string) (*harness.Process, error) {
-		return startPinned(profile, tailgate, harness.ProfilePath(profile), ports, env, dir)
+		var args []string
+		if profile == "gateway" {
+			args = []string{harness.GatewayFeatureGates}
+		}
+		return startPinned(profile, tailgate, harness.ProfilePath(profile), args, ports, env, dir)
 	}
 	gwPorts, err := harness.PickPorts()
 	if err != nil {

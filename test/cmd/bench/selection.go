@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
 )
 
 // profileSeconds is how long a run's CPU profile samples: shorter than the
@@ -48,6 +50,9 @@ func newCeilingSelection(only, extra, profDir, tailgate string) (ceilingSelectio
 			return sel, fmt.Errorf("-extra %q: want name=agent|gateway:config.yaml[:VAR=value,...]", e)
 		}
 		c := tierConfig{name: strings.TrimSpace(name), tier: parts[0], bin: tailgate, config: parts[1], env: map[string]string{}}
+		if c.tier == "gateway" {
+			c.args = []string{harness.GatewayFeatureGates} // as the shipped gateways run
+		}
 		if _, err := os.Stat(c.config); err != nil {
 			return sel, fmt.Errorf("-extra %q: %w", e, err)
 		}

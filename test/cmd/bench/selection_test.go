@@ -5,6 +5,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
 )
 
 func TestCeilingSelection(t *testing.T) {
@@ -16,7 +18,8 @@ func TestCeilingSelection(t *testing.T) {
 	require.Len(t, got, 2)
 	assert.Equal(t, "tailgate gateway", got[0].name)
 	assert.Equal(t, tierConfig{name: "mine", tier: "gateway", bin: "/bin/tailgate", config: "stock/gateway.yaml",
-		env: map[string]string{"GOGC": "400", "GOMEMLIMIT": "1GiB"}}, got[1])
+		args: []string{harness.GatewayFeatureGates}, env: map[string]string{"GOGC": "400", "GOMEMLIMIT": "1GiB"}}, got[1],
+		"a gateway runs with the shipped gateways' feature gates")
 	assert.True(t, sel.partial())
 	assert.Empty(t, sel.profileFile(got[0], 0), "no -cpuprofile, no profile")
 

@@ -123,7 +123,7 @@ func startGateway(bin string, guard bool, extra map[string]string) (*gateway, fu
 	maps.Copy(env, gc)
 	maps.Copy(env, extra)
 	p, err := harness.StartProcess(bin, harness.ProcessSpec{
-		Name: "gateway", Args: []string{"--config", harness.ProfilePath("gateway")}, Env: env,
+		Name: "gateway", Args: harness.RunArgs("gateway", harness.ProfilePath("gateway")), Env: env,
 		HealthPort: ports.Health, LogDir: dir,
 	})
 	if err != nil {
