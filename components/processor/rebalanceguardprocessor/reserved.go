@@ -20,17 +20,26 @@ const reasonAttribute = "tailgate.rebalance.reason"
 type reservedAttributes struct {
 	keys [3]string
 	// lengths has bit n set when a reserved key is n bytes long (keys of 64
-	// bytes or more set bit 63 and are always compared): most attribute
-	// keys are ruled out by their length alone.
+	// bytes or more set bit 63), and firsts bit b when one starts with byte
+	// b: most attribute keys are ruled out by these two alone, before any
+	// string comparison (http.response.status_code is as long as
+	// tailgate.rebalance.marker).
 	lengths uint64
+	firsts  [4]uint64
 }
 
 func newReservedAttributes(cfg *Config) reservedAttributes {
 	r := reservedAttributes{keys: [3]string{cfg.KeepAttribute, cfg.MarkerAttribute, reasonAttribute}}
 	for _, k := range r.keys {
 		r.lengths |= lengthBit(k)
+		r.firsts[k[0]>>6] |= 1 << (k[0] & 63) // Validate refuses empty keys
 	}
 	return r
+}
+
+// mayBeReserved rules out most keys that are not reserved, cheaply.
+func (r *reservedAttributes) mayBeReserved(k string) bool {
+	return r.lengths&lengthBit(k) != 0 && r.firsts[k[0]>>6]&(1<<(k[0]&63)) != 0
 }
 
 func lengthBit(k string) uint64 { return 1 << min(len(k), 63) }
@@ -43,7 +52,7 @@ func lengthBit(k string) uint64 { return 1 << min(len(k), 63) }
 func (r *reservedAttributes) strip(m pcommon.Map) (removed int) {
 	found := false
 	for k := range m.All() {
-		if r.lengths&lengthBit(k) != 0 && (k == r.keys[0] || k == r.keys[1] || k == r.keys[2]) {
+		if r.mayBeReserved(k) && (k == r.keys[0] || k == r.keys[1] || k == r.keys[2]) {
 			found = true
 			break
 		}
