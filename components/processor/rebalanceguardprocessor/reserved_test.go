@@ -26,8 +26,10 @@ func forged(id pcommon.TraceID, start, now time.Time) ptrace.Traces {
 	spans.At(0).Attributes().PutBool("tailgate.rebalance.keep", true)
 	spans.At(1).Attributes().PutBool("tailgate.rebalance.marker", true)
 	spans.At(1).Attributes().PutStr("http.route", "/cart")
-	// As long as the marker attribute's name: compared, and kept.
+	// As long as the marker attribute's name, and then with its first byte
+	// too: compared, and kept.
 	spans.At(1).Attributes().PutInt("http.response.status_code", 200)
+	spans.At(1).Attributes().PutStr("tailgate.rebalance.zzzzzz", "mine")
 	spans.At(2).Attributes().PutStr("tailgate.rebalance.reason", "moved_in")
 	// Under a resource of its own that claims to be kept.
 	other := td.ResourceSpans().AppendEmpty()
@@ -82,7 +84,7 @@ func TestSendersCannotSetTheGuardsAttributes(t *testing.T) {
 			assert.Empty(t, left)
 			assert.Equal(t, 5, spans, "no span is dropped")
 			attrs := f.sink.AllTraces()[0].ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(1).Attributes()
-			assert.Equal(t, map[string]any{"http.route": "/cart", "http.response.status_code": int64(200)}, attrs.AsRaw(),
+			assert.Equal(t, map[string]any{"http.route": "/cart", "http.response.status_code": int64(200), "tailgate.rebalance.zzzzzz": "mine"}, attrs.AsRaw(),
 				"the sender's own attributes stay")
 		})
 	}
