@@ -28,7 +28,7 @@ func buildBaseline(ocb, cacheDir string) (string, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return "", err
 	}
-	for _, kind := range []string{"receivers", "processors", "exporters", "connectors", "extensions"} {
+	for _, kind := range []string{"receivers", "processors", "exporters", "connectors", "extensions", "converters"} {
 		mods, _ := doc[kind].([]any)
 		kept := mods[:0]
 		for _, m := range mods {
