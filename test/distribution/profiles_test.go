@@ -78,6 +78,12 @@ func TestInvalidSettingsNameTheKey(t *testing.T) {
 		{"gateway", "MY_POD_IP=0.0.0.0", []string{"rebalance_guard", "self", "0.0.0.0"}},
 		{"agent", "TAILGATE_K8S_PASSTHROUGH=maybe", []string{"k8s_attributes", "passthrough"}},
 		{"agent", "TAILGATE_GATEWAY_COMPRESSION=brotli", []string{"protocol.otlp.compression", "brotli"}},
+		// The user's policies file: the policy and the key, at validate
+		// time (samplingpolicyconverter; upstream checks policies at start
+		// only, and ignores a misspelt policy-level key).
+		{"gateway", "TAILGATE_POLICIES_FILE=" + filepath.Join("testdata", "bad-policies.yaml"), []string{`policy "slow"`, "treshold_ms"}},
+		{"gateway", "TAILGATE_POLICIES_FILE=" + filepath.Join("testdata", "stray-key-policies.yaml"), []string{`policy "slow"`, "latncy"}},
+		{"gateway", "TAILGATE_POLICIES_FILE=/no/such/policies.yaml", []string{"/no/such/policies.yaml"}},
 	}
 	for _, c := range cases {
 		t.Run(c.env, func(t *testing.T) {
