@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"math"
 	"path/filepath"
 	"testing"
@@ -14,46 +13,6 @@ import (
 
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
-
-// shopClass is one kind of request the shop serves in a mixed run: n
-// requests made by req(i).
-type shopClass struct {
-	name string
-	n    int
-	req  func(i int) harness.ShopRequest
-}
-
-// serveMix serves the classes' requests interleaved (one of each class in
-// turn, until each has served its n) at about rate per second, flushes
-// the SDK exporters, and returns the class of every trace.
-func serveMix(t *testing.T, shop *harness.SDKShop, classes []shopClass, rate float64) map[pcommon.TraceID]string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	defer tick.Stop()
-	class := map[pcommon.TraceID]string{}
-	for i := 0; ; i++ {
-		served := false
-		for _, c := range classes {
-			if i >= c.n {
-				continue
-			}
-			served = true
-			class[shop.Serve(ctx, c.req(i))] = c.name
-			select {
-			case <-tick.C:
-			case <-ctx.Done():
-				t.Fatalf("serving the mix: %v", ctx.Err())
-			}
-		}
-		if !served {
-			break
-		}
-	}
-	require.NoError(t, shop.Shutdown(ctx), "flushing the SDK exporters")
-	return class
-}
 
 // classOutcome is what reached the backend of one class's traces.
 type classOutcome struct{ sent, complete, partial, lost int }
@@ -71,8 +30,9 @@ func outcomesByClass(t *testing.T, shop *harness.SDKShop, class map[pcommon.Trac
 	out := map[string]classOutcome{}
 	for name, plans := range byClass {
 		var o classOutcome
+		ev := harness.Evaluate(plans, harness.SendResult{}, backend)
 		for _, k := range harness.Kinds {
-			ko := harness.Evaluate(plans, harness.SendResult{}, backend).ByKind[k]
+			ko := ev.ByKind[k]
 			o.sent += ko.Sent
 			o.complete += ko.Complete
 			o.partial += ko.Partial

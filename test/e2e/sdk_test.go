@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
@@ -21,28 +22,58 @@ func startShop(t *testing.T, topo *harness.Topology) *harness.SDKShop {
 	return shop
 }
 
+// shopClass is one kind of request the shop serves in a mixed run: n
+// requests made by req(i).
+type shopClass struct {
+	name string
+	n    int
+	req  func(i int) harness.ShopRequest
+}
+
+// serveMix serves the classes' requests interleaved (one of each class in
+// turn, until each has served its n) at about rate per second, flushes
+// the SDK exporters, and returns the class of every trace.
+func serveMix(t *testing.T, shop *harness.SDKShop, classes []shopClass, rate float64) map[pcommon.TraceID]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	class := map[pcommon.TraceID]string{}
+	for i := 0; ; i++ {
+		served := false
+		for _, c := range classes {
+			if i >= c.n {
+				continue
+			}
+			served = true
+			class[shop.Serve(ctx, c.req(i))] = c.name
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				t.Fatalf("serving the mix: %v", ctx.Err())
+			}
+		}
+		if !served {
+			break
+		}
+	}
+	require.NoError(t, shop.Shutdown(ctx), "flushing the SDK exporters")
+	return class
+}
+
 // serveShop serves n requests at about rate per second (every 7th fails
 // five levels deep, every 11th takes 1.2s, the payment pods take turns),
 // then flushes every SDK exporter as an application does when it stops.
 func serveShop(t *testing.T, shop *harness.SDKShop, n int, rate float64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	defer tick.Stop()
-	for i := range n {
+	serveMix(t, shop, []shopClass{{"shop", n, func(i int) harness.ShopRequest {
 		r := harness.ShopRequest{Fail: i%7 == 3, PaymentPod: i % 2}
 		if i%11 == 5 {
 			r.Slow = 1200 * time.Millisecond
 		}
-		shop.Serve(ctx, r)
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			t.Fatalf("serving %d requests: %v", n, ctx.Err())
-		}
-	}
-	require.NoError(t, shop.Shutdown(ctx), "flushing the SDK exporters")
+		return r
+	}}}, rate)
 }
 
 // TestGoSDKTracesArriveWhole sends traffic the way applications do: the

@@ -50,14 +50,22 @@ func readyPods(t *testing.T, name string) []corev1.Pod {
 		if p.DeletionTimestamp != nil || p.Status.PodIP == "" {
 			continue
 		}
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-				out = append(out, p)
-			}
+		if podReady(p) {
+			out = append(out, p)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// podReady reports the pod's Ready condition.
+func podReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // readyEndpoints lists the ready addresses of the gateways' headless Service.
