@@ -168,8 +168,8 @@ func TestBadPoliciesAreRefusedByName(t *testing.T) {
 	}
 }
 
-// TestGoodPoliciesPass: the shipped policy library's shapes (composite,
-// and, not, drop, OTTL, rate and bytes limits) are accepted.
+// TestGoodPoliciesPass: the policy library's shapes (composite, and, not,
+// drop, OTTL, a rate limit) are accepted.
 func TestGoodPoliciesPass(t *testing.T) {
 	conf, err := confmaptest.LoadConf(filepath.Join("testdata", "library.yaml"))
 	require.NoError(t, err)

@@ -90,15 +90,14 @@ func guardPipelines(cfg *gatewayConfig) (*guardPatch, error) {
 		}
 		guardID, tsID := list[gi], list[ti]
 		keepAttr, markerAttr := guardAttributes(cfg.processors[guardID])
-		if keep, seen := keepOf[tsID]; seen && keep != keepAttr {
-			errs = append(errs, fmt.Errorf("processors::%s: the guards before it in several pipelines must use one keep_attribute, got %q and %q", tsID, keep, keepAttr))
-			continue
-		}
-		if _, seen := keepOf[tsID]; !seen {
+		if keep, seen := keepOf[tsID]; !seen {
 			keepOf[tsID] = keepAttr
 			ts, _ := cfg.processors[tsID].(map[string]any)
 			policies, _ := ts["policies"].([]any)
 			p.policies[tsID] = append([]any{guardPolicy(keepAttr)}, policies...)
+		} else if keep != keepAttr {
+			errs = append(errs, fmt.Errorf("processors::%s: the guards before it in several pipelines must use one keep_attribute, got %q and %q", tsID, keep, keepAttr))
+			continue
 		}
 		filterID := markerFilterID(guardID)
 		if _, taken := cfg.processors[filterID]; taken {

@@ -47,8 +47,8 @@ func lengthBit(k string) uint64 { return 1 << min(len(k), 63) }
 // strip removes the reserved attributes from m and returns how many it
 // removed. Spans rarely carry them: one read of m finds none and writes
 // nothing, which keeps the guard's steady path cheap and free of
-// allocations (BenchmarkConsumeTraces: Range with a closure cost 6x more,
-// a Get per reserved key 3x).
+// allocations (BenchmarkConsumeTraces: 31 ns per span in all; reading
+// through Range, a closure call and a Value per attribute, cost 72).
 func (r *reservedAttributes) strip(m pcommon.Map) (removed int) {
 	found := false
 	for k := range m.All() {
