@@ -18,6 +18,7 @@ require (
 	github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor v0.161.0
 	github.com/open-telemetry/opentelemetry-collector-contrib/processor/transformprocessor v0.161.0
 	github.com/tailgate-dev/tailgate/components/converter/samplingpolicyconverter v0.0.0
+	github.com/tailgate-dev/tailgate/components/extension/mtlsserverextension v0.0.0
 	github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor v0.0.0
 	go.opentelemetry.io/collector/component v1.67.0
 	go.opentelemetry.io/collector/confmap v1.67.0
@@ -310,6 +311,8 @@ require (
 )
 
 replace github.com/tailgate-dev/tailgate/components/converter/samplingpolicyconverter v0.0.0 => ../../components/converter/samplingpolicyconverter
+
+replace github.com/tailgate-dev/tailgate/components/extension/mtlsserverextension v0.0.0 => ../../components/extension/mtlsserverextension
 
 replace github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor v0.0.0 => ../../components/processor/rebalanceguardprocessor
 
