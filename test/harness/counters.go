@@ -14,8 +14,12 @@ type PipelineCounters struct {
 	KeptByPolicy     map[string]float64
 	// ReservedRemoved: received spans that carried the guard's attributes,
 	// which the gateways removed.
-	ReservedRemoved   float64
-	GatewayScrapeErrs []error
+	ReservedRemoved float64
+	// HandshakesRefused are the gateways' refused TLS handshakes by reason,
+	// HandshakesAccepted the accepted ones (mtls_server).
+	HandshakesRefused  map[string]float64
+	HandshakesAccepted float64
+	GatewayScrapeErrs  []error
 }
 
 // Internal telemetry metric names of the pinned collector version (Scrape
@@ -36,11 +40,14 @@ const (
 	MetricGuardSelfInRing      = "otelcol_processor_rebalance_guard_self_in_ring"
 	MetricGuardSpansNotOwned   = "otelcol_processor_rebalance_guard_spans_not_owned"
 	MetricGuardReservedRemoved = "otelcol_processor_rebalance_guard_spans_reserved_attributes_removed"
+	// mtls_server's (components/extension/mtlsserverextension/metadata.yaml).
+	MetricHandshakesRefused  = "otelcol_extension_mtls_server_handshakes_refused"
+	MetricHandshakesAccepted = "otelcol_extension_mtls_server_handshakes_accepted"
 )
 
 // Counters scrapes every process of the topology.
 func (t *Topology) Counters() PipelineCounters {
-	c := PipelineCounters{KeptByPolicy: map[string]float64{}}
+	c := PipelineCounters{KeptByPolicy: map[string]float64{}, HandshakesRefused: map[string]float64{}}
 	for _, n := range t.Nodes() {
 		s, err := ScrapeMetrics(n.Ports.Telemetry)
 		if err != nil {
@@ -65,6 +72,10 @@ func (t *Topology) Counters() PipelineCounters {
 			for policy, v := range s.LabelValues(MetricTracesSampled, "policy", "sampled", "true") {
 				c.KeptByPolicy[policy] += v
 			}
+			for reason, v := range s.LabelValues(MetricHandshakesRefused, "reason") {
+				c.HandshakesRefused[reason] += v
+			}
+			c.HandshakesAccepted += s.Sum(MetricHandshakesAccepted)
 		}
 	}
 	return c

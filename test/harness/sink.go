@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	// Exporters compress with gzip by default; a real backend accepts it.
 	_ "google.golang.org/grpc/encoding/gzip"
@@ -41,6 +43,8 @@ type Sink struct {
 
 	srv *grpc.Server
 	lis net.Listener
+	// tls, when set, is the sink's server TLS: a backend that requires it.
+	tls *tls.Config
 	// latency delays every trace export's answer: a slow backend.
 	latency atomic.Int64
 }
@@ -51,7 +55,11 @@ func (s *Sink) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
 
 // NewSink starts a sink on a free loopback port. attrKeys are span or
 // resource attribute keys to remember per span.
-func NewSink(attrKeys ...string) (*Sink, error) {
+func NewSink(attrKeys ...string) (*Sink, error) { return NewTLSSink(nil, attrKeys...) }
+
+// NewTLSSink is NewSink serving TLS with cfg (nil: plaintext), as a backend
+// that requires TLS, and a client certificate if cfg asks for one.
+func NewTLSSink(cfg *tls.Config, attrKeys ...string) (*Sink, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -63,6 +71,7 @@ func NewSink(attrKeys ...string) (*Sink, error) {
 		spanAttrs: map[pcommon.SpanID]map[string]string{},
 		resources: map[pcommon.SpanID]map[string]string{},
 		scopes:    map[pcommon.SpanID]map[string]string{},
+		tls:       cfg,
 	}
 	return s, s.Up()
 }
@@ -81,7 +90,11 @@ func (s *Sink) Up() error {
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20)}
+	if s.tls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls)))
+	}
+	srv := grpc.NewServer(opts...)
 	ptraceotlp.RegisterGRPCServer(srv, &traceService{sink: s})
 	pmetricotlp.RegisterGRPCServer(srv, &metricService{sink: s})
 	s.srv, s.lis = srv, lis
