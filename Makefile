@@ -62,9 +62,9 @@ prometheus: ## Build Prometheus and promtool (with Kubernetes service discovery)
 # The tools the tests run are independent builds: build them side by side,
 # so that one's downloads and link overlap the others' compiles on a few
 # cores; a failure of any fails the target. Each is a no-op once cached.
-test-tools: ## Build every tool the tests run (control plane, Jaeger, Prometheus, prometheus-adapter, telemetrygen) into $(TOOLS_DIR), in parallel.
+test-tools: ## Build every tool the tests run (control plane, Jaeger, Prometheus, prometheus-adapter, telemetrygen) into $(TOOLS_DIR), and fetch cert-manager's CRDs, in parallel.
 	@pids=(); \
-	for tool in "install-controlplane.sh" "install-go-tool.sh jaeger" "install-go-tool.sh prometheus" "install-go-tool.sh prometheus-adapter" "install-go-tool.sh telemetrygen"; do \
+	for tool in "install-controlplane.sh" "install-go-tool.sh jaeger" "install-go-tool.sh prometheus" "install-go-tool.sh prometheus-adapter" "install-go-tool.sh telemetrygen" "install-cert-manager-crds.sh"; do \
 	  TOOLS_DIR=$(TOOLS_DIR) scripts/$$tool >/dev/null & pids+=($$!); \
 	done; \
 	status=0; for pid in "$${pids[@]}"; do wait $$pid || status=1; done; exit $$status

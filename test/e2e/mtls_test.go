@@ -14,9 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
-	"go.opentelemetry.io/collector/pdata/ptrace"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -64,29 +61,6 @@ func (p *tierPKI) topologyConfig(agents, gateways int, reload time.Duration) har
 	}
 }
 
-// exportOnce sends one single-span trace straight to endpoint with the
-// given credentials and returns its trace ID and the export's error.
-func exportOnce(t *testing.T, endpoint string, creds credentials.TransportCredentials) (pcommon.TraceID, error) {
-	t.Helper()
-	conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(creds))
-	require.NoError(t, err)
-	defer conn.Close()
-	td := ptrace.NewTraces()
-	rs := td.ResourceSpans().AppendEmpty()
-	rs.Resource().Attributes().PutStr("service.name", "intruder")
-	span := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
-	var id pcommon.TraceID
-	copy(id[:], fmt.Sprintf("intruder%08d", time.Now().UnixNano()%1e8))
-	span.SetTraceID(id)
-	span.SetSpanID(pcommon.SpanID{1, 2, 3, 4, 5, 6, 7, 8})
-	span.SetName("forged")
-	span.Status().SetCode(ptrace.StatusCodeError) // an error: a gateway would keep it
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(td))
-	return id, err
-}
-
 // TestMTLSAdmitsOnlyTheAgents: with mutual TLS on, traffic through the
 // agents arrives whole, while a client straight at a gateway with no
 // certificate, one of another CA, an expired one of the right CA, or no
@@ -123,7 +97,7 @@ func TestMTLSAdmitsOnlyTheAgents(t *testing.T) {
 	}
 	var forged []pcommon.TraceID
 	for _, c := range clients {
-		id, err := exportOnce(t, gw.OTLPEndpoint(), c.creds)
+		id, err := harness.ExportForgedError(gw.OTLPEndpoint(), c.creds)
 		assert.Error(t, err, "%s: the gateway took the export", c.reason)
 		forged = append(forged, id)
 	}

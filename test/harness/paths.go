@@ -83,12 +83,27 @@ func BinaryPath() (string, error) {
 // a third-party program the tests run and returns the path of one of its
 // binaries: ToolBinary("prometheus", "promtool").
 func ToolBinary(tool, binary string) (string, error) {
-	cmd := exec.Command(filepath.Join(RepoRoot(), "scripts", "install-go-tool.sh"), tool)
+	dir, err := installScript("install-go-tool.sh", tool)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, binary), nil
+}
+
+// CertManagerCRDs is the directory of the CustomResourceDefinitions of the
+// cert-manager release pinned in build/tools/cert-manager (fetched once
+// from the module proxy, see scripts/install-cert-manager-crds.sh).
+func CertManagerCRDs() (string, error) { return installScript("install-cert-manager-crds.sh") }
+
+// installScript runs one of scripts/install-*.sh, which print the directory
+// they installed into on their last line, and returns that directory.
+func installScript(script string, args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(RepoRoot(), "scripts", script), args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("install-go-tool.sh %s: %w", tool, err)
+		return "", fmt.Errorf("%s %s: %w", script, strings.Join(args, " "), err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return filepath.Join(lines[len(lines)-1], binary), nil
+	return lines[len(lines)-1], nil
 }

@@ -66,9 +66,11 @@ type ReplayResult struct {
 // them, with concurrency requests in flight, until every request is sent
 // (or, with loop, over and over) or ctx ends. A refused request counts as
 // failed and is not retried; one cut off by ctx's end counts as neither.
-func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurrency int, loop bool) (ReplayResult, error) {
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodec(RawCodec{})))
+// dialOpts come after the replay's own (plaintext; e.g. TLS credentials).
+func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurrency int, loop bool, dialOpts ...grpc.DialOption) (ReplayResult, error) {
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(RawCodec{}))}, dialOpts...)
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return ReplayResult{}, err
 	}
@@ -115,8 +117,9 @@ type NullSink struct {
 	srv      *grpc.Server
 }
 
-// StartNullSink listens on a free loopback port.
-func StartNullSink() (*NullSink, error) {
+// StartNullSink listens on a free loopback port; serverOpts are added to
+// its gRPC server's (e.g. TLS credentials).
+func StartNullSink(serverOpts ...grpc.ServerOption) (*NullSink, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -125,7 +128,7 @@ func StartNullSink() (*NullSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &NullSink{Port: port, srv: grpc.NewServer(grpc.ForceServerCodec(RawCodec{}))}
+	s := &NullSink{Port: port, srv: grpc.NewServer(append([]grpc.ServerOption{grpc.ForceServerCodec(RawCodec{})}, serverOpts...)...)}
 	s.srv.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
 		HandlerType: (*any)(nil),

@@ -5,6 +5,7 @@ package harness
 // variables that turn mutual TLS on between the tiers.
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +19,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // GatewayServerName is the name on the gateways' shared certificate, the
@@ -212,4 +219,32 @@ func ServerTLS(leaf Leaf, clientCA *CA) (*tls.Config, error) {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return cfg, nil
+}
+
+// ExportForgedError sends endpoint one error span, which any gateway would
+// keep, of a trace of its own, with the given transport credentials, as a
+// pod writing straight into the sampling tier would. It returns the trace's
+// ID, to look for at the backend, and the export's error.
+func ExportForgedError(endpoint string, creds credentials.TransportCredentials) (pcommon.TraceID, error) {
+	var id pcommon.TraceID
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, err
+	}
+	conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return id, err
+	}
+	defer conn.Close()
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "intruder")
+	span := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	span.SetTraceID(id)
+	span.SetSpanID(pcommon.SpanID{1, 2, 3, 4, 5, 6, 7, 8})
+	span.SetName("forged")
+	span.Status().SetCode(ptrace.StatusCodeError)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(td))
+	return id, err
 }

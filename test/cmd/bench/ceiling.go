@@ -7,7 +7,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
 	k8srender "github.com/tailgate-dev/tailgate/test/k8s/render"
@@ -50,6 +54,10 @@ type tierConfig struct {
 	bin, config string
 	args        []string // after --config (the shipped gateways' feature gates)
 	env         map[string]string
+	// mtls runs the tier with mutual TLS on its tailgate side: a gateway
+	// takes the replay over mTLS, an agent exports to null sinks over mTLS
+	// (benchTLS's certificates).
+	mtls bool
 }
 
 // tierRun is one measurement of a tier at saturation.
@@ -95,8 +103,16 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest, profile string) (t
 		sinks = make([]*harness.NullSink, 3)
 	}
 	var endpoints []string
+	var sinkOpts []grpc.ServerOption
+	var replayOpts []grpc.DialOption
+	if c.mtls && c.tier == "agent" {
+		sinkOpts = append(sinkOpts, grpc.Creds(credentials.NewTLS(benchTLS.gatewayServer)))
+	}
+	if c.mtls && c.tier == "gateway" {
+		replayOpts = append(replayOpts, grpc.WithTransportCredentials(credentials.NewTLS(benchTLS.agentClient)))
+	}
 	for i := range sinks {
-		s, err := harness.StartNullSink()
+		s, err := harness.StartNullSink(sinkOpts...)
 		if err != nil {
 			return run, err
 		}
@@ -138,7 +154,7 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest, profile string) (t
 	} else {
 		profiled <- nil
 	}
-	res, err := harness.Replay(ctx, fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC), reqs, replayConcurrency, loop)
+	res, err := harness.Replay(ctx, fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC), reqs, replayConcurrency, loop, replayOpts...)
 	if err != nil {
 		return run, err
 	}
@@ -189,7 +205,59 @@ func ceilingEnv(c tierConfig, ports harness.NodePorts, dir string, endpoints []s
 	for k, v := range c.env {
 		env[k] = v
 	}
+	if c.mtls {
+		maps.Copy(env, benchTLS.env(c.tier))
+	}
 	return env
+}
+
+// benchTLS is the certificates of the mTLS rows, made once per bench run.
+var benchTLS *tierTLS
+
+// tierTLS is a CA, a gateway certificate (also the agents' null sinks')
+// and an agent certificate, in Secret-shaped directories, and the TLS
+// configurations of the bench's own ends.
+type tierTLS struct {
+	gatewayDir, agentDir string
+	gatewayServer        *tls.Config // the agents' null sinks: require the agent's certificate
+	agentClient          *tls.Config // the replay into a gateway: presents it
+}
+
+func newTierTLS(dir string) (*tierTLS, error) {
+	ca, err := harness.NewCA("tailgate-bench-ca")
+	if err != nil {
+		return nil, err
+	}
+	gateway, err := ca.Issue("tailgate-gateway", time.Now().Add(24*time.Hour), harness.GatewayServerName)
+	if err != nil {
+		return nil, err
+	}
+	agent, err := ca.Issue("tailgate-agent", time.Now().Add(24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	t := &tierTLS{gatewayDir: filepath.Join(dir, "gateway-tls"), agentDir: filepath.Join(dir, "agent-tls")}
+	if err := harness.WriteSecretDir(t.gatewayDir, ca.SecretData(gateway)); err != nil {
+		return nil, err
+	}
+	if err := harness.WriteSecretDir(t.agentDir, ca.SecretData(agent)); err != nil {
+		return nil, err
+	}
+	if t.gatewayServer, err = harness.ServerTLS(gateway, ca); err != nil {
+		return nil, err
+	}
+	if t.agentClient, err = harness.ClientTLS(ca, &agent, harness.GatewayServerName); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// env turns mutual TLS on for a tier, with the shipped reload interval.
+func (t *tierTLS) env(tier string) map[string]string {
+	if tier == "gateway" {
+		return harness.GatewayMTLSEnv(t.gatewayDir, time.Minute)
+	}
+	return harness.AgentMTLSEnv(t.agentDir, time.Minute)
 }
 
 // startAndIdle starts a gateway config idleRuns times (nothing sent to
@@ -347,8 +415,20 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection) (string, er
 		{name: "tailgate gateway, Go's default GC", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs},
 		// What recordpolicy (kept spans name their policy) costs.
 		{name: "tailgate gateway, no recordpolicy", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), env: gatewayGC},
+		// What mutual TLS between the tiers costs each side (README,
+		// "Securing the tiers").
+		{name: "tailgate agent, mTLS", tier: "agent", bin: tailgate, config: harness.ProfilePath("agent"), env: agentGC, mtls: true},
+		{name: "tailgate gateway, mTLS", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, mtls: true},
 	}
 	configs = sel.apply(configs)
+	tlsDir, err := os.MkdirTemp("", "tailgate-bench-tls-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tlsDir)
+	if benchTLS, err = newTierTLS(tlsDir); err != nil {
+		return "", err
+	}
 	runs := map[string][]tierRun{}
 	for i := range ceilingRuns {
 		for _, c := range configs {

@@ -47,6 +47,10 @@ func (k *Kubelet) prepareRoot(pod *corev1.Pod, run *podRun) (string, error) {
 			if err := k.writeConfigMap(ctx, pod.Namespace, v.ConfigMap.Name, dir); err != nil {
 				return "", err
 			}
+		case v.Secret != nil:
+			if err := k.writeSecret(ctx, pod.Namespace, v.Secret, fsGroup, dir); err != nil {
+				return "", err
+			}
 		case v.EmptyDir != nil:
 			if fsGroup >= 0 {
 				if err := os.Chown(dir, -1, int(fsGroup)); err != nil {
@@ -70,7 +74,7 @@ func (k *Kubelet) prepareRoot(pod *corev1.Pod, run *podRun) (string, error) {
 				}
 			}
 		default:
-			return "", fmt.Errorf("volume %s: only configMap, emptyDir, a projection of ConfigMaps and the service account projection are supported", v.Name)
+			return "", fmt.Errorf("volume %s: only configMap, secret, emptyDir, a projection of ConfigMaps and the service account projection are supported", v.Name)
 		}
 		sources[v.Name] = dir
 	}
@@ -174,4 +178,35 @@ func (k *Kubelet) serviceAccountFiles(pod *corev1.Pod, dir string) (string, erro
 		}
 	}
 	return dir, nil
+}
+
+// writeSecret writes every key of a Secret as a file in dir, as the kubelet
+// does for a secret volume without items: with the volume's defaultMode
+// (0644 if unset) and, with a pod fsGroup, owned by that group, so that
+// 0440 keys are readable by the container's group only. A missing Secret
+// keeps the pod from starting, as it does in a cluster.
+func (k *Kubelet) writeSecret(ctx context.Context, namespace string, v *corev1.SecretVolumeSource, fsGroup int64, dir string) error {
+	secret, err := k.cp.Client.CoreV1().Secrets(namespace).Get(ctx, v.SecretName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("secret volume %s: %w", v.SecretName, err)
+	}
+	mode := os.FileMode(0o644)
+	if v.DefaultMode != nil {
+		mode = os.FileMode(*v.DefaultMode)
+	}
+	for key, val := range secret.Data {
+		file := filepath.Join(dir, key)
+		if err := os.WriteFile(file, val, mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(file, mode); err != nil { // past the umask
+			return err
+		}
+		if fsGroup >= 0 {
+			if err := os.Chown(file, -1, int(fsGroup)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -53,8 +53,14 @@ func (k *Kubelet) runPod(pod *corev1.Pod, run *podRun) error {
 		return err
 	}
 	uid, gid := int64(0), int64(0)
+	var groups []uint32
 	if sc := pod.Spec.SecurityContext; sc != nil {
 		uid, gid = deref(sc.RunAsUser), deref(sc.RunAsGroup)
+		// The pod's fsGroup is a supplementary group of its containers,
+		// which is what makes 0440 volume files theirs to read.
+		if sc.FSGroup != nil {
+			groups = append(groups, uint32(*sc.FSGroup))
+		}
 	}
 	if sc := c.SecurityContext; sc != nil && sc.RunAsUser != nil {
 		uid = *sc.RunAsUser
@@ -65,7 +71,7 @@ func (k *Kubelet) runPod(pod *corev1.Pod, run *podRun) error {
 	}
 	proc, err := harness.StartProcess(cmd[0], harness.ProcessSpec{
 		Name: pod.Namespace + "_" + pod.Name, Args: slices.Concat(cmd[1:], c.Args), Env: env, LogDir: filepath.Join(k.dir, "logs"),
-		Root: root, RunAs: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)},
+		Root: root, RunAs: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups},
 	})
 	if err != nil {
 		return err

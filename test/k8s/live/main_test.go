@@ -116,13 +116,15 @@ const clusterName = "live-test"
 // at the test's sink and names the cluster (what a user's overlay does),
 // and applies it server-side with kubectl.
 func applyBase() error {
-	return applyWithPolicies(nil)
+	return applyOverlay(nil, nil)
 }
 
-// applyWithPolicies is applyBase with the user's own sampling policies in
-// place of the shipped ones when policies is not nil, through an overlay
-// as README.md tells users to (render.WithPolicies).
-func applyWithPolicies(policies []byte) error {
+// applyOverlay is applyBase with the named components of deploy/kubernetes
+// and, when policies is not nil, the user's own sampling policies in place
+// of the shipped ones, through an overlay as README.md tells users to
+// (render.WithPolicies). Fields an earlier apply set and this one does not
+// (a component's env and volumes) are removed: one field manager.
+func applyOverlay(components []string, policies []byte) error {
 	dir, err := os.MkdirTemp(env.dir, "overlay-")
 	if err != nil {
 		return err
@@ -133,7 +135,7 @@ func applyWithPolicies(policies []byte) error {
 			return err
 		}
 	}
-	objs, err := render.Overlay(dir, nil, extra)
+	objs, err := render.Overlay(dir, components, extra)
 	if err != nil {
 		return err
 	}

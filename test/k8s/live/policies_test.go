@@ -63,7 +63,7 @@ func TestChangingPoliciesRollsTheGateways(t *testing.T) {
 	var applied, rolledOut time.Duration
 	sent := sendThroughAgents(t, during, map[time.Duration]func(){10 * time.Second: func() {
 		applied = time.Since(start)
-		if err := applyWithPolicies([]byte(usersPolicies)); err != nil {
+		if err := applyOverlay(nil, []byte(usersPolicies)); err != nil {
 			t.Errorf("applying the user's policies: %v", err)
 			return
 		}

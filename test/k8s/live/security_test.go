@@ -1,0 +1,215 @@
+package live
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+)
+
+// tlsSecret is a Secret of the shape cert-manager writes (and the mtls
+// component mounts): tls.crt, tls.key and ca.crt.
+func tlsSecret(t *testing.T, name string, ca *harness.CA, leaf harness.Leaf) {
+	t.Helper()
+	_, err := env.cp.Client.CoreV1().Secrets(namespace).Create(ctx(t), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Type:       corev1.SecretTypeTLS,
+		Data:       ca.SecretData(leaf),
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
+// TestMTLSBetweenTheTiers applies the mtls and network-policies components
+// on the real control plane: cert-manager's own CRDs are installed so that
+// the component's Issuers and Certificates are checked against its schemas
+// (strict field validation), and the test makes the two Secrets that
+// cert-manager would (it does not run here). The agents and gateways roll
+// onto mutual TLS; then, under traffic through the agents, the gateways
+// scale out 3 -> 4 and back: every error and slow trace arrives whole,
+// every gateway (the new one too) accepted the agents' certificates and
+// refused none, and a plaintext client straight at a gateway pod is
+// refused and counted. The NetworkPolicies are on the API server and
+// select the pods they are written for; nothing here enforces them (no
+// network plugin), which README.md says.
+func TestMTLSBetweenTheTiers(t *testing.T) {
+	settleGateways(t, 3, "k8s")
+	crds, err := harness.CertManagerCRDs()
+	require.NoError(t, err)
+	_, err = env.cp.Kubectl("apply", "--server-side", "--field-manager=tailgate-test",
+		"-f", filepath.Join(crds, "cert-manager.io_certificates.yaml"), "-f", filepath.Join(crds, "cert-manager.io_issuers.yaml"))
+	require.NoError(t, err)
+	_, err = env.cp.Kubectl("wait", "--for=condition=established", "--timeout=1m", "crd/certificates.cert-manager.io", "crd/issuers.cert-manager.io")
+	require.NoError(t, err)
+
+	ca, err := harness.NewCA("tailgate-ca")
+	require.NoError(t, err)
+	gatewayLeaf, err := ca.Issue("tailgate-gateway", time.Now().Add(24*time.Hour), harness.GatewayServerName)
+	require.NoError(t, err)
+	agentLeaf, err := ca.Issue("tailgate-agent", time.Now().Add(24*time.Hour))
+	require.NoError(t, err)
+	tlsSecret(t, "tailgate-gateway-tls", ca, gatewayLeaf)
+	tlsSecret(t, "tailgate-agent-tls", ca, agentLeaf)
+	t.Cleanup(func() {
+		require.NoError(t, applyBase())
+		_, err := env.cp.Kubectl("-n", namespace, "delete", "certificates.cert-manager.io,issuers.cert-manager.io,networkpolicies,secrets",
+			"--all", "--ignore-not-found")
+		assert.NoError(t, err)
+		_, err = env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
+		assert.NoError(t, err)
+		settleGateways(t, 3, "k8s")
+	})
+
+	start := time.Now()
+	require.NoError(t, applyOverlay([]string{"mtls", "network-policies"}, nil))
+	_, err = env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
+	require.NoError(t, err)
+	settleGateways(t, 3, "k8s")
+	t.Logf("REPORT mtls: both tiers rolled onto mutual TLS and ready in %s", time.Since(start).Round(time.Second))
+
+	out, err := env.cp.Kubectl("-n", namespace, "get", "certificates.cert-manager.io,issuers.cert-manager.io", "-o", "name")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{
+		"certificate.cert-manager.io/tailgate-ca", "certificate.cert-manager.io/tailgate-gateway", "certificate.cert-manager.io/tailgate-agent",
+		"issuer.cert-manager.io/tailgate-selfsigned", "issuer.cert-manager.io/tailgate-ca",
+	}, strings.Fields(string(out)), "the component's cert-manager objects, accepted by cert-manager's schemas")
+
+	t.Run("network policies select the running pods", func(t *testing.T) {
+		list, err := env.cp.Client.NetworkingV1().NetworkPolicies(namespace).List(ctx(t), metav1.ListOptions{})
+		require.NoError(t, err)
+		byName := map[string]networkingv1.NetworkPolicy{}
+		for _, p := range list.Items {
+			byName[p.Name] = p
+		}
+		require.Len(t, byName, 2)
+		selected := func(sel metav1.LabelSelector) []string {
+			s, err := metav1.LabelSelectorAsSelector(&sel)
+			require.NoError(t, err)
+			var names []string
+			for _, p := range pods(t, s.String()) {
+				names = append(names, p.Name)
+			}
+			return names
+		}
+		gws, ags := readyPods(t, "tailgate-gateway"), readyPods(t, "tailgate-agent")
+		assert.Len(t, selected(byName["tailgate-gateway"].Spec.PodSelector), len(gws))
+		assert.Len(t, selected(byName["tailgate-agent"].Spec.PodSelector), len(ags))
+		from := byName["tailgate-gateway"].Spec.Ingress[0].From[0].PodSelector
+		require.NotNil(t, from)
+		assert.Len(t, selected(*from), len(ags), "the gateways admit OTLP from every agent pod")
+	})
+
+	// Refusals while the tiers switched (the old plaintext agents reach
+	// the new mTLS gateways until they roll too) are the rollout's; from
+	// here on, none is expected.
+	switched := handshakes(t)
+	for pod, h := range switched {
+		t.Logf("REPORT mtls: while the tiers switched, gateway %s refused %v", pod, h.refused)
+	}
+
+	time.Sleep(decisionWait) // earlier tests' traces decided
+	env.sink.Reset()
+	gen := harness.DefaultGeneratorConfig()
+	gen.Seed, gen.Agents, gen.Rate, gen.Traces = 1201, 2, 30, 30*45
+	gen.ErrorRatio, gen.SlowRatio = 0.1, 0.1
+	plans, err := harness.Plan(gen)
+	require.NoError(t, err)
+	kubectl := func(args ...string) func() {
+		return func() {
+			if _, err := env.cp.Kubectl(append([]string{"-n", namespace}, args...)...); err != nil {
+				t.Errorf("%v", err)
+			}
+		}
+	}
+	var scaledOut map[string]handshakeCounts
+	sent := sendThroughAgents(t, plans, map[time.Duration]func(){
+		8 * time.Second: kubectl("scale", "deployment/tailgate-gateway", "--replicas=4"),
+		// Four ready gateways by now: the new one's handshakes too.
+		22 * time.Second: func() { scaledOut = handshakes(t) },
+		25 * time.Second: kubectl("scale", "deployment/tailgate-gateway", "--replicas=3"),
+	})
+	settleGateways(t, 3, "k8s")
+	eventually(t, decisionWait+time.Minute, "every error and slow trace complete at the backend, none partial", func() (bool, string) {
+		breaches := harness.Evaluate(plans, sent, env.sink).Breaches()
+		return len(breaches) == 0, strings.Join(breaches, "; ")
+	})
+	ev := harness.Evaluate(plans, sent, env.sink)
+	for _, k := range harness.Interesting {
+		o := ev.ByKind[k]
+		t.Logf("REPORT mtls scale-out 3->4->3: %-6s sent %4d complete %4d partial %d lost %d", k, o.Sent, o.Complete, o.Partial, o.Lost)
+	}
+
+	require.Len(t, scaledOut, 4, "four ready gateways after the scale-out")
+	for pod, h := range scaledOut {
+		t.Logf("REPORT mtls: 4 gateways, %s accepted %.0f handshakes", pod, h.accepted)
+		assert.GreaterOrEqual(t, h.accepted, 2.0, "%s: both agents connected over mutual TLS", pod)
+	}
+	gateways := readyPods(t, "tailgate-gateway")
+	for pod, h := range handshakes(t) {
+		refused := h.total() - switched[pod].total()
+		assert.Zero(t, refused, "%s refused a handshake under traffic: %v", pod, h.refused)
+	}
+
+	target := gateways[0]
+	id, err := harness.ExportForgedError(net.JoinHostPort(target.Status.PodIP, "4317"), insecure.NewCredentials())
+	assert.Error(t, err, "a plaintext client is refused")
+	eventually(t, 30*time.Second, "the refusal is counted", func() (bool, string) {
+		n := scrapePod(t, target).Sum(harness.MetricHandshakesRefused, "reason", "not_tls")
+		return n > 0, fmt.Sprint(n)
+	})
+	time.Sleep(decisionWait)
+	assert.Empty(t, env.sink.SpansOf(id), "the plaintext client's span reached the backend")
+	_, err = net.DialTimeout("tcp", net.JoinHostPort(target.Status.PodIP, "4318"), time.Second)
+	assert.Error(t, err, "the gateways' OTLP/HTTP port is closed")
+}
+
+// handshakeCounts is one gateway's mtls_server counters.
+type handshakeCounts struct {
+	accepted float64
+	refused  map[string]float64 // by reason
+}
+
+func (h handshakeCounts) total() float64 {
+	var n float64
+	for _, v := range h.refused {
+		n += v
+	}
+	return n
+}
+
+// handshakes reads every ready gateway's counters, by pod name. Safe in an
+// event of sendThroughAgents: it reports failures with t.Errorf.
+func handshakes(t *testing.T) map[string]handshakeCounts {
+	out := map[string]handshakeCounts{}
+	list, err := gatewayPodList(context.Background())
+	if err != nil {
+		t.Errorf("listing gateways: %v", err)
+		return out
+	}
+	for _, p := range list {
+		if !podReady(p) {
+			continue
+		}
+		s, err := harness.ScrapeMetricsAt(net.JoinHostPort(p.Status.PodIP, "8888"))
+		if err != nil {
+			t.Errorf("telemetry of %s: %v", p.Name, err)
+			continue
+		}
+		out[p.Name] = handshakeCounts{
+			accepted: s.Sum(harness.MetricHandshakesAccepted),
+			refused:  s.LabelValues(harness.MetricHandshakesRefused, "reason"),
+		}
+	}
+	return out
+}
