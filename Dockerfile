@@ -5,8 +5,28 @@
 # stages a build context of its own (scripts/stage-image-context.sh): this
 # file, the binary, the profiles, the host's CA bundle and an empty root
 # skeleton.
-# Build with docker or podman: `make image`.
+# Build with docker or podman: `make image` (linux/amd64 and linux/arm64,
+# one manifest list), through scripts/build-image.sh, which passes the
+# release's identity (scripts/release-info.sh) as the build arguments below.
 FROM scratch
+
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG SOURCE=https://github.com/tailgate-dev/tailgate
+ARG LICENSES=Apache-2.0
+ARG OTELCOL_CORE=unknown
+ARG OTELCOL_CONTRIB=unknown
+# OCI annotation keys as labels (scripts/build-image.sh also sets them as
+# manifest annotations); the upstream releases the binary bundles under
+# tailgate's own keys.
+LABEL org.opencontainers.image.title="tailgate" \
+      org.opencontainers.image.description="OpenTelemetry Collector distribution for tail sampling at scale on Kubernetes" \
+      org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.revision="$REVISION" \
+      org.opencontainers.image.source="$SOURCE" \
+      org.opencontainers.image.licenses="$LICENSES" \
+      dev.tailgate.otelcol.core.version="$OTELCOL_CORE" \
+      dev.tailgate.otelcol.contrib.version="$OTELCOL_CONTRIB"
 
 # CA bundle for TLS to backends; /var/lib root-owned as in any distro.
 COPY bin/image/rootfs/ /
@@ -15,6 +35,7 @@ COPY bin/image/rootfs/ /
 COPY --chown=10001:10001 bin/image/empty/ /var/lib/tailgate/
 
 COPY bin/tailgate /tailgate
+COPY LICENSE /usr/share/doc/tailgate/LICENSE
 # The profiles and the gateway's sampling policies, from configs/ (their
 # one home in the repository).
 COPY configs/agent.yaml configs/gateway.yaml configs/policies.yaml /etc/tailgate/

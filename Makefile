@@ -31,13 +31,22 @@ GO_BUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w"
 GOTESTFLAGS ?= -count=1 -timeout 40m
 
 CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker || true)
-IMAGE ?= localhost/tailgate:dev
+# The release's version (builder-config.yaml dist.version before its "+").
+VERSION := $(shell scripts/release-info.sh VERSION)
+IMAGE_REPO ?= localhost/tailgate
+# The tag the kustomize base names: `make image` gives it the host
+# platform's image (the release is the manifest list $(IMAGE_REPO):$(VERSION)).
+IMAGE ?= $(IMAGE_REPO):dev
+PLATFORMS ?= linux/amd64 linux/arm64
+# Static binaries of the image's platforms, cross-compiled on the host.
+PLATFORM_BINS := $(foreach p,$(PLATFORMS),bin/$(subst /,-,$(p))/tailgate)
+BIN_ARM64 := bin/linux-arm64/tailgate
 
 # Everything the binary is built from.
 BIN_SOURCES := builder-config.yaml cmd/tailgate/go.mod cmd/tailgate/go.sum \
 	$(shell find cmd/tailgate components -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: all build generate tools controlplane jaeger prometheus adapter test-tools test test-churn run image lint bench bench-churn sizing clean help
+.PHONY: all build generate tools controlplane jaeger prometheus adapter helm test-tools test test-churn run image sbom chart lint bench bench-churn sizing clean help
 
 all: build
 
@@ -62,12 +71,18 @@ prometheus: ## Build Prometheus and promtool (with Kubernetes service discovery)
 # The tools the tests run are independent builds: build them side by side,
 # so that one's downloads and link overlap the others' compiles on a few
 # cores; a failure of any fails the target. Each is a no-op once cached.
-test-tools: ## Build every tool the tests run (control plane, Jaeger, Prometheus, prometheus-adapter, telemetrygen) into $(TOOLS_DIR), and fetch cert-manager's CRDs, in parallel.
+# The arm64 binary the image tests run under emulation is cross-compiled
+# beside them, for the same reason.
+test-tools: ## Build every tool the tests run (control plane, Jaeger, Prometheus, prometheus-adapter, telemetrygen, Helm, cyclonedx-gomod) into $(TOOLS_DIR), fetch cert-manager's CRDs, and cross-compile $(BIN_ARM64), in parallel.
 	@pids=(); \
-	for tool in "install-controlplane.sh" "install-go-tool.sh jaeger" "install-go-tool.sh prometheus" "install-go-tool.sh prometheus-adapter" "install-go-tool.sh telemetrygen" "install-cert-manager-crds.sh"; do \
+	for tool in "install-controlplane.sh" "install-go-tool.sh jaeger" "install-go-tool.sh prometheus" "install-go-tool.sh prometheus-adapter" "install-go-tool.sh telemetrygen" "install-go-tool.sh helm" "install-go-tool.sh cyclonedx-gomod" "install-cert-manager-crds.sh"; do \
 	  TOOLS_DIR=$(TOOLS_DIR) scripts/$$tool >/dev/null & pids+=($$!); \
 	done; \
+	$(MAKE) --no-print-directory $(BIN_ARM64) >/dev/null & pids+=($$!); \
 	status=0; for pid in "$${pids[@]}"; do wait $$pid || status=1; done; exit $$status
+
+helm: ## Build the Helm CLI the chart's tests run into $(TOOLS_DIR), once (~3 min).
+	TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh helm
 
 adapter: ## Build prometheus-adapter (custom metrics API for the autoscaling test) into $(TOOLS_DIR), once (~2 min).
 	TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh prometheus-adapter
@@ -89,14 +104,35 @@ $(BIN): $(BIN_SOURCES)
 	mkdir -p bin
 	cd cmd/tailgate && $(GO_BUILD) -mod=readonly -o ../../$(BIN) .
 
-image: $(BIN) ## Build the container image $(IMAGE) with podman or docker.
-	@test -n "$(CONTAINER_ENGINE)" || { echo "make image: neither podman nor docker found (apt-get install podman)"; exit 1; }
-	scripts/stage-image-context.sh bin/image-context
-	$(CONTAINER_ENGINE) build -f bin/image-context/Dockerfile -t $(IMAGE) bin/image-context
+bin/linux-%/tailgate: $(BIN_SOURCES)
+	mkdir -p $(dir $@)
+	cd cmd/tailgate && GOOS=linux GOARCH=$* $(GO_BUILD) -mod=readonly -o ../../$@ .
 
-test: $(BIN) $(OCB) $(MDATAGEN) test-tools ## Run every test: components, generated code, profiles, image, end-to-end, Kubernetes.
+# One image per platform ($(IMAGE_REPO):$(VERSION)-<arch>, FROM scratch: no
+# emulation needed to build) in one manifest list, $(IMAGE_REPO):$(VERSION),
+# also written as an OCI layout to bin/oci (push it with `podman manifest
+# push --all` or `skopeo copy --all`); the host's image is also tagged
+# $(IMAGE), the tag the kustomize base names.
+image: $(PLATFORM_BINS) sbom ## Build the image for $(PLATFORMS) with podman: one manifest list $(IMAGE_REPO):$(VERSION) (OCI layout in bin/oci), $(IMAGE) for the host, and the SBOMs.
+	@test -n "$(CONTAINER_ENGINE)" || { echo "make image: podman not found (apt-get install podman)"; exit 1; }
+	scripts/build-image-index.sh $(IMAGE_REPO):$(VERSION) bin/oci $(foreach p,$(PLATFORMS),$(notdir $(p))=bin/$(subst /,-,$(p))/tailgate)
+	$(CONTAINER_ENGINE) tag $(IMAGE_REPO):$(VERSION)-$(shell $(GO) env GOARCH) $(IMAGE)
+	$(CONTAINER_ENGINE) manifest inspect $(IMAGE_REPO):$(VERSION) | grep -E '"(architecture|os)"'
+
+# The CycloneDX bill of materials of each shipped binary: every Go module
+# linked into it, at the version Go recorded in the binary.
+sbom: $(PLATFORM_BINS) ## Write the CycloneDX SBOM of each platform's binary to bin/sbom/.
+	mkdir -p bin/sbom
+	for p in $(PLATFORMS); do \
+	  TOOLS_DIR=$(TOOLS_DIR) scripts/sbom.sh bin/$${p/\//-}/tailgate bin/sbom/tailgate-$(VERSION)-$${p/\//-}.cdx.json; \
+	done
+
+chart: ## Package the Helm chart (deploy/helm/tailgate, its links to configs/ resolved) into bin/.
+	$$(TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh helm | tail -1)/helm package deploy/helm/tailgate -d bin
+
+test: $(BIN) $(OCB) $(MDATAGEN) test-tools $(BIN_ARM64) ## Run every test: components, generated code, profiles, image (amd64 and arm64), chart, end-to-end, Kubernetes.
 	for c in $(COMPONENT_MODULES); do (cd $$c && $(GO) test $(GOTESTFLAGS) ./...) || exit 1; done
-	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) $(GO) test $(GOTESTFLAGS) ./...
+	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_BIN_LINUX_ARM64=$(abspath $(BIN_ARM64)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) $(GO) test $(GOTESTFLAGS) ./...
 
 test-churn: $(BIN) controlplane ## Only the rebalance_guard churn suite, verbose (part of `make test`; ~10 min).
 	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 30m -run TestRebalanceGuardKeepsSplitTracesWhole -v ./test/k8s/live/

@@ -12,6 +12,8 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v chroot >/dev/null || need+=(coreutils)
 command -v make >/dev/null || need+=(make)
 command -v git >/dev/null || need+=(git)
+# Runs the arm64 image's binary under emulation (test/image).
+command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

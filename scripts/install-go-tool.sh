@@ -4,12 +4,12 @@
 # outside the clone keyed by the version the wrapper pins. Idempotent: a
 # later run with the binaries present does nothing.
 #
-#   scripts/install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen
+#   scripts/install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod
 #
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-name=${1:?usage: install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen}
+name=${1:?usage: install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod}
 tags=""
 case $name in
   # Jaeger v2 all-in-one: the tests' real tracing backend. ~3 min, ~85 MB.
@@ -24,6 +24,10 @@ case $name in
   prometheus-adapter) module=sigs.k8s.io/prometheus-adapter bins=(prometheus-adapter=cmd/adapter) ;;
   # Upstream's OTLP load generator, the real-client load in the tests. ~20 s, 17 MB.
   telemetrygen) module=github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen bins=(telemetrygen=) ;;
+  # The Helm CLI: the chart's lint, template, install, upgrade and uninstall tests. ~3 min, ~70 MB.
+  helm) module=helm.sh/helm/v4 bins=(helm=cmd/helm) ;;
+  # CycloneDX bill of materials of the shipped binary (`make sbom`). ~30 s, ~20 MB.
+  cyclonedx-gomod) module=github.com/CycloneDX/cyclonedx-gomod bins=(cyclonedx-gomod=cmd/cyclonedx-gomod) ;;
   *) echo "install-go-tool.sh: unknown tool $name" >&2; exit 2 ;;
 esac
 mod=$root/build/tools/$name

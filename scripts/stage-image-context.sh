@@ -3,8 +3,8 @@
 # own (default bin/image-context): the Dockerfile, the binary
 # ($TAILGATE_BIN, default bin/tailgate), the two profiles and the policies file, the host's CA
 # bundle (no base image can be pulled here, and a FROM scratch image needs
-# one for TLS to backends) and an empty directory for the writable state
-# directory.
+# one for TLS to backends), the LICENSE and an empty directory for the
+# writable state directory. scripts/build-image.sh stages one per build.
 #
 # Each caller names its own directory: the image test and the Kubernetes
 # tests build in parallel, and neither may see the other's context half
@@ -27,4 +27,4 @@ mkdir -p "$out/bin/image/rootfs/etc/ssl/certs" "$out/bin/image/rootfs/var/lib" "
 cp "$ca" "$out/bin/image/rootfs/etc/ssl/certs/ca-certificates.crt"
 cp "$bin" "$out/bin/tailgate"
 cp "$root/configs/agent.yaml" "$root/configs/gateway.yaml" "$root/configs/policies.yaml" "$out/configs/"
-cp "$root/Dockerfile" "$root/.dockerignore" "$out/"
+cp "$root/Dockerfile" "$root/.dockerignore" "$root/LICENSE" "$out/"

@@ -21,7 +21,7 @@ func main() {
 	info := component.BuildInfo{
 		Command:     "tailgate",
 		Description: "tailgate - OpenTelemetry Collector distribution for tail sampling at scale on Kubernetes",
-		Version:     "0.1.0",
+		Version:     "0.2.0+otelcol.core.v0.161.0.contrib.v0.161.0",
 	}
 
 	set := otelcol.CollectorSettings{

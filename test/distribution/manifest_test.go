@@ -25,6 +25,7 @@ type manifest struct {
 	Dist struct {
 		Module     string `yaml:"module"`
 		OutputPath string `yaml:"output_path"`
+		Version    string `yaml:"version"`
 	} `yaml:"dist"`
 	Receivers  []module `yaml:"receivers"`
 	Processors []module `yaml:"processors"`
@@ -32,11 +33,14 @@ type manifest struct {
 	Connectors []module `yaml:"connectors"`
 	Extensions []module `yaml:"extensions"`
 	Providers  []module `yaml:"providers"`
+	Converters []module `yaml:"converters"`
 	Replaces   []string `yaml:"replaces"`
 }
 
 type module struct {
 	GoMod string `yaml:"gomod"`
+	// Path is an in-house component's directory, relative to the manifest.
+	Path string `yaml:"path"`
 }
 
 func loadManifest(t *testing.T) manifest {

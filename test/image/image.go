@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,9 +20,10 @@ import (
 
 // Config is the part of an image's config a runtime uses to start it.
 type Config struct {
-	User       string   `json:"User"`
-	Entrypoint []string `json:"Entrypoint"`
-	Cmd        []string `json:"Cmd"`
+	User       string            `json:"User"`
+	Entrypoint []string          `json:"Entrypoint"`
+	Cmd        []string          `json:"Cmd"`
+	Labels     map[string]string `json:"Labels"`
 }
 
 // Credential is the image's USER ("uid:gid", numeric) as the user and
@@ -39,42 +41,65 @@ func (c Config) Credential() (*syscall.Credential, error) {
 // Image is an image built from the repository's Dockerfile with podman and
 // its filesystem exported to a directory.
 type Image struct {
-	Tag    string
-	RootFS string
-	Config Config
-	podman string
+	Tag      string
+	Platform string // os/arch
+	RootFS   string
+	Config   Config
+	// Annotations are the image manifest's OCI annotations.
+	Annotations map[string]string
+	podman      string
 }
 
-// Build stages a build context of its own, builds the Dockerfile with
-// podman as tag, and exports the image's filesystem into rootfs (which
-// must exist).
+// Build builds the image of the host's platform from the binary under test
+// (harness.BinaryPath) as tag, and exports its filesystem into rootfs
+// (which must exist).
 func Build(tag, rootfs string) (*Image, error) {
+	bin, err := harness.BinaryPath()
+	if err != nil {
+		return nil, err
+	}
+	return BuildFor(tag, "linux/"+runtime.GOARCH, bin, rootfs)
+}
+
+// BuildFor builds the image for platform (linux/amd64, linux/arm64) from a
+// binary built for it, as `make image` does (scripts/build-image.sh), and
+// exports its filesystem into rootfs (which must exist).
+func BuildFor(tag, platform, binary, rootfs string) (*Image, error) {
 	podman, err := exec.LookPath("podman")
 	if err != nil {
 		return nil, fmt.Errorf("podman is required to build the image (scripts/ci-deps.sh installs it): %w", err)
 	}
-	img := &Image{Tag: tag, RootFS: rootfs, podman: podman}
-	context, err := StageContext()
-	if err != nil {
+	img := &Image{Tag: tag, Platform: platform, RootFS: rootfs, podman: podman}
+	if _, err := output(filepath.Join(harness.RepoRoot(), "scripts", "build-image.sh"), tag, platform, binary); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(context)
-	if _, err := output(podman, "build", "-q", "-f", filepath.Join(context, "Dockerfile"), "-t", tag, context); err != nil {
-		return nil, err
-	}
-	out, err := output(podman, "image", "inspect", "--format", "{{json .Config}}", tag)
+	out, err := output(podman, "image", "inspect", tag)
 	if err != nil {
 		return img, err
 	}
-	if err := json.Unmarshal([]byte(out), &img.Config); err != nil {
-		return img, err
+	var inspected []struct {
+		Os, Architecture string
+		Config           Config
+		Annotations      map[string]string
 	}
-	cid, err := output(podman, "create", tag)
+	if err := json.Unmarshal([]byte(out), &inspected); err != nil || len(inspected) != 1 {
+		return img, fmt.Errorf("podman image inspect %s: %v\n%s", tag, err, out)
+	}
+	img.Config, img.Annotations = inspected[0].Config, inspected[0].Annotations
+	if got := inspected[0].Os + "/" + inspected[0].Architecture; got != platform {
+		return img, fmt.Errorf("image %s is for %s, not %s", tag, got, platform)
+	}
+	cid, err := output(podman, "create", "--platform", platform, tag)
 	if err != nil {
 		return img, err
 	}
 	defer exec.Command(podman, "rm", "-f", cid).Run()
-	tarball := filepath.Join(context, "rootfs.tar")
+	scratch, err := os.MkdirTemp("", "tailgate-image-export-")
+	if err != nil {
+		return img, err
+	}
+	defer os.RemoveAll(scratch)
+	tarball := filepath.Join(scratch, "rootfs.tar")
 	if _, err := output(podman, "export", "-o", tarball, cid); err != nil {
 		return img, err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,3 +182,69 @@ func agentEndpoints(t *testing.T) []string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// requireWhole waits until every error and slow trace of plans arrived
+// complete and none partially, and reports each kind's outcome.
+func requireWhole(t *testing.T, what string, plans []harness.TracePlan, sent harness.SendResult) {
+	t.Helper()
+	var ev harness.Evaluation
+	eventually(t, decisionWait+2*time.Minute, what+": every error and slow trace complete, none partial", func() (bool, string) {
+		ev = harness.Evaluate(plans, sent, env.sink)
+		b := ev.Breaches()
+		return len(b) == 0, strings.Join(b, "; ")
+	})
+	for _, k := range harness.Kinds {
+		o := ev.ByKind[k]
+		t.Logf("REPORT %s: %-6s sent %4d complete %4d partial %d lost %4d", what, k, o.Sent, o.Complete, o.Partial, o.Lost)
+	}
+}
+
+// rollout is what rollGatewaysUnderTraffic saw: when the change was made
+// and the rollout complete (zero: it did not complete), and the gateway
+// pods' timeline.
+type rollout struct {
+	start              time.Time
+	traffic            time.Duration
+	rate               float64
+	applied, rolledOut time.Duration
+	events             []podEvent
+}
+
+// rollGatewaysUnderTraffic sends plans (at rate traces/s) through the
+// agents and, 10s in, makes change, a change that rolls the gateways, and
+// waits for their rollout; then waits for the gateways to settle. The
+// rollout must end before the traffic does.
+func rollGatewaysUnderTraffic(t *testing.T, plans []harness.TracePlan, rate float64, change func() error) (harness.SendResult, rollout) {
+	t.Helper()
+	r := rollout{traffic: time.Duration(float64(len(plans)) / rate * float64(time.Second)), rate: rate}
+	timeline := watchGatewayPods(t)
+	r.start = time.Now()
+	sent := sendThroughAgents(t, plans, map[time.Duration]func(){10 * time.Second: func() {
+		r.applied = time.Since(r.start)
+		if err := change(); err != nil {
+			t.Errorf("the change that rolls the gateways: %v", err)
+			return
+		}
+		if _, err := env.cp.Kubectl("-n", namespace, "rollout", "status", "deployment/tailgate-gateway", "--timeout=3m"); err != nil {
+			t.Errorf("rollout: %v", err)
+			return
+		}
+		r.rolledOut = time.Since(r.start)
+	}})
+	settleGateways(t, 3, "k8s")
+	r.events = timeline.stop()
+	if r.rolledOut != 0 {
+		require.Less(t, r.rolledOut, r.traffic, "the rollout must happen under traffic")
+	}
+	return sent, r
+}
+
+// report logs the rollout's timeline as REPORT lines headed what.
+func (r rollout) report(t *testing.T, what string) {
+	t.Helper()
+	t.Logf("REPORT %s: traffic %s at %.0f traces/s; changed at %s, rollout complete at %s",
+		what, r.traffic.Round(time.Second), r.rate, r.applied.Round(time.Second), r.rolledOut.Round(time.Second))
+	for _, e := range r.events {
+		t.Logf("REPORT %s: %6s %s", what, e.at.Sub(r.start).Round(100*time.Millisecond), e.what)
+	}
+}

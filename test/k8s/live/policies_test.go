@@ -58,39 +58,10 @@ func TestChangingPoliciesRollsTheGateways(t *testing.T) {
 	during, err := harness.Plan(gen)
 	require.NoError(t, err)
 
-	timeline := watchGatewayPods(t)
-	start := time.Now()
-	var applied, rolledOut time.Duration
-	sent := sendThroughAgents(t, during, map[time.Duration]func(){10 * time.Second: func() {
-		applied = time.Since(start)
-		if err := applyOverlay(nil, []byte(usersPolicies)); err != nil {
-			t.Errorf("applying the user's policies: %v", err)
-			return
-		}
-		if _, err := env.cp.Kubectl("-n", namespace, "rollout", "status", "deployment/tailgate-gateway", "--timeout=3m"); err != nil {
-			t.Errorf("rollout: %v", err)
-		}
-		rolledOut = time.Since(start)
-	}})
-	settleGateways(t, 3, "k8s")
-	events := timeline.stop()
-	t.Logf("REPORT policies rollout: traffic %s at %.0f traces/s; ConfigMap replaced at %s, rollout complete at %s",
-		time.Duration(float64(len(during))/gen.Rate*float64(time.Second)).Round(time.Second), gen.Rate, applied.Round(time.Second), rolledOut.Round(time.Second))
-	for _, e := range events {
-		t.Logf("REPORT policies rollout: %6s %s", e.at.Sub(start).Round(100*time.Millisecond), e.what)
-	}
-	require.Less(t, rolledOut, time.Duration(float64(len(during))/gen.Rate*float64(time.Second)), "the rollout must happen under traffic")
-
-	var ev harness.Evaluation
-	eventually(t, 2*time.Minute, "every error and slow trace sent through the rollout complete, none partial", func() (bool, string) {
-		ev = harness.Evaluate(during, sent, env.sink)
-		b := ev.Breaches()
-		return len(b) == 0, strings.Join(b, "; ")
-	})
-	for _, k := range harness.Kinds {
-		o := ev.ByKind[k]
-		t.Logf("REPORT policies rollout: %-6s sent %4d complete %4d partial %d lost %4d", k, o.Sent, o.Complete, o.Partial, o.Lost)
-	}
+	sent, r := rollGatewaysUnderTraffic(t, during, gen.Rate, func() error { return applyOverlay(nil, []byte(usersPolicies)) })
+	r.report(t, "policies rollout")
+	require.NotZero(t, r.rolledOut, "the rollout did not complete")
+	requireWhole(t, "policies rollout", during, sent)
 
 	t.Run("halves kept by the guard name its policy", func(t *testing.T) {
 		policies := map[string]int{}

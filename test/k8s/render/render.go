@@ -43,6 +43,9 @@ func Objects(rendered []byte) ([]*unstructured.Unstructured, error) {
 		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
 			return nil, err
 		}
+		if len(u.Object) == 0 { // a document of comments only (helm template's empty templates)
+			continue
+		}
 		out = append(out, u)
 	}
 	return out, nil

@@ -1,0 +1,120 @@
+{{/*
+Names. The release's objects are named <fullname>-<object> as the base
+names them tailgate-<object>: a release called "tailgate" (or containing
+it) makes exactly the base's names; any other release name is prefixed
+("edge" -> edge-tailgate-gateway), so two releases never collide, even on
+the agents' cluster-scoped RBAC.
+*/}}
+{{- define "tailgate.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tailgate.gateway" -}}{{ include "tailgate.fullname" . }}-gateway{{- end -}}
+{{- define "tailgate.agent" -}}{{ include "tailgate.fullname" . }}-agent{{- end -}}
+{{- define "tailgate.headless" -}}{{ include "tailgate.fullname" . }}-gateway-headless{{- end -}}
+
+{{/* Labels Helm adds to every object (the equivalence test removes exactly these). */}}
+{{- define "tailgate.helmLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end -}}
+
+{{/* Labels of every object, as the base's kustomization gives them. */}}
+{{- define "tailgate.labels" -}}
+app.kubernetes.io/part-of: tailgate
+{{ include "tailgate.helmLabels" . }}
+{{- end -}}
+
+{{/* Selector labels of a tier: its name, and the release (two releases in
+one namespace never select each other's pods). */}}
+{{- define "tailgate.selector" -}}
+app.kubernetes.io/name: tailgate-{{ .tier }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{- define "tailgate.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* The gateways' headless Service as the k8s resolver names it. */}}
+{{- define "tailgate.k8sService" -}}{{ include "tailgate.headless" . }}.{{ .Release.Namespace }}{{- end -}}
+{{/* ... and as the dns resolver looks it up. */}}
+{{- define "tailgate.dnsName" -}}{{ include "tailgate.headless" . }}.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}{{- end -}}
+
+{{/* How both tiers find the gateway set (the guard follows the agents). */}}
+{{- define "tailgate.resolverEnv" -}}
+- name: TAILGATE_GATEWAY_RESOLVER
+  value: {{ .Values.resolver }}
+{{- if eq .Values.resolver "k8s" }}
+- name: TAILGATE_GATEWAY_K8S_SERVICE
+  value: {{ include "tailgate.k8sService" . }}
+{{- else }}
+- name: TAILGATE_GATEWAY_DNS_NAME
+  value: {{ include "tailgate.dnsName" . }}
+{{- end }}
+{{- end -}}
+
+{{/* Garbage collection derived from the pod's size, as the base derives it:
+GOMEMLIMIT is the container's memory request (half its limit: memory_limiter's
+soft limit), GOGC under it. */}}
+{{- define "tailgate.gcEnv" -}}
+- name: GOMEMLIMIT
+  valueFrom:
+    resourceFieldRef:
+      containerName: tailgate
+      resource: requests.memory
+- name: GOGC
+  value: {{ .gogc | quote }}
+{{- end -}}
+
+{{/* Cluster identity for both tiers, from one ConfigMap. */}}
+{{- define "tailgate.clusterEnv" -}}
+- name: TAILGATE_CLUSTER_NAME
+  valueFrom:
+    configMapKeyRef:
+      name: {{ include "tailgate.fullname" . }}-cluster
+      key: name
+      optional: true
+{{- end -}}
+
+{{/* An optional profile variable: set only when the value is not empty. */}}
+{{- define "tailgate.optEnv" -}}
+{{- if and (ne .value nil) (ne (toString .value) "") }}
+- name: {{ .name }}
+  value: {{ .value | toString | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The mtls secrets. */}}
+{{- define "tailgate.gatewayTLSSecret" -}}{{ .Values.mtls.gatewaySecretName | default (printf "%s-gateway-tls" (include "tailgate.fullname" .)) }}{{- end -}}
+{{- define "tailgate.agentTLSSecret" -}}{{ .Values.mtls.agentSecretName | default (printf "%s-agent-tls" (include "tailgate.fullname" .)) }}{{- end -}}
+
+{{/* The policies file the gateways read: the user's, or the shipped one. */}}
+{{- define "tailgate.policies" -}}
+{{- if .Values.policies }}{{ .Values.policies }}{{ else }}{{ .Files.Get "files/policies.yaml" }}{{ end -}}
+{{- end -}}
+
+{{/* A container's environment: the chart's variables, then the user's
+(gateway.env, agent.env). A variable the user sets replaces the chart's of
+that name, which is left out: a name twice in one env is refused by
+server-side apply (Helm 4's default) and ambiguous anywhere. */}}
+{{- define "tailgate.mergeEnv" -}}
+{{- $user := dict -}}
+{{- range .user }}{{- $_ := set $user .name true -}}{{- end -}}
+{{- range (fromYamlArray .chart) }}
+{{- if not (hasKey $user .name) }}
+{{ toYaml (list .) }}
+{{- end }}
+{{- end }}
+{{- with .user }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,306 @@
+package chart
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/k8s/render"
+	"github.com/tailgate-dev/tailgate/test/profile"
+)
+
+// TestChartLints: `helm lint --strict` passes with the defaults and with
+// every variant's values (the schema included).
+func TestChartLints(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			out, err := render.Helm(append([]string{"lint", "--strict", render.ChartDir()}, setArgs(v.set)...)...)
+			require.NoError(t, err, out)
+			assert.Contains(t, out, "1 chart(s) linted, 0 chart(s) failed")
+		})
+	}
+}
+
+// TestSchemaRefusesBadValues: values.schema.json refuses unknown keys (at
+// every level: a misspelt key would otherwise be ignored and its default
+// run) and wrong types or values, and the refusal names the key.
+func TestSchemaRefusesBadValues(t *testing.T) {
+	cases := []struct {
+		name  string
+		args  []string
+		names string // the refusal: where, and what
+	}{
+		{"unknown top-level key", []string{"--set", "autoscale.mode=cpu"}, "at '': additional properties 'autoscale' not allowed"},
+		{"misspelt nested key", []string{"--set", "gateway.replicaCount=5"}, "at '/gateway': additional properties 'replicaCount' not allowed"},
+		{"misspelt deep key", []string{"--set", "monitoring.dashboard.enable=true"}, "at '/monitoring/dashboard': additional properties 'enable' not allowed"},
+		{"string for an integer", []string{"--set-string", "sampling.numTraces=lots"}, "at '/sampling/numTraces': got string, want integer"},
+		{"integer for a boolean", []string{"--set", "rebalanceGuard.enabled=1"}, "at '/rebalanceGuard/enabled': got number, want boolean"},
+		{"value outside the enum", []string{"--set", "autoscaling.mode=sometimes"}, "at '/autoscaling/mode': value must be one of"},
+		{"resolver outside the enum", []string{"--set", "resolver=static"}, "at '/resolver': value must be one of"},
+		{"not a duration", []string{"--set", "sampling.decisionWait=ten"}, "at '/sampling/decisionWait': 'ten' does not match"},
+		{"unknown exporter", []string{"--set", "backend.exporters={otlp/tempo}"}, "at '/backend/exporters/0': value must be one of"},
+		{"resources without a memory request", []string{"--set", "gateway.resources.requests.memory=null"}, "at '/gateway/resources/requests': missing property 'memory'"},
+		{"percentage above 100", []string{"--set", "sampling.samplingPercentage=150"}, "at '/sampling/samplingPercentage': maximum: got 150, want 100"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := render.Helm(append([]string{"template", release, render.ChartDir()}, c.args...)...)
+			require.Error(t, err, "the chart rendered with %v:\n%.300s", c.args, out)
+			assert.Contains(t, err.Error(), "values don't meet the specifications of the schema", "not the schema's refusal")
+			assert.Contains(t, err.Error(), c.names, "the refusal does not name the key")
+		})
+	}
+}
+
+// TestValuesAreDescribedAndDocumented: every key of values.yaml is in the
+// schema with a description, every key of the schema is in values.yaml, and
+// README.md's values table lists exactly the leaves of values.yaml.
+func TestValuesAreDescribedAndDocumented(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(render.ChartDir(), "values.yaml"))
+	require.NoError(t, err)
+	var values map[string]any
+	require.NoError(t, yaml.Unmarshal(data, &values))
+	data, err = os.ReadFile(filepath.Join(render.ChartDir(), "values.schema.json"))
+	require.NoError(t, err)
+	var schema map[string]any
+	require.NoError(t, json.Unmarshal(data, &schema))
+
+	valueLeaves := leaves("", values)
+	schemaLeaves := schemaLeaves(t, "", schema)
+	assert.ElementsMatch(t, valueLeaves, slices.DeleteFunc(slices.Clone(schemaLeaves), func(k string) bool { return k == "global" }),
+		"values.yaml and values.schema.json list other keys")
+
+	readme, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "README.md"))
+	require.NoError(t, err)
+	_, section, found := strings.Cut(string(readme), "\n### Chart values\n")
+	require.True(t, found, "README.md has no '### Chart values' section")
+	section, _, _ = strings.Cut(section, "\n#")
+	row := regexp.MustCompile("(?m)^\\| `([A-Za-z0-9.]+)` \\|")
+	var documented []string
+	for _, m := range row.FindAllStringSubmatch(section, -1) {
+		documented = append(documented, m[1])
+	}
+	assert.ElementsMatch(t, valueLeaves, documented, "README.md's chart values table and values.yaml")
+}
+
+// leaves are the dotted paths of a values document's leaves (a map with
+// entries is walked; a scalar, list or empty map is a leaf).
+func leaves(prefix string, v any) []string {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) == 0 || prefix == "gateway.resources" || prefix == "agent.resources" {
+		return []string{prefix}
+	}
+	var out []string
+	for k, e := range m {
+		p := k
+		if prefix != "" {
+			p = prefix + "." + k
+		}
+		out = append(out, leaves(p, e)...)
+	}
+	return out
+}
+
+// schemaLeaves walks a schema's closed objects (additionalProperties false)
+// and requires a description of every leaf.
+func schemaLeaves(t *testing.T, prefix string, s map[string]any) []string {
+	props, closed := s["properties"].(map[string]any)
+	if !closed || s["additionalProperties"] != false || prefix == "gateway.resources" || prefix == "agent.resources" {
+		assert.NotEmpty(t, s["description"], "values.schema.json: %s has no description", prefix)
+		return []string{prefix}
+	}
+	var out []string
+	for k, e := range props {
+		p := k
+		if prefix != "" {
+			p = prefix + "." + k
+		}
+		out = append(out, schemaLeaves(t, p, e.(map[string]any))...)
+	}
+	return out
+}
+
+// TestConfigChangesRollThePods: a change to what a tier reads changes its
+// pod template (checksum/config), so the Deployment or DaemonSet rolls
+// onto it, and a change to what it does not read leaves it alone: new
+// policies or a new profile value roll the gateways only, a new cluster
+// name both tiers.
+func TestConfigChangesRollThePods(t *testing.T) {
+	policies := filepath.Join(t.TempDir(), "policies.yaml")
+	require.NoError(t, os.WriteFile(policies, []byte("- name: everything\n  type: always_sample\n"), 0o644))
+	cases := []struct {
+		name                       string
+		args                       []string
+		rollsGateways, rollsAgents bool
+	}{
+		{"new policies", []string{"--set-file", "policies=" + policies}, true, false},
+		{"a gateway value", []string{"--set", "sampling.decisionWait=15s"}, true, false},
+		{"the cluster's name", []string{"--set", "clusterName=prod-eu"}, true, true},
+		{"an agent value", []string{"--set", "agent.logLevel=debug"}, false, true},
+	}
+	before := tiers(t)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			after := tiers(t, c.args...)
+			assert.Equal(t, c.rollsGateways, !equalTemplates(before.gateway.Spec.Template, after.gateway.Spec.Template), "gateway pod template changed")
+			assert.Equal(t, c.rollsAgents, !equalTemplates(before.agent.Spec.Template, after.agent.Spec.Template), "agent pod template changed")
+		})
+	}
+	t.Run("the policies ConfigMap holds the user's file", func(t *testing.T) {
+		objs, err := render.Chart(release, namespace, "--set-file", "policies="+policies)
+		require.NoError(t, err)
+		for _, u := range objs {
+			if u.GetKind() == "ConfigMap" && u.GetName() == render.PoliciesConfigMap {
+				var cm corev1.ConfigMap
+				require.NoError(t, render.Strict(u, &cm))
+				assert.Equal(t, "- name: everything\n  type: always_sample\n", cm.Data["policies.yaml"])
+				return
+			}
+		}
+		t.Fatalf("no ConfigMap %s", render.PoliciesConfigMap)
+	})
+}
+
+type rendered struct {
+	gateway appsv1.Deployment
+	agent   appsv1.DaemonSet
+}
+
+func tiers(t *testing.T, args ...string) rendered {
+	t.Helper()
+	objs, err := render.Chart(release, namespace, args...)
+	require.NoError(t, err)
+	var r rendered
+	for _, u := range objs {
+		switch u.GetKind() {
+		case "Deployment":
+			require.NoError(t, render.Strict(u, &r.gateway))
+		case "DaemonSet":
+			require.NoError(t, render.Strict(u, &r.agent))
+		}
+	}
+	return r
+}
+
+func equalTemplates(a, b corev1.PodTemplateSpec) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// TestValuesReachTheTiers: each value reaches the setting it names, in the
+// configuration the binary runs the profile with (tailgate print-config
+// under the container's environment as rendered): a misspelt variable in
+// the chart, or a profile that stopped reading one, fails here.
+func TestValuesReachTheTiers(t *testing.T) {
+	cases := []struct {
+		name    string
+		args    []string
+		profile string
+		path    []string
+		want    any
+	}{
+		{"decision wait", []string{"--set", "sampling.decisionWait=17s"}, "gateway", []string{"processors", "tail_sampling", "decision_wait"}, "17s"},
+		{"num traces", []string{"--set", "sampling.numTraces=12345"}, "gateway", []string{"processors", "tail_sampling", "num_traces"}, 12345},
+		{"expected new traces", []string{"--set", "sampling.expectedNewTracesPerSec=777"}, "gateway", []string{"processors", "tail_sampling", "expected_new_traces_per_sec"}, 777},
+		{"sampled cache", []string{"--set", "sampling.sampledCacheSize=4242"}, "gateway", []string{"processors", "tail_sampling", "decision_cache", "sampled_cache_size"}, 4242},
+		{"non-sampled cache", []string{"--set", "sampling.nonSampledCacheSize=4343"}, "gateway", []string{"processors", "tail_sampling", "decision_cache", "non_sampled_cache_size"}, 4343},
+		{"maximum trace size", []string{"--set", "sampling.maxTraceSizeBytes=99999"}, "gateway", []string{"processors", "tail_sampling", "maximum_trace_size_bytes"}, 99999},
+		{"guard off", []string{"--set", "rebalanceGuard.enabled=false"}, "gateway", []string{"processors", "rebalance_guard/k8s", "enabled"}, false},
+		{"backend endpoint", []string{"--set", "backend.endpoint=tempo.tracing:4317"}, "gateway", []string{"exporters", "otlp_grpc/backend_memory", "endpoint"}, "tempo.tracing:4317"},
+		{"disk queue", []string{"--set", "backend.queue=disk"}, "gateway", []string{"service", "pipelines", "traces/sampling", "exporters"}, []any{"otlp_grpc/backend_disk"}},
+		{"several backends", []string{"--set", "backend.exporters={otlp_grpc/backend_memory,otlp_grpc/backend_secondary}", "--set", "backend.secondary.endpoint=jaeger.tracing:4317"}, "gateway", []string{"service", "pipelines", "traces/sampling", "exporters"}, []any{"otlp_grpc/backend_memory", "otlp_grpc/backend_secondary"}},
+		{"secondary endpoint", []string{"--set", "backend.secondary.endpoint=jaeger.tracing:4317"}, "gateway", []string{"exporters", "otlp_grpc/backend_secondary", "endpoint"}, "jaeger.tracing:4317"},
+		{"backend CA", []string{"--set", "backend.tls.caFile=/etc/backend/ca.crt"}, "gateway", []string{"exporters", "otlp_grpc/backend_memory", "tls", "ca_file"}, "/etc/backend/ca.crt"},
+		{"gateway log level", []string{"--set", "gateway.logLevel=debug"}, "gateway", []string{"service", "telemetry", "logs", "level"}, "debug"},
+		{"agent log level", []string{"--set", "agent.logLevel=warn"}, "agent", []string{"service", "telemetry", "logs", "level"}, "warn"},
+		{"dns resolver, gateways", []string{"--set", "resolver=dns"}, "gateway", []string{"processors", "rebalance_guard/dns", "resolver", "dns", "hostname"}, "tailgate-gateway-headless.observability.svc.cluster.local"},
+		{"dns resolver, agents", []string{"--set", "resolver=dns"}, "agent", []string{"exporters", "load_balancing/dns", "resolver", "dns", "hostname"}, "tailgate-gateway-headless.observability.svc.cluster.local"},
+		{"extra env", []string{"--set", "gateway.env[0].name=TAILGATE_SPANMETRICS_FLUSH_INTERVAL", "--set", "gateway.env[0].value=45s"}, "gateway", []string{"connectors", "span_metrics", "metrics_flush_interval"}, "45s"},
+		{"extra env wins over a value", []string{"--set", "sampling.decisionWait=17s", "--set", "gateway.env[0].name=TAILGATE_DECISION_WAIT", "--set", "gateway.env[0].value=21s"}, "gateway", []string{"processors", "tail_sampling", "decision_wait"}, "21s"},
+		{"agent extra env wins", []string{"--set", "agent.env[0].name=TAILGATE_LOG_LEVEL", "--set", "agent.env[0].value=error"}, "agent", []string{"service", "telemetry", "logs", "level"}, "error"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := containerEnv(t, c.profile, c.args...)
+			cfg, err := profile.Effective(c.profile, env)
+			require.NoError(t, err)
+			got := profile.Get(cfg, c.path...)
+			if n, ok := got.(float64); ok { // YAML numbers decode as float64 or int
+				got = int(n)
+			}
+			assert.EqualValues(t, c.want, got, "%s with %v", strings.Join(c.path, "."), c.args)
+		})
+	}
+}
+
+// containerEnv is the literal environment the chart gives a tier's
+// container with args (valueFrom variables left out: the kubelet resolves
+// them).
+func containerEnv(t *testing.T, tier string, args ...string) map[string]string {
+	t.Helper()
+	r := tiers(t, args...)
+	spec := r.gateway.Spec.Template.Spec
+	if tier == "agent" {
+		spec = r.agent.Spec.Template.Spec
+	}
+	env, seen := map[string]string{}, map[string]bool{}
+	for _, e := range spec.Containers[0].Env {
+		// Server-side apply (Helm 4's default) refuses a name twice.
+		require.False(t, seen[e.Name], "%s twice in the %s's env", e.Name, tier)
+		seen[e.Name] = true
+		if e.ValueFrom == nil {
+			env[e.Name] = e.Value
+		}
+	}
+	return env
+}
+
+// TestModesWithoutAComponent: what no kustomize component builds, and so
+// no equivalence checks: autoscaling off (no HPA, gateway.replicas
+// gateways) and mTLS with Secrets of the user's own (no cert-manager
+// objects, the named Secrets mounted).
+func TestModesWithoutAComponent(t *testing.T) {
+	t.Run("autoscaling off", func(t *testing.T) {
+		objs, err := render.Chart(release, namespace, "--set", "autoscaling.mode=off", "--set", "gateway.replicas=5")
+		require.NoError(t, err)
+		kinds := map[string]bool{}
+		for _, u := range objs {
+			kinds[u.GetKind()] = true
+		}
+		assert.False(t, kinds["HorizontalPodAutoscaler"], "an HPA with autoscaling off")
+		r := tiers(t, "--set", "autoscaling.mode=off", "--set", "gateway.replicas=5")
+		require.NotNil(t, r.gateway.Spec.Replicas)
+		assert.EqualValues(t, 5, *r.gateway.Spec.Replicas)
+	})
+	t.Run("mtls with the user's Secrets", func(t *testing.T) {
+		args := []string{"--set", "mtls.enabled=true", "--set", "mtls.certManager=false", "--set", "mtls.gatewaySecretName=gw-tls", "--set", "mtls.agentSecretName=ag-tls"}
+		objs, err := render.Chart(release, namespace, args...)
+		require.NoError(t, err)
+		for _, u := range objs {
+			assert.NotEqual(t, "cert-manager.io/v1", u.GetAPIVersion(), "%s %s without cert-manager", u.GetKind(), u.GetName())
+		}
+		r := tiers(t, args...)
+		secretOf := func(spec corev1.PodSpec) string {
+			for _, v := range spec.Volumes {
+				if v.Name == "tls" && v.Secret != nil {
+					return v.Secret.SecretName
+				}
+			}
+			return ""
+		}
+		assert.Equal(t, "gw-tls", secretOf(r.gateway.Spec.Template.Spec))
+		assert.Equal(t, "ag-tls", secretOf(r.agent.Spec.Template.Spec))
+	})
+}
