@@ -10,6 +10,8 @@ import (
 	"flag"
 	"maps"
 	"math"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +27,20 @@ var (
 	flagRate   = flag.Float64("e2e.rate", 150, "new traces per second")
 	// Shows what the exit tests guard against: -e2e.backend-queue=disk.
 	flagBackendQueue = flag.String("e2e.backend-queue", "", "TAILGATE_BACKEND_QUEUE for the exit tests (default: the profile's)")
+	// Runs the ground truth against a lever of the gateway profile, e.g.
+	// -e2e.gateway-env=TAILGATE_SAMPLING_STRATEGY=span-ingest.
+	flagGatewayEnv = flag.String("e2e.gateway-env", "", "more profile variables of every e2e gateway, VAR=value,...")
 )
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	for _, kv := range strings.Split(*flagGatewayEnv, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			gatewayEnv[k] = v
+		}
+	}
+	os.Exit(m.Run())
+}
 
 const (
 	// samplingPercentage is the gateway profile's default probabilistic share.

@@ -66,13 +66,26 @@ func RunArgs(profile, config string) []string {
 // It fails when the binary is missing instead of building it behind the
 // caller's back: `make build` (or `make test`) builds it.
 func BinaryPath() (string, error) {
-	bin := os.Getenv("TAILGATE_BIN")
+	return existingBinary("TAILGATE_BIN", filepath.Join(RepoRoot(), "bin", "tailgate"), "make build")
+}
+
+// PlatformBinaryPath is the tailgate binary cross-compiled for linux/arch
+// (the image's other platforms): $TAILGATE_BIN_LINUX_<ARCH>, else
+// bin/linux-<arch>/tailgate, which `make bin/linux-<arch>/tailgate` (and
+// `make test`) builds.
+func PlatformBinaryPath(arch string) (string, error) {
+	rel := filepath.Join("bin", "linux-"+arch, "tailgate")
+	return existingBinary("TAILGATE_BIN_LINUX_"+strings.ToUpper(arch), filepath.Join(RepoRoot(), rel), "make "+rel)
+}
+
+func existingBinary(envVar, fallback, build string) (string, error) {
+	bin := os.Getenv(envVar)
 	if bin == "" {
-		bin = filepath.Join(RepoRoot(), "bin", "tailgate")
+		bin = fallback
 	}
 	if _, err := os.Stat(bin); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("tailgate binary %s not found: run `make build` first (make test does)", bin)
+			return "", fmt.Errorf("tailgate binary %s not found: run `%s` first (make test does)", bin, build)
 		}
 		return "", err
 	}
@@ -88,6 +101,23 @@ func ToolBinary(tool, binary string) (string, error) {
 		return "", err
 	}
 	return filepath.Join(dir, binary), nil
+}
+
+// ReleaseInfo is the release's identity as scripts/release-info.sh reads
+// it from its one home (builder-config.yaml, git): VERSION, DIST_VERSION,
+// OTELCOL_CORE, OTELCOL_CONTRIB, REVISION, SOURCE, LICENSES.
+func ReleaseInfo() (map[string]string, error) {
+	out, err := exec.Command(filepath.Join(RepoRoot(), "scripts", "release-info.sh")).Output()
+	if err != nil {
+		return nil, fmt.Errorf("release-info.sh: %w", err)
+	}
+	info := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			info[k] = v
+		}
+	}
+	return info, nil
 }
 
 // CertManagerCRDs is the directory of the CustomResourceDefinitions of the

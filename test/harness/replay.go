@@ -3,17 +3,22 @@ package harness
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 
-	// The agents' exporters compress with gzip by default.
+	// The null sink and the replay speak every compression the collector's
+	// exporters send: gzip, and zstd and snappy, which configgrpc registers
+	// with gRPC (the agents export zstd by default).
+	_ "go.opentelemetry.io/collector/config/configgrpc"
 	_ "google.golang.org/grpc/encoding/gzip"
 )
 
@@ -21,6 +26,9 @@ import (
 type EncodedRequest struct {
 	Body  []byte
 	Spans int
+	// Traces are the IDs of the traces with spans in it: with the replay's
+	// acknowledgement times, when each trace's last span was delivered.
+	Traces []pcommon.TraceID
 }
 
 // EncodeRequests encodes the planned traces as OTLP export requests in
@@ -36,7 +44,15 @@ func EncodeRequests(plans []TracePlan, base time.Time, spansPerRequest int) ([]E
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, EncodedRequest{Body: body, Spans: len(chunk)})
+		var traces []pcommon.TraceID
+		seen := map[pcommon.TraceID]bool{}
+		for _, sp := range chunk {
+			if !seen[sp.trace.ID] {
+				seen[sp.trace.ID] = true
+				traces = append(traces, sp.trace.ID)
+			}
+		}
+		out = append(out, EncodedRequest{Body: body, Spans: len(chunk), Traces: traces})
 	}
 	return out, nil
 }
@@ -60,6 +76,27 @@ type ReplayResult struct {
 	Requests, Spans int64 // accepted by the target
 	Failed          int64 // requests the target refused
 	Elapsed         time.Duration
+	// Acked is when the target acknowledged each request, by its index in
+	// reqs (zero: not acknowledged); kept only for a replay that does not
+	// loop.
+	Acked []time.Time
+}
+
+// LastDelivered is when the target acknowledged the request holding each
+// trace's last span, from a replay of reqs that did not loop.
+func (r ReplayResult) LastDelivered(reqs []EncodedRequest) map[pcommon.TraceID]time.Time {
+	out := map[pcommon.TraceID]time.Time{}
+	for i, at := range r.Acked {
+		if at.IsZero() {
+			continue
+		}
+		for _, id := range reqs[i].Traces {
+			if at.After(out[id]) {
+				out[id] = at
+			}
+		}
+	}
+	return out
 }
 
 // Replay sends reqs, in order, to an OTLP/gRPC target as fast as it takes
@@ -80,6 +117,10 @@ func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurren
 		requests, spans, failed atomic.Int64
 		wg                      sync.WaitGroup
 	)
+	var acked []time.Time
+	if !loop {
+		acked = make([]time.Time, len(reqs)) // each index written by one sender
+	}
 	start := time.Now()
 	for range concurrency {
 		wg.Go(func() {
@@ -99,22 +140,76 @@ func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurren
 					}
 					continue
 				}
+				if acked != nil {
+					acked[i] = time.Now()
+				}
 				requests.Add(1)
 				spans.Add(int64(reqs[i].Spans))
 			}
 		})
 	}
 	wg.Wait()
-	return ReplayResult{Requests: requests.Load(), Spans: spans.Load(), Failed: failed.Load(), Elapsed: time.Since(start)}, nil
+	return ReplayResult{Requests: requests.Load(), Spans: spans.Load(), Failed: failed.Load(), Elapsed: time.Since(start), Acked: acked}, nil
 }
 
 // NullSink is an OTLP/gRPC trace endpoint that accepts every request
 // without decoding it: a backend (or a gateway, for an agent) that costs
-// the process under test nothing.
+// the process under test nothing. After RecordArrivals it also decodes
+// what it accepts and notes when each trace's spans arrived.
 type NullSink struct {
 	Port     int
 	requests atomic.Int64
 	srv      *grpc.Server
+	arrivals atomic.Pointer[arrivalLog]
+}
+
+// Arrival is what a recording sink received of one trace.
+type Arrival struct {
+	Spans int
+	Last  time.Time // when its latest span arrived
+}
+
+type arrivalLog struct {
+	mu     sync.Mutex
+	traces map[pcommon.TraceID]Arrival
+}
+
+// RecordArrivals makes the sink decode every request it accepts from now
+// on and record, per trace, its spans and when the latest arrived.
+func (s *NullSink) RecordArrivals() {
+	s.arrivals.Store(&arrivalLog{traces: map[pcommon.TraceID]Arrival{}})
+}
+
+// Arrivals is what the sink recorded since RecordArrivals (nil before).
+func (s *NullSink) Arrivals() map[pcommon.TraceID]Arrival {
+	log := s.arrivals.Load()
+	if log == nil {
+		return nil
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	return maps.Clone(log.traces)
+}
+
+func (l *arrivalLog) record(body []byte) error {
+	now := time.Now()
+	req := ptraceotlp.NewExportRequest()
+	if err := req.UnmarshalProto(body); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, rs := range req.Traces().ResourceSpans().All() {
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, sp := range ss.Spans().All() {
+				a := l.traces[sp.TraceID()]
+				a.Spans++
+				a.Last = now
+				l.traces[sp.TraceID()] = a
+			}
+		}
+	}
+	return nil
 }
 
 // StartNullSink listens on a free loopback port; serverOpts are added to
@@ -136,6 +231,11 @@ func StartNullSink(serverOpts ...grpc.ServerOption) (*NullSink, error) {
 			var body []byte
 			if err := dec(&body); err != nil {
 				return nil, err
+			}
+			if log := s.arrivals.Load(); log != nil {
+				if err := log.record(body); err != nil {
+					return nil, err
+				}
 			}
 			s.requests.Add(1)
 			return &[]byte{}, nil

@@ -4,11 +4,18 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor/processortest"
 )
 
 func convert(t *testing.T, conf *confmap.Conf) error {
@@ -143,6 +150,12 @@ func TestBadPoliciesAreRefusedByName(t *testing.T) {
 			policies: `[{name: cap, type: rate_limiting, rate_limiting: {spans_per_second: 100}}]`,
 			want:     []string{`policy "cap" is stateful`},
 		},
+		{
+			name:     "drop policy under span-ingest",
+			strategy: "span-ingest",
+			policies: `[{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}, {name: no-health, type: drop, drop: {drop_sub_policy: [{name: health, type: string_attribute, string_attribute: {key: http.route, values: [/healthz]}}]}}]`,
+			want:     []string{`policy "no-health" ([1]): a drop policy with sampling_strategy span-ingest keeps no trace`},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,4 +187,51 @@ func TestGoodPoliciesPass(t *testing.T) {
 	conf, err := confmaptest.LoadConf(filepath.Join("testdata", "library.yaml"))
 	require.NoError(t, err)
 	require.NoError(t, convert(t, conf))
+}
+
+// TestSpanIngestWithADropPolicyKeepsNothing pins the upstream behaviour the
+// refusal of drop policies under span-ingest rests on: the pinned
+// tail_sampling, deciding at ingest, keeps an error trace, and keeps
+// nothing once a drop policy that does not match it comes first.
+func TestSpanIngestWithADropPolicyKeepsNothing(t *testing.T) {
+	errors := tailsamplingprocessor.PolicyCfg{}
+	errors.Name, errors.Type = "errors", tailsamplingprocessor.StatusCode
+	errors.StatusCodeCfg.StatusCodes = []string{"ERROR"}
+	drop := tailsamplingprocessor.PolicyCfg{}
+	drop.Name, drop.Type = "no-health", tailsamplingprocessor.Drop
+	health := tailsamplingprocessor.AndSubPolicyCfg{}
+	health.Name, health.Type = "health", tailsamplingprocessor.StringAttribute
+	health.StringAttributeCfg.Key, health.StringAttributeCfg.Values = "http.route", []string{"/healthz"}
+	drop.DropCfg.SubPolicyCfg = []tailsamplingprocessor.AndSubPolicyCfg{health}
+
+	for _, tt := range []struct {
+		name     string
+		policies []tailsamplingprocessor.PolicyCfg
+		kept     bool
+	}{
+		{"errors alone", []tailsamplingprocessor.PolicyCfg{errors}, true},
+		{"errors after a drop policy", []tailsamplingprocessor.PolicyCfg{drop, errors}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			factory := tailsamplingprocessor.NewFactory()
+			cfg := factory.CreateDefaultConfig().(*tailsamplingprocessor.Config)
+			require.NoError(t, confmap.NewFromStringMap(map[string]any{"sampling_strategy": "span-ingest", "decision_wait": "1s"}).Unmarshal(cfg, confmap.WithIgnoreUnused()))
+			cfg.PolicyCfgs = tt.policies
+			sink := new(consumertest.TracesSink)
+			p, err := factory.CreateTraces(context.Background(), processortest.NewNopSettings(factory.Type()), cfg, sink)
+			require.NoError(t, err)
+			require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+			td := ptrace.NewTraces()
+			span := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+			span.SetTraceID(pcommon.TraceID{1, 2, 3})
+			span.SetSpanID(pcommon.SpanID{1})
+			span.Status().SetCode(ptrace.StatusCodeError)
+			require.NoError(t, p.ConsumeTraces(context.Background(), td))
+			// Past decision_wait and the cleanup tick after it, then shut
+			// down, which finalizes whatever is still pending.
+			time.Sleep(2500 * time.Millisecond)
+			require.NoError(t, p.Shutdown(context.Background()))
+			assert.Equal(t, map[bool]int{true: 1, false: 0}[tt.kept], sink.SpanCount())
+		})
+	}
 }

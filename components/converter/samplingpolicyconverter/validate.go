@@ -29,6 +29,11 @@ import (
 //     ignores them otherwise, so `latncy: {threshold_ms: 500}` would run a
 //     latency policy with no threshold, and a `status_code:` section under
 //     a probabilistic policy would silently do nothing;
+//   - a drop policy under sampling_strategy span-ingest is refused: there
+//     upstream (v0.161.0) defers every keep while a drop policy has not
+//     matched, since a later batch could still match it, and finalizes a
+//     pending trace as not sampled, so the processor would keep nothing
+//     (TestSpanIngestWithADropPolicyKeepsNothing pins this);
 //   - then upstream builds the policies as it does when the processor
 //     starts (types, duplicate names, OTTL conditions, regular expressions,
 //     status codes, stateful policies under span-ingest), which the
@@ -57,6 +62,10 @@ func validatePolicies(ctx context.Context, ts tailSampler) error {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 			continue
 		}
+		if p.Type == tailsamplingprocessor.Drop && ts.config["sampling_strategy"] == spanIngest {
+			errs = append(errs, fmt.Errorf("%s: a drop policy with sampling_strategy %s keeps no trace (each keep waits until no drop policy can match, and span-ingest finalizes a waiting trace as not sampled): use trace-complete, or express the drop in the other policies", where, spanIngest))
+			continue
+		}
 		decoded = append(decoded, p)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -64,6 +73,9 @@ func validatePolicies(ctx context.Context, ts tailSampler) error {
 	}
 	return buildPolicies(ctx, ts, decoded)
 }
+
+// spanIngest is tail_sampling's sampling_strategy that decides at ingest.
+const spanIngest = "span-ingest"
 
 // strayKeys reports keys of a policy (and of its sub-policies) other than
 // name, type and the section named after its type, upstream's convention

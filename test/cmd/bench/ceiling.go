@@ -8,8 +8,11 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -36,6 +40,11 @@ const (
 	// ceilingDecisionWait is the gateways' decision_wait here: short, so a
 	// run's buffered traces are decided soon after the replay ends.
 	ceilingDecisionWait = 2 * time.Second
+	// ceilingPlanSpan is how long the ceiling load's trace starts are
+	// laid out over, and ceilingLatencyThreshold its slow traces'
+	// threshold (the policies' latency threshold in these runs).
+	ceilingPlanSpan         = 5 * time.Second
+	ceilingLatencyThreshold = 100 * time.Millisecond
 	// replayConcurrency is how many requests the replay keeps in flight
 	// (an agent's or SDK's exporters keep several).
 	replayConcurrency = 8
@@ -44,7 +53,7 @@ const (
 	agentReplayFor = 8 * time.Second
 	// idleRuns starts each gateway config this often for its startup time
 	// and idle RSS, read idleFor after it is healthy.
-	idleRuns = 5
+	idleRuns = 3
 	idleFor  = 2 * time.Second
 )
 
@@ -58,6 +67,21 @@ type tierConfig struct {
 	// takes the replay over mTLS, an agent exports to null sinks over mTLS
 	// (benchTLS's certificates).
 	mtls bool
+	// optional configurations are measured only when -only names them:
+	// comparisons already made (their figures stay in git history), left
+	// out so that `make bench` stays under 15 minutes.
+	optional bool
+	// twoCPUs pins the process to both CPUs instead of collectorCPU alone
+	// (the replay and the sinks stay on benchCPU, which it then shares).
+	twoCPUs bool
+}
+
+// cpus is the taskset CPU list c runs on.
+func (c tierConfig) cpus() string {
+	if c.twoCPUs {
+		return fmt.Sprintf("%d,%d", benchCPU, collectorCPU)
+	}
+	return strconv.Itoa(collectorCPU)
 }
 
 // tierRun is one measurement of a tier at saturation.
@@ -68,35 +92,99 @@ type tierRun struct {
 	perCPUSec   float64
 	perWallSec  float64
 	requestSize float64
+	// A gateway's: bytes of heap per span its tail_sampling buffers, and
+	// what the backend received of each kind of trace.
+	heapPerSpan float64
+	kept        map[harness.Kind]keptTraces
+	sent        map[harness.Kind]int // traces replayed, by kind
+}
+
+// keptTraces is what the backend received of one kind of trace in a run:
+// how many traces, how many of them whole, and the time from the
+// acknowledgement of a trace's last span by the gateway to the arrival of
+// its latest span at the backend (p50, p99).
+type keptTraces struct {
+	kept, whole int
+	p50, p99    time.Duration
+}
+
+// keptByKind reads a recording sink's arrivals against the ground truth
+// and the replay's acknowledgement times.
+func keptByKind(arrivals map[pcommon.TraceID]harness.Arrival, truth map[pcommon.TraceID]plannedTrace, delivered map[pcommon.TraceID]time.Time) map[harness.Kind]keptTraces {
+	latencies := map[harness.Kind][]time.Duration{}
+	out := map[harness.Kind]keptTraces{}
+	for id, a := range arrivals {
+		t, ok := truth[id]
+		if !ok {
+			continue
+		}
+		k := out[t.kind]
+		k.kept++
+		if a.Spans >= t.spans {
+			k.whole++
+		}
+		out[t.kind] = k
+		if at, ok := delivered[id]; ok {
+			latencies[t.kind] = append(latencies[t.kind], a.Last.Sub(at))
+		}
+	}
+	for kind, ls := range latencies {
+		slices.Sort(ls)
+		k := out[kind]
+		k.p50, k.p99 = ls[len(ls)/2], ls[min(len(ls)-1, len(ls)*99/100)]
+		out[kind] = k
+	}
+	return out
 }
 
 // ceilingLoad pre-encodes the load every run replays: requests of 512
 // spans (an SDK batch) of the generator's traces, each trace ID unique, so
-// a gateway buffers and decides every trace once.
-func ceilingLoad(spans int) ([]harness.EncodedRequest, error) {
+// a gateway buffers and decides every trace once; and the ground truth of
+// each trace (its kind and spans), to read what a gateway kept against.
+func ceilingLoad(spans int) ([]harness.EncodedRequest, map[pcommon.TraceID]plannedTrace, error) {
 	gen := harness.DefaultGeneratorConfig()
 	gen.Seed, gen.Agents = 77, 1
 	gen.Traces = spans / ((gen.MinSpans + gen.MaxSpans) / 2)
-	gen.Rate = float64(gen.Traces) // plans laid out over ~1s: the replay ignores send times
+	// The replay ignores send times but keeps their order: trace starts
+	// laid out over ceilingPlanSpan, about a run's length, so a trace's
+	// spans reach the gateway over about their planned spread. Spreads are
+	// short (slow traces 1.3-2.5 x a 100ms threshold, SDK delays up to
+	// 100ms), well inside ceilingDecisionWait even when a replay runs
+	// slower than planned, so a gateway decides on whole traces and what
+	// it keeps can be checked against the ground truth.
+	gen.Rate = float64(gen.Traces) / ceilingPlanSpan.Seconds()
+	gen.LatencyThreshold, gen.ExportDelay = ceilingLatencyThreshold, 100*time.Millisecond
 	plans, err := harness.Plan(gen)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	truth := make(map[pcommon.TraceID]plannedTrace, len(plans))
+	for _, p := range plans {
+		truth[p.ID] = plannedTrace{kind: p.Kind, spans: len(p.Spans)}
 	}
 	// Timestamps half an hour ahead, past the end of every run: each trace
 	// starts after the process under test does, as live traffic would.
 	// Traces older than a gateway are traces in flight when it joined,
 	// which rebalance_guard keeps whole (its first ring is a change too):
 	// with a pre-encoded load, all of them.
-	return harness.EncodeRequests(plans, time.Now().Add(30*time.Minute), 512)
+	reqs, err := harness.EncodeRequests(plans, time.Now().Add(30*time.Minute), 512)
+	return reqs, truth, err
 }
 
-// measureTier runs the tier's process pinned to collectorCPU, replays reqs
+// plannedTrace is a replayed trace's ground truth.
+type plannedTrace struct {
+	kind  harness.Kind
+	spans int
+}
+
+// measureTier runs the tier's process pinned to its CPUs, replays reqs
 // into it and returns spans per CPU-second and per wall-second. Agents
 // export to three null sinks (three gateways), gateways to one (the
-// backend). The process's CPU is read from the replay's start until the
-// tier has finished with what it took (a gateway decides its last traces
+// backend), which for a gateway records what arrives, read against truth.
+// The process's CPU is read from the replay's start until the tier has
+// finished with what it took (a gateway decides its last traces
 // decision_wait later).
-func measureTier(c tierConfig, reqs []harness.EncodedRequest, profile string) (tierRun, error) {
+func measureTier(c tierConfig, reqs []harness.EncodedRequest, truth map[pcommon.TraceID]plannedTrace, profile string) (tierRun, error) {
 	var run tierRun
 	sinks := make([]*harness.NullSink, 1)
 	if c.tier == "agent" {
@@ -130,12 +218,20 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest, profile string) (t
 		return run, err
 	}
 	env := ceilingEnv(c, ports, dir, endpoints)
-	p, err := startPinned(c.name, c.bin, c.config, c.args, ports, env, dir)
+	p, err := startPinned(c.name, c.bin, c.config, c.args, c.cpus(), ports, env, dir)
 	if err != nil {
 		return run, err
 	}
 	defer func() { _ = p.Stop(30 * time.Second) }()
 	time.Sleep(time.Second)
+	gateway := c.tier == "gateway"
+	// The live heap is read through tailgate's pprof extension; the stock
+	// configuration has none.
+	idleHeap, heapErr := uint64(0), errors.New("not a gateway")
+	if gateway {
+		sinks[0].RecordArrivals()
+		idleHeap, heapErr = liveHeap(ports.Pprof)
+	}
 
 	before, err := p.Stats()
 	if err != nil {
@@ -161,12 +257,25 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest, profile string) (t
 	if err := <-profiled; err != nil {
 		return run, err
 	}
+	if heapErr == nil {
+		// What the buffered traces hold when the replay ends.
+		if run.heapPerSpan, err = heapPerBufferedSpan(ports, idleHeap); err != nil {
+			return run, err
+		}
+	}
 	// Let the tier finish what it accepted: exports drain, and a gateway
 	// decides the traces it still buffers.
 	time.Sleep(ceilingDecisionWait + 2*time.Second)
 	after, err := p.Stats()
 	if err != nil {
 		return run, err
+	}
+	if gateway {
+		run.kept = keptByKind(sinks[0].Arrivals(), truth, res.LastDelivered(reqs))
+		run.sent = map[harness.Kind]int{}
+		for _, t := range truth {
+			run.sent[t.kind]++
+		}
 	}
 	run.spans, run.failed, run.wall, run.cpu = res.Spans, res.Failed, res.Elapsed, after.CPU-before.CPU
 	run.perCPUSec = float64(run.spans) / run.cpu.Seconds()
@@ -177,6 +286,56 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest, profile string) (t
 	return run, nil
 }
 
+// heapCell is the runs' heap per buffered span, n/a where it was not read.
+func heapCell(rs []tierRun) string {
+	m, lo, hi := stats(rs, func(r tierRun) float64 { return r.heapPerSpan })
+	if m == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f (%.0f-%.0f) B", m, lo, hi)
+}
+
+// liveHeap is the process's live heap: HeapAlloc right after a collection
+// its pprof extension forces.
+func liveHeap(pprofPort int) (uint64, error) {
+	client := http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?gc=1&debug=1", pprofPort))
+	if err != nil {
+		return 0, fmt.Errorf("live heap: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "# HeapAlloc = "); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("live heap: no HeapAlloc in the heap profile")
+}
+
+// heapPerBufferedSpan is the live heap above idleHeap per span
+// tail_sampling buffers (traces on memory x the generator's mean spans per
+// trace): docs/sizing.md's method, read once.
+func heapPerBufferedSpan(ports harness.NodePorts, idleHeap uint64) (float64, error) {
+	heap, err := liveHeap(ports.Pprof)
+	if err != nil {
+		return 0, err
+	}
+	scrape, err := harness.ScrapeMetrics(ports.Telemetry)
+	if err != nil {
+		return 0, err
+	}
+	gen := harness.DefaultGeneratorConfig()
+	spans := scrape.Sum("otelcol_processor_tail_sampling_sampling_traces_on_memory") * float64(gen.MinSpans+gen.MaxSpans) / 2
+	if spans == 0 {
+		return 0, nil
+	}
+	return (float64(heap) - float64(idleHeap)) / spans, nil
+}
+
 // ceilingEnv is the environment of a run of c on ports: the variables of
 // tailgate's profiles and of the stock configs, exporting to endpoints.
 func ceilingEnv(c tierConfig, ports harness.NodePorts, dir string, endpoints []string) map[string]string {
@@ -185,18 +344,20 @@ func ceilingEnv(c tierConfig, ports harness.NodePorts, dir string, endpoints []s
 		"TAILGATE_K8S_PASSTHROUGH":          "true",
 		"TAILGATE_GATEWAY_RESOLVER":         "static",
 		"TAILGATE_DECISION_WAIT":            ceilingDecisionWait.String(),
+		"TAILGATE_LATENCY_THRESHOLD_MS":     strconv.Itoa(int(ceilingLatencyThreshold.Milliseconds())),
 		"TAILGATE_STORAGE_DIR":              filepath.Join(dir, "queue"),
 		"TAILGATE_BACKEND_ENDPOINT":         endpoints[0],
 		"TAILGATE_GATEWAY_STATIC_HOSTNAMES": "[" + strings.Join(endpoints, ", ") + "]",
 		// the stock configs (stock/*.yaml)
-		"STOCK_OTLP_ENDPOINT":       fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC),
-		"STOCK_HEALTH_ENDPOINT":     fmt.Sprintf("127.0.0.1:%d", ports.Health),
-		"STOCK_TELEMETRY_PORT":      strconv.Itoa(ports.Telemetry),
-		"STOCK_PROMETHEUS":          fmt.Sprintf("127.0.0.1:%d", ports.Prometheus),
-		"STOCK_GATEWAYS":            "[" + strings.Join(endpoints, ", ") + "]",
-		"STOCK_BACKEND_ENDPOINT":    endpoints[0],
-		"STOCK_DECISION_WAIT":       ceilingDecisionWait.String(),
-		"STOCK_SAMPLING_PERCENTAGE": "10",
+		"STOCK_OTLP_ENDPOINT":        fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC),
+		"STOCK_HEALTH_ENDPOINT":      fmt.Sprintf("127.0.0.1:%d", ports.Health),
+		"STOCK_TELEMETRY_PORT":       strconv.Itoa(ports.Telemetry),
+		"STOCK_PROMETHEUS":           fmt.Sprintf("127.0.0.1:%d", ports.Prometheus),
+		"STOCK_GATEWAYS":             "[" + strings.Join(endpoints, ", ") + "]",
+		"STOCK_BACKEND_ENDPOINT":     endpoints[0],
+		"STOCK_DECISION_WAIT":        ceilingDecisionWait.String(),
+		"STOCK_SAMPLING_PERCENTAGE":  "10",
+		"STOCK_LATENCY_THRESHOLD_MS": strconv.Itoa(int(ceilingLatencyThreshold.Milliseconds())),
 	}
 	if c.tier == "gateway" {
 		// The gateway alone is its whole ring: its guard follows itself.
@@ -282,7 +443,7 @@ func startAndIdle(c tierConfig) (startup time.Duration, rss int64, err error) {
 		}
 		env := ceilingEnv(c, ports, dir, []string{sink.Endpoint()})
 		start := time.Now()
-		p, err := startPinned(c.name, c.bin, c.config, c.args, ports, env, dir)
+		p, err := startPinned(c.name, c.bin, c.config, c.args, c.cpus(), ports, env, dir)
 		if err != nil {
 			os.RemoveAll(dir)
 			return 0, 0, err
@@ -302,9 +463,9 @@ func startAndIdle(c tierConfig) (startup time.Duration, rss int64, err error) {
 	return times[len(times)/2], rsss[len(rsss)/2], nil
 }
 
-// startPinned starts a collector pinned to collectorCPU on the given ports
+// startPinned starts a collector pinned to cpus (a taskset list) on the given ports
 // (their variables under env) and waits until it is healthy.
-func startPinned(name, bin, config string, args []string, ports harness.NodePorts, env map[string]string, logDir string) (*harness.Process, error) {
+func startPinned(name, bin, config string, args []string, cpus string, ports harness.NodePorts, env map[string]string, logDir string) (*harness.Process, error) {
 	taskset, err := exec.LookPath("taskset")
 	if err != nil {
 		return nil, fmt.Errorf("pinning the collector to a CPU: %w", err)
@@ -314,7 +475,7 @@ func startPinned(name, bin, config string, args []string, ports harness.NodePort
 		vars[k] = v
 	}
 	p, err := harness.StartProcess(taskset, harness.ProcessSpec{
-		Name: name, Args: append([]string{"-c", strconv.Itoa(collectorCPU), bin, "--config", config}, args...), Env: vars,
+		Name: name, Args: append([]string{"-c", cpus, bin, "--config", config}, args...), Env: vars,
 		HealthPort: ports.Health, LogDir: logDir, HealthPoll: 2 * time.Millisecond,
 	})
 	if err != nil {
@@ -385,12 +546,12 @@ const ceilingSpans = 600_000
 // ceilingSection measures both tiers of tailgate and of the stock
 // configuration on the baseline build, ceilingRuns times each, and the
 // decode floors, and renders the report's section.
-func ceilingSection(tailgate, baseline string, sel ceilingSelection) (string, error) {
+func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureCompression bool) (string, error) {
 	if err := pinBench(); err != nil {
 		return "", err
 	}
 	fmt.Printf("== each tier at its ceiling: encoding %d spans\n", ceilingSpans)
-	reqs, err := ceilingLoad(ceilingSpans)
+	reqs, truth, err := ceilingLoad(ceilingSpans)
 	if err != nil {
 		return "", err
 	}
@@ -412,13 +573,36 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection) (string, er
 		{name: "tailgate gateway", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC},
 		{name: "stock gateway", tier: "gateway", bin: baseline, config: filepath.Join(stockDir, "gateway.yaml")},
 		// What the manifests' GC settings buy: the same without them.
-		{name: "tailgate gateway, Go's default GC", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs},
+		{name: "tailgate gateway, Go's default GC", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, optional: true},
 		// What recordpolicy (kept spans name their policy) costs.
-		{name: "tailgate gateway, no recordpolicy", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), env: gatewayGC},
+		{name: "tailgate gateway, no recordpolicy", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), env: gatewayGC, optional: true},
 		// What mutual TLS between the tiers costs each side (README,
 		// "Securing the tiers").
-		{name: "tailgate agent, mTLS", tier: "agent", bin: tailgate, config: harness.ProfilePath("agent"), env: agentGC, mtls: true},
-		{name: "tailgate gateway, mTLS", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, mtls: true},
+		{name: "tailgate agent, mTLS", tier: "agent", bin: tailgate, config: harness.ProfilePath("agent"), env: agentGC, mtls: true, optional: true},
+		{name: "tailgate gateway, mTLS", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, mtls: true, optional: true},
+		// tail_sampling's own levers (README, "Gateway levers"): its event
+		// loops (num_shards, 2 as shipped) on one CPU and on two, and
+		// deciding at ingest.
+		{name: "tailgate gateway, num_shards 1", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: with(gatewayGC, "TAILGATE_NUM_SHARDS", "1")},
+		{name: "tailgate gateway, 2 CPUs", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, twoCPUs: true},
+		{name: "tailgate gateway, 2 CPUs, num_shards 1", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: with(gatewayGC, "TAILGATE_NUM_SHARDS", "1"), twoCPUs: true},
+		{name: "tailgate gateway, span-ingest", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: with(gatewayGC, "TAILGATE_SAMPLING_STRATEGY", "span-ingest")},
+	}
+	// -extra configurations run with the shipped pods' GC settings too,
+	// unless they set their own.
+	for _, c := range sel.extra {
+		if _, own := c.env["GOGC"]; own {
+			continue
+		}
+		gc := agentGC
+		if c.tier == "gateway" {
+			gc = gatewayGC
+		}
+		for k, v := range gc {
+			if _, set := c.env[k]; !set {
+				c.env[k] = v
+			}
+		}
 	}
 	configs = sel.apply(configs)
 	tlsDir, err := os.MkdirTemp("", "tailgate-bench-tls-")
@@ -432,7 +616,7 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection) (string, er
 	runs := map[string][]tierRun{}
 	for i := range ceilingRuns {
 		for _, c := range configs {
-			r, err := measureTier(c, reqs, sel.profileFile(c, i))
+			r, err := measureTier(c, reqs, truth, sel.profileFile(c, i))
 			if err != nil {
 				return "", err
 			}
@@ -471,12 +655,25 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection) (string, er
 		// goals (their references may not have run) or the compression runs.
 		return renderCeiling(configs, runs, floors, idle), nil
 	}
+	if !measureCompression {
+		return renderCeiling(configs, runs, floors, idle), nil
+	}
 	fmt.Println("== compression between the tiers")
 	compression, err := compressionSection(tailgate, reqs)
 	if err != nil {
 		return "", err
 	}
 	return renderCeiling(configs, runs, floors, idle) + compression, nil
+}
+
+// with is env and one more variable, env left as it was.
+func with(env map[string]string, key, value string) map[string]string {
+	out := maps.Clone(env)
+	if out == nil {
+		out = map[string]string{}
+	}
+	out[key] = value
+	return out
 }
 
 // idleRun is a gateway config's start and idle footprint.
@@ -494,16 +691,39 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun, idle
 	w("Method: %d-span OTLP requests of the generator's traces, encoded before the run, replayed over gRPC by a lean sender with %d in flight, as fast as the process under test takes them. The process runs pinned to CPU %d (`taskset`); the sender, the null sinks it exports to (three for an agent, one backend for a gateway) and everything else of the bench run on CPU %d. An agent run replays for %s; a gateway run replays %d spans once, each trace unique (decision_wait %s, read until its last decisions are exported). CPU is the process's own (/proc), from the replay's start until it has finished. %d runs each, interleaved; median (min-max).\n\n",
 		512, replayConcurrency, collectorCPU, benchCPU, agentReplayFor, ceilingSpans, ceilingDecisionWait, ceilingRuns)
 	w("The stock configuration is what a user deploys from upstream's docs for this architecture (test/cmd/bench/stock: default gzip, queues and GOGC, no guard, span_metrics on a second pipeline from the receiver), run on the baseline build of the same upstream components. tailgate runs with the garbage-collection settings of its manifests (deploy/kubernetes/base: GOGC, and GOMEMLIMIT from the pod's memory request); \"Go's default GC\" is the same without them. The decode floor unmarshals the same requests with pdata (the agent's also marshals them again) in one goroutine of the bench process, garbage collection included.\n\n")
-	w("| Tier | Config | Spans per CPU-second | Spans per second (one CPU) |\n|---|---|---|---|\n")
+	w("| Tier | Config | CPUs | Spans per CPU-second | Spans per second |\n|---|---|---|---|---|\n")
 	cell := func(rs []tierRun, f func(tierRun) float64) string {
 		m, lo, hi := stats(rs, f)
 		return fmt.Sprintf("%.0f (%.0f-%.0f)", m, lo, hi)
 	}
 	for _, c := range configs {
-		w("| %s | %s | %s | %s |\n", c.tier, c.name, cell(runs[c.name], perCPU), cell(runs[c.name], perWall))
+		w("| %s | %s | %d | %s | %s |\n", c.tier, c.name, len(strings.Split(c.cpus(), ",")), cell(runs[c.name], perCPU), cell(runs[c.name], perWall))
 	}
 	for _, f := range []string{"agent floor", "gateway floor"} {
-		w("| %s | decode floor | %s | |\n", strings.Fields(f)[0], cell(floors[f], perCPU))
+		w("| %s | decode floor | 1 | %s | |\n", strings.Fields(f)[0], cell(floors[f], perCPU))
+	}
+	w("\nWhat each gateway run delivered to its backend (the null sink decodes what it receives): of the error and slow traces, how many arrived whole (every span), of the others how many were kept (the probabilistic policy keeps 10%%); the time from the gateway's acknowledgement of the request holding a kept trace's last span to the arrival of its latest span at the backend, p50 / p99; and the gateway's heap per span tail_sampling buffers when the replay ends (live heap after a forced collection, less the same before the replay, over traces on memory x 21.5 mean spans; docs/sizing.md's method). Medians of the runs' figures (min-max).\n\n")
+	w("| Config | Error: whole of sent | Error: p50 / p99 to backend | Slow: whole of sent | Slow: p50 / p99 | Probabilistic: kept | Probabilistic: p50 / p99 | Heap per buffered span |\n|---|---|---|---|---|---|---|---|\n")
+	for _, c := range configs {
+		rs := runs[c.name]
+		if c.tier != "gateway" || len(rs) == 0 || rs[0].kept == nil {
+			continue
+		}
+		kept := func(kind harness.Kind, f func(keptTraces) float64) string {
+			m, lo, hi := stats(rs, func(r tierRun) float64 { return f(r.kept[kind]) })
+			return fmt.Sprintf("%.0f (%.0f-%.0f)", m, lo, hi)
+		}
+		latency := func(kind harness.Kind) string {
+			p50, _, _ := stats(rs, func(r tierRun) float64 { return r.kept[kind].p50.Seconds() })
+			p99, lo, hi := stats(rs, func(r tierRun) float64 { return r.kept[kind].p99.Seconds() })
+			return fmt.Sprintf("%.2f s / %.2f s (%.2f-%.2f)", p50, p99, lo, hi)
+		}
+		sent := func(kind harness.Kind) int { return rs[0].sent[kind] }
+		w("| %s | %s of %d | %s | %s of %d | %s | %s | %s | %s |\n", c.name,
+			kept(harness.Error, func(k keptTraces) float64 { return float64(k.whole) }), sent(harness.Error), latency(harness.Error),
+			kept(harness.Slow, func(k keptTraces) float64 { return float64(k.whole) }), sent(harness.Slow), latency(harness.Slow),
+			kept(harness.Normal, func(k keptTraces) float64 { return float64(k.kept) }), latency(harness.Normal),
+			heapCell(rs))
 	}
 	w("\nEach gateway config started %d times, nothing sent to it, pinned like the runs above: time from exec to its first healthy answer from health_check (asked every 2ms), and its RSS %s later; medians.\n\n", idleRuns, idleFor)
 	w("| Config | Start to healthy | Idle RSS |\n|---|---|---|\n")
@@ -529,6 +749,14 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun, idle
 	goal("gateway CPU per span vs its decode floor <= 2.5", med("gateway floor", floors)/med("tailgate gateway", runs), 2.5, false)
 	goal("gateway idle RSS, MiB <= 60", float64(idle["tailgate gateway"].rss)/(1<<20), 60, false)
 	goal("gateway start to healthy vs stock <= 1.1", float64(idle["tailgate gateway"].startup)/float64(idle["stock gateway"].startup), 1.1, false)
+	if two := runs["tailgate gateway, 2 CPUs"]; two != nil {
+		wall := func(name string) float64 { v, _, _ := stats(runs[name], perWall); return v }
+		goal("gateway spans per second at 2 CPUs vs 1 CPU >= 1.8", wall("tailgate gateway, 2 CPUs")/wall("tailgate gateway"), 1.8, true)
+	}
+	p99, _, _ := stats(runs["tailgate gateway"], func(r tierRun) float64 { return r.kept[harness.Error].p99.Seconds() })
+	goal(fmt.Sprintf("gateway p99 time to backend of error traces, s <= decision_wait + 1 s tick (%s)", ceilingDecisionWait+time.Second), p99, (ceilingDecisionWait + time.Second).Seconds(), false)
+	heap, _, _ := stats(runs["tailgate gateway"], func(r tierRun) float64 { return r.heapPerSpan })
+	goal("gateway heap per buffered span, B <= 700 (docs/sizing.md: 677)", heap, 700, false)
 	w("\n")
 	return sb.String()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/grpc"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
@@ -24,7 +27,7 @@ func TestStockConfigsAreValid(t *testing.T) {
 		cmd.Env = []string{
 			"STOCK_OTLP_ENDPOINT=127.0.0.1:4317", "STOCK_HEALTH_ENDPOINT=127.0.0.1:13133", "STOCK_TELEMETRY_PORT=8888",
 			"STOCK_PROMETHEUS=127.0.0.1:8889", "STOCK_GATEWAYS=[127.0.0.1:5317]", "STOCK_BACKEND_ENDPOINT=127.0.0.1:6317",
-			"STOCK_DECISION_WAIT=2s", "STOCK_SAMPLING_PERCENTAGE=10",
+			"STOCK_DECISION_WAIT=2s", "STOCK_SAMPLING_PERCENTAGE=10", "STOCK_LATENCY_THRESHOLD_MS=1000",
 		}
 		out, err := cmd.CombinedOutput()
 		assert.NoError(t, err, "stock/%s: %s", name, out)
@@ -33,13 +36,16 @@ func TestStockConfigsAreValid(t *testing.T) {
 
 // TestReplayDeliversEveryRequest: the lean sender hands every pre-encoded
 // request to the target once (or, looping, more than once), and the null
-// sink accepts each.
+// sink accepts each; a recording sink sees every span of every planned
+// trace, each trace's latest span before the replay's acknowledgement of
+// the request that held it (what the time-to-backend figures subtract).
 func TestReplayDeliversEveryRequest(t *testing.T) {
-	reqs, err := ceilingLoad(20_000)
+	reqs, truth, err := ceilingLoad(20_000)
 	require.NoError(t, err)
 	sink, err := harness.StartNullSink()
 	require.NoError(t, err)
 	defer sink.Close()
+	sink.RecordArrivals()
 	spans := 0
 	for _, r := range reqs {
 		spans += r.Spans
@@ -49,6 +55,29 @@ func TestReplayDeliversEveryRequest(t *testing.T) {
 	assert.Equal(t, int64(len(reqs)), res.Requests)
 	assert.Equal(t, int64(spans), res.Spans)
 	assert.Equal(t, int64(len(reqs)), sink.Requests())
+
+	arrivals, delivered := sink.Arrivals(), res.LastDelivered(reqs)
+	require.Len(t, arrivals, len(truth))
+	require.Len(t, delivered, len(truth))
+	for id, a := range arrivals {
+		assert.Equal(t, truth[id].spans, a.Spans, "trace %s", id)
+		assert.False(t, a.Last.After(delivered[id]), "trace %s arrived after its last request was acknowledged", id)
+	}
+	kept := keptByKind(arrivals, truth, delivered)
+	for _, kind := range harness.Kinds {
+		assert.Equal(t, kept[kind].kept, kept[kind].whole, "%s traces whole", kind)
+		assert.Positive(t, kept[kind].kept, "%s traces", kind)
+	}
+
+	// Every compression a collector's exporter may send is taken (the
+	// agents export zstd: a sink without its decompressor refuses every
+	// request, and the agent drops what it cannot export).
+	for _, c := range []string{"gzip", "zstd", "snappy"} {
+		res, err := harness.Replay(context.Background(), sink.Endpoint(), reqs[:10], 4, false, grpc.WithDefaultCallOptions(grpc.UseCompressor(c)))
+		require.NoError(t, err)
+		assert.Zero(t, res.Failed, "%s requests refused", c)
+		assert.Equal(t, int64(10), res.Requests, c)
+	}
 
 	// Looping, the replay goes round until stopped: here once the sink
 	// has taken the list twice more.
@@ -64,4 +93,34 @@ func TestReplayDeliversEveryRequest(t *testing.T) {
 	require.NoError(t, err)
 	assert.Greater(t, looped.Requests, int64(len(reqs)), "a looping replay goes round")
 	assert.Zero(t, looped.Failed)
+}
+
+// TestBaselineProfileHasNoInHouseComponent: the gateway profile the
+// whole-topology bench gives the baseline build names no in-house
+// component anywhere (the baseline would refuse to start, as it did once
+// with mtls_server), and still validates.
+func TestBaselineProfileHasNoInHouseComponent(t *testing.T) {
+	path, err := baselineGatewayProfile()
+	require.NoError(t, err)
+	defer os.Remove(path)
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	// The in-house component types, from their metadata.yaml files.
+	metadata, err := filepath.Glob(filepath.Join(harness.RepoRoot(), "components", "*", "*", "metadata.yaml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, metadata)
+	for _, m := range metadata {
+		var md struct{ Type string }
+		raw, err := os.ReadFile(m)
+		require.NoError(t, err)
+		require.NoError(t, yaml.Unmarshal(raw, &md))
+		require.NotEmpty(t, md.Type, m)
+		assert.NotContains(t, string(data), md.Type, "the baseline profile names %s (%s)", md.Type, m)
+	}
+	bin, err := harness.BinaryPath()
+	require.NoError(t, err)
+	cmd := exec.Command(bin, "validate", "--config", path)
+	cmd.Env = []string{"TAILGATE_POLICIES_FILE=" + filepath.Join(harness.RepoRoot(), "configs", "policies.yaml")}
+	out, err := cmd.CombinedOutput()
+	assert.NoError(t, err, "%s", out)
 }

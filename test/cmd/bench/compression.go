@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,29 @@ import (
 
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
+
+// compressionHeading opens the compression section of the report.
+const compressionHeading = "## Compression between the tiers"
+
+// existingSection is the section of the report at path that opens with
+// heading, up to the next section, or "" when there is none: what a run
+// that did not measure it again keeps.
+func existingSection(path, heading string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	s := string(data)
+	i := strings.Index(s, heading+"\n")
+	if i < 0 {
+		return ""
+	}
+	rest := s[i+len(heading):]
+	if j := strings.Index(rest, "\n## "); j >= 0 {
+		rest = rest[:j]
+	}
+	return heading + strings.TrimRight(rest, "\n") + "\n\n"
+}
 
 // compressions are the agent's choices (TAILGATE_GATEWAY_COMPRESSION).
 var compressions = []string{"gzip", "zstd", "snappy", "none"}
@@ -94,7 +118,7 @@ func measureCompression(tailgate, compression string, reqs []harness.EncodedRequ
 		if profile == "gateway" {
 			args = []string{harness.GatewayFeatureGates}
 		}
-		return startPinned(profile, tailgate, harness.ProfilePath(profile), args, ports, env, dir)
+		return startPinned(profile, tailgate, harness.ProfilePath(profile), args, strconv.Itoa(collectorCPU), ports, env, dir)
 	}
 	gwPorts, err := harness.PickPorts()
 	if err != nil {
@@ -173,7 +197,7 @@ func compressionSection(tailgate string, reqs []harness.EncodedRequest) (string,
 	}
 	var sb strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
-	w("## Compression between the tiers\n\n")
+	w(compressionHeading + "\n\n")
 	w("Method: the same %d spans replayed once into a tailgate agent that exports to a tailgate gateway through a relay in the bench counting the bytes on the wire (gRPC framing included); both processes pinned to CPU %d, the rest of the bench on CPU %d. CPU per span is each process's own, from the replay's start until the gateway has decided and exported. %d runs each, interleaved; median (min-max).\n\n", ceilingSpans, collectorCPU, benchCPU, ceilingRuns)
 	w("| TAILGATE_GATEWAY_COMPRESSION | Agent CPU per span | Gateway CPU per span | Agent + gateway | Bytes per span on the wire |\n|---|---|---|---|---|\n")
 	cell := func(rs []compressionRun, f func(compressionRun) float64, unit string) string {

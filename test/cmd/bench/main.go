@@ -47,6 +47,7 @@ func run() error {
 		only      = flag.String("only", "", "with -ceiling-only: measure only the built-in configurations whose name matches this regexp (and every -extra one)")
 		extra     = flag.String("extra", "", "with -ceiling-only: more configurations to measure, `name=tier:config.yaml[:VAR=value,...]` separated by ';' (tailgate binary)")
 		profDir   = flag.String("cpuprofile", "", "with -ceiling-only: write a CPU profile of every tailgate run to this directory (its pprof extension)")
+		compress  = flag.Bool("compression", false, "measure the compression between the tiers again (~3 min); without it the report keeps the section of the last run that did")
 	)
 	flag.Parse()
 	if *churn != "" {
@@ -78,7 +79,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		section, err := ceilingSection(tailgate, baseline, sel)
+		section, err := ceilingSection(tailgate, baseline, sel, false)
 		if err != nil {
 			return err
 		}
@@ -113,7 +114,13 @@ func run() error {
 		return err
 	}
 	// Last: it pins the bench process to one CPU for the rest of the run.
-	tiers, err := ceilingSection(tailgate, baseline, ceilingSelection{})
+	tiers, err := ceilingSection(tailgate, baseline, ceilingSelection{}, *compress)
+	if err != nil {
+		return err
+	}
+	if !*compress {
+		tiers += existingSection(opts.out, compressionHeading)
+	}
 	if err != nil {
 		return err
 	}
@@ -240,7 +247,11 @@ func loadStep(topo *harness.Topology, offered int, seed uint64, opts options) (s
 	cpu0 := cpuByProfile(topo)
 	stop := make(chan struct{})
 	peak := make(chan float64, 1)
-	go samplePeakHeapPerSpan(topo, meanSpans, stop, peak)
+	var telemetry []int
+	for _, g := range topo.Gateways {
+		telemetry = append(telemetry, g.Ports.Telemetry)
+	}
+	go sampleHeapPerSpan(telemetry, meanSpans, stop, peak)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*opts.stepDuration+time.Minute)
 	defer cancel()
 	sent, err := harness.Send(ctx, plans, topo.AgentEndpoints(), nil)
@@ -303,12 +314,12 @@ func cpuByProfile(topo *harness.Topology) map[string]time.Duration {
 	return out
 }
 
-// samplePeakHeapPerSpan samples, every 250ms, every gateway's Go heap and
-// the spans tail_sampling buffers, and reports the least-squares slope of
-// heap over buffered spans: bytes of heap per buffered span. A slope over
-// many samples evens out the GC's sawtooth that a single sample would catch
-// at a random phase.
-func samplePeakHeapPerSpan(topo *harness.Topology, meanSpans float64, stop <-chan struct{}, out chan<- float64) {
+// sampleHeapPerSpan samples, every 250ms, the Go heap of every gateway
+// whose telemetry port is given and the spans its tail_sampling buffers,
+// until stop, and reports the least-squares slope of heap over buffered
+// spans: bytes of heap per buffered span. A slope over many samples evens
+// out the GC's sawtooth that a single sample would catch at a random phase.
+func sampleHeapPerSpan(telemetryPorts []int, meanSpans float64, stop <-chan struct{}, out chan<- float64) {
 	var xs, ys []float64
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -319,8 +330,8 @@ func samplePeakHeapPerSpan(topo *harness.Topology, meanSpans float64, stop <-cha
 			return
 		case <-tick.C:
 		}
-		for _, g := range topo.Gateways {
-			s, err := harness.ScrapeMetrics(g.Ports.Telemetry)
+		for _, port := range telemetryPorts {
+			s, err := harness.ScrapeMetrics(port)
 			if err != nil {
 				continue
 			}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -13,7 +14,7 @@ import (
 )
 
 // inHousePrefixes are the component types only tailgate has.
-var inHousePrefixes = []string{"rebalance_guard"}
+var inHousePrefixes = []string{"rebalance_guard", "mtls_server"}
 
 func inHouse(id string) bool {
 	for _, p := range inHousePrefixes {
@@ -25,8 +26,10 @@ func inHouse(id string) bool {
 }
 
 // baselineGatewayProfile writes the shipped gateway profile minus its
-// in-house processors (their configs and pipeline entries), for the
-// baseline binary, which does not have them. Everything else is untouched.
+// in-house components (processors and extensions: their configs, pipeline
+// and service entries, and the receivers' middlewares naming them), for
+// the baseline binary, which does not have them. Everything else is
+// untouched.
 func baselineGatewayProfile() (string, error) {
 	data, err := os.ReadFile(harness.ProfilePath("gateway"))
 	if err != nil {
@@ -42,7 +45,31 @@ func baselineGatewayProfile() (string, error) {
 			delete(procs, id)
 		}
 	}
-	pipelines, _ := doc["service"].(map[string]any)["pipelines"].(map[string]any)
+	exts, _ := doc["extensions"].(map[string]any)
+	for id := range exts {
+		if inHouse(id) {
+			delete(exts, id)
+		}
+	}
+	service, _ := doc["service"].(map[string]any)
+	if list, ok := service["extensions"].([]any); ok {
+		service["extensions"] = slices.DeleteFunc(list, func(id any) bool { return inHouse(fmt.Sprint(id)) })
+	}
+	// Receivers name in-house extensions as their middlewares.
+	receivers, _ := doc["receivers"].(map[string]any)
+	for _, r := range receivers {
+		protocols, _ := r.(map[string]any)["protocols"].(map[string]any)
+		for _, p := range protocols {
+			proto, _ := p.(map[string]any)
+			if list, ok := proto["middlewares"].([]any); ok {
+				proto["middlewares"] = slices.DeleteFunc(list, func(m any) bool {
+					ref, _ := m.(map[string]any)
+					return inHouse(fmt.Sprint(ref["id"]))
+				})
+			}
+		}
+	}
+	pipelines, _ := service["pipelines"].(map[string]any)
 	for _, p := range pipelines {
 		pl := p.(map[string]any)
 		list, _ := pl["processors"].([]any)

@@ -82,7 +82,7 @@ func (s ceilingSelection) partial() bool { return s.only != nil || len(s.extra) 
 func (s ceilingSelection) apply(configs []tierConfig) []tierConfig {
 	var out []tierConfig
 	for _, c := range configs {
-		if s.only == nil || s.only.MatchString(c.name) {
+		if (s.only == nil && !c.optional) || (s.only != nil && s.only.MatchString(c.name)) {
 			out = append(out, c)
 		}
 	}

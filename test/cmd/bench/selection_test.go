@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -36,4 +38,25 @@ func TestCeilingSelection(t *testing.T) {
 	}
 	_, err = newCeilingSelection("(", "", "", "/bin/tailgate")
 	assert.Error(t, err)
+}
+
+// TestUnmeasuredSectionsAreKept: a run that does not measure the
+// compression again keeps the last report's section, and only it.
+func TestUnmeasuredSectionsAreKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "benchmarks.md")
+	require.NoError(t, os.WriteFile(path, []byte("# Benchmarks\n\n## Each tier\n\nA\n\n"+compressionHeading+"\n\n| gzip | 1 |\n\n## Whole topology\n\nB\n"), 0o644))
+	assert.Equal(t, compressionHeading+"\n\n| gzip | 1 |\n\n", existingSection(path, compressionHeading))
+	assert.Empty(t, existingSection(filepath.Join(t.TempDir(), "none.md"), compressionHeading))
+}
+
+// TestOptionalConfigurationsOnlyOnRequest: the optional rows are left
+// out of a default run and measured when -only names them.
+func TestOptionalConfigurationsOnlyOnRequest(t *testing.T) {
+	configs := []tierConfig{{name: "a"}, {name: "b", optional: true}}
+	all, err := newCeilingSelection("", "", "", "")
+	require.NoError(t, err)
+	assert.Equal(t, []tierConfig{{name: "a"}}, all.apply(configs))
+	named, err := newCeilingSelection("^b$", "", "", "")
+	require.NoError(t, err)
+	assert.Equal(t, []tierConfig{{name: "b", optional: true}}, named.apply(configs))
 }
