@@ -17,6 +17,10 @@ rules:
   - level: None
 `
 
+// podUIDExtra is the key under which the API server puts the UID of the pod
+// a bound ServiceAccount token belongs to in the user's extra info.
+const podUIDExtra = "authentication.kubernetes.io/pod-uid"
+
 // Request is one API request as the audit log recorded it.
 type Request struct {
 	User     string // e.g. system:serviceaccount:observability:tailgate-agent
@@ -24,11 +28,16 @@ type Request struct {
 	APIGroup string // "" for the core group
 	Resource string
 	Code     int // the response's status code
+	// PodUID is the pod whose bound ServiceAccount token made the request
+	// (the TokenRequest the kubelet makes binds it to the pod); "" for any
+	// other credential.
+	PodUID string
 }
 
 type auditEvent struct {
 	User struct {
-		Username string `json:"username"`
+		Username string              `json:"username"`
+		Extra    map[string][]string `json:"extra"`
 	} `json:"user"`
 	Verb      string `json:"verb"`
 	ObjectRef *struct {
@@ -59,7 +68,11 @@ func (cp *ControlPlane) Requests(user string) ([]Request, error) {
 		if ev.User.Username != user || ev.ObjectRef == nil {
 			continue
 		}
-		out = append(out, Request{User: user, Verb: ev.Verb, APIGroup: ev.ObjectRef.APIGroup, Resource: ev.ObjectRef.Resource, Code: ev.ResponseStatus.Code})
+		r := Request{User: user, Verb: ev.Verb, APIGroup: ev.ObjectRef.APIGroup, Resource: ev.ObjectRef.Resource, Code: ev.ResponseStatus.Code}
+		if uid := ev.User.Extra[podUIDExtra]; len(uid) == 1 {
+			r.PodUID = uid[0]
+		}
+		out = append(out, r)
 	}
 	return out, sc.Err()
 }
