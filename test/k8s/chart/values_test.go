@@ -98,7 +98,7 @@ func TestValuesAreDescribedAndDocumented(t *testing.T) {
 // entries is walked; a scalar, list or empty map is a leaf).
 func leaves(prefix string, v any) []string {
 	m, ok := v.(map[string]any)
-	if !ok || len(m) == 0 || prefix == "gateway.resources" || prefix == "agent.resources" {
+	if !ok || len(m) == 0 || slices.Contains(wholeValues, prefix) {
 		return []string{prefix}
 	}
 	var out []string
@@ -112,11 +112,15 @@ func leaves(prefix string, v any) []string {
 	return out
 }
 
+// wholeValues are values documented as one leaf although they are maps
+// (a container's resources, as in a pod spec): both walks stop there.
+var wholeValues = []string{"gateway.resources", "agent.resources"}
+
 // schemaLeaves walks a schema's closed objects (additionalProperties false)
 // and requires a description of every leaf.
 func schemaLeaves(t *testing.T, prefix string, s map[string]any) []string {
 	props, closed := s["properties"].(map[string]any)
-	if !closed || s["additionalProperties"] != false || prefix == "gateway.resources" || prefix == "agent.resources" {
+	if !closed || s["additionalProperties"] != false || slices.Contains(wholeValues, prefix) {
 		assert.NotEmpty(t, s["description"], "values.schema.json: %s has no description", prefix)
 		return []string{prefix}
 	}
