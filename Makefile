@@ -65,23 +65,22 @@ controlplane: ## Build the Kubernetes test control plane (etcd, kube-apiserver, 
 jaeger: ## Build the Jaeger v2 binary the tests use as a real tracing backend into $(TOOLS_DIR), once (~3 min).
 	TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh jaeger
 
-prometheus: ## Build Prometheus and promtool (with Kubernetes service discovery) for the tests into $(TOOLS_DIR), once (~4 min).
+prometheus: ## Build Prometheus and promtool (with Kubernetes service discovery) for the tests into $(TOOLS_DIR), once (~2 min after the control plane, ~4 without).
 	TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh prometheus
 
-# The tools the tests run are independent builds: build them side by side,
-# so that one's downloads and link overlap the others' compiles on a few
-# cores; a failure of any fails the target. Each is a no-op once cached.
-# The arm64 binary the image tests run under emulation is cross-compiled
-# beside them, for the same reason.
-test-tools: ## Build every tool the tests run (control plane, Jaeger, Prometheus, prometheus-adapter, telemetrygen, Helm, cyclonedx-gomod) into $(TOOLS_DIR), fetch cert-manager's CRDs, and cross-compile $(BIN_ARM64), in parallel.
-	@pids=(); \
-	for tool in "install-controlplane.sh" "install-go-tool.sh jaeger" "install-go-tool.sh prometheus" "install-go-tool.sh prometheus-adapter" "install-go-tool.sh telemetrygen" "install-go-tool.sh helm" "install-go-tool.sh cyclonedx-gomod" "install-cert-manager-crds.sh"; do \
-	  TOOLS_DIR=$(TOOLS_DIR) scripts/$$tool >/dev/null & pids+=($$!); \
-	done; \
-	$(MAKE) --no-print-directory $(BIN_ARM64) >/dev/null & pids+=($$!); \
-	status=0; for pid in "$${pids[@]}"; do wait $$pid || status=1; done; exit $$status
+# The control plane, Helm and Prometheus share one wrapper module
+# (build/tools/kubernetes): built one after the other, their common
+# Kubernetes packages compile once; prometheus-adapter follows them. The
+# other tools share nothing with them or each other and build beside them,
+# one at a time, with the arm64 binary the image tests run under emulation.
+# Each is a no-op once cached; a failure of any fails the target.
+test-tools: ## Build every tool the tests run (control plane, Helm, Prometheus, prometheus-adapter, Jaeger, telemetrygen, cyclonedx-gomod) into $(TOOLS_DIR), fetch cert-manager's CRDs, and cross-compile $(BIN_ARM64).
+	@export TOOLS_DIR=$(TOOLS_DIR); \
+	{ scripts/install-controlplane.sh && for t in helm prometheus prometheus-adapter; do scripts/install-go-tool.sh $$t || exit 1; done; } >/dev/null & kube=$$!; \
+	{ scripts/build-platform-binary.sh arm64 && for t in jaeger telemetrygen cyclonedx-gomod; do scripts/install-go-tool.sh $$t || exit 1; done && scripts/install-cert-manager-crds.sh; } >/dev/null & others=$$!; \
+	status=0; wait $$kube || status=1; wait $$others || status=1; exit $$status
 
-helm: ## Build the Helm CLI the chart's tests run into $(TOOLS_DIR), once (~3 min).
+helm: ## Build the Helm CLI the chart's tests run into $(TOOLS_DIR), once (~1 min after the control plane, ~4 without).
 	TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh helm
 
 adapter: ## Build prometheus-adapter (custom metrics API for the autoscaling test) into $(TOOLS_DIR), once (~2 min).
@@ -130,9 +129,12 @@ sbom: $(PLATFORM_BINS) ## Write the CycloneDX SBOM of each platform's binary to 
 chart: ## Package the Helm chart (deploy/helm/tailgate, its links to configs/ resolved) into bin/.
 	$$(TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh helm | tail -1)/helm package deploy/helm/tailgate -d bin
 
-test: $(BIN) $(OCB) $(MDATAGEN) test-tools $(BIN_ARM64) ## Run every test: components, generated code, profiles, image (amd64 and arm64), chart, end-to-end, Kubernetes.
-	for c in $(COMPONENT_MODULES); do (cd $$c && $(GO) test $(GOTESTFLAGS) ./...) || exit 1; done
-	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_BIN_LINUX_ARM64=$(abspath $(BIN_ARM64)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) $(GO) test $(GOTESTFLAGS) ./...
+# scripts/test.sh builds the binary and the control plane, starts the
+# Kubernetes suite, and builds the other test tools while it runs (see
+# there why).
+test: ## Run every test: components, generated code, profiles, image (amd64 and arm64), chart, end-to-end, Kubernetes.
+	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) \
+	  GOTESTFLAGS="$(GOTESTFLAGS)" COMPONENT_MODULES="$(COMPONENT_MODULES)" MAKE="$(MAKE)" scripts/test.sh
 
 test-churn: $(BIN) controlplane ## Only the rebalance_guard churn suite, verbose (part of `make test`; ~10 min).
 	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 30m -run TestRebalanceGuardKeepsSplitTracesWhole -v ./test/k8s/live/

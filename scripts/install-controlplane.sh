@@ -22,6 +22,11 @@ kube_dir=$TOOLS_DIR/kubernetes-$kube_version
 etcd_dir=$TOOLS_DIR/etcd-$etcd_version
 out=$TOOLS_DIR/controlplane-$kube_version-etcd-$etcd_version
 
+# One build at a time (see install-go-tool.sh).
+mkdir -p "$TOOLS_DIR"
+exec 9>"$TOOLS_DIR/.controlplane-$kube_version-etcd-$etcd_version.lock"
+flock 9
+
 build() { # dir binary package ldflags module-dir
   local dir=$1 bin=$2 pkg=$3 ldflags=$4 mod=$5
   [ -x "$dir/$bin" ] && return 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds third-party Go programs the tests run from the module proxy,
-# through their wrapper module under build/tools/<name>, into a cache
+# through their wrapper module under build/tools/<name> (Helm and
+# Prometheus: build/tools/kubernetes, see there), into a cache
 # outside the clone keyed by the version the wrapper pins. Idempotent: a
 # later run with the binaries present does nothing.
 #
@@ -10,31 +11,37 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 name=${1:?usage: install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod}
-tags=""
+tags="" wrapper=$name
 case $name in
   # Jaeger v2 all-in-one: the tests' real tracing backend. ~3 min, ~85 MB.
   jaeger) module=github.com/jaegertracing/jaeger bins=(jaeger=cmd/jaeger) ;;
   # Prometheus server and promtool with only the Kubernetes service
   # discovery (plus file and http), through upstream's build tags for
-  # choosing discovery plugins. ~4 min, 73 + 51 MB.
+  # choosing discovery plugins. ~2 min after the control plane (~4 alone), 76 + 54 MB.
   prometheus)
     module=github.com/prometheus/prometheus bins=(prometheus=cmd/prometheus promtool=cmd/promtool)
-    tags=remove_all_sd,enable_kubernetes_sd ;;
+    tags=remove_all_sd,enable_kubernetes_sd wrapper=kubernetes ;;
   # custom.metrics.k8s.io from Prometheus, for the autoscaling test. ~2 min, ~60 MB.
   prometheus-adapter) module=sigs.k8s.io/prometheus-adapter bins=(prometheus-adapter=cmd/adapter) ;;
   # Upstream's OTLP load generator, the real-client load in the tests. ~20 s, 17 MB.
   telemetrygen) module=github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen bins=(telemetrygen=) ;;
-  # The Helm CLI: the chart's lint, template, install, upgrade and uninstall tests. ~3 min, ~70 MB.
-  helm) module=helm.sh/helm/v4 bins=(helm=cmd/helm) ;;
+  # The Helm CLI: the chart's lint, template, install, upgrade and uninstall tests. ~1 min after the control plane (~4 alone), ~67 MB.
+  helm) module=helm.sh/helm/v4 bins=(helm=cmd/helm) wrapper=kubernetes ;;
   # CycloneDX bill of materials of the shipped binary (`make sbom`). ~30 s, ~20 MB.
   cyclonedx-gomod) module=github.com/CycloneDX/cyclonedx-gomod bins=(cyclonedx-gomod=cmd/cyclonedx-gomod) ;;
   *) echo "install-go-tool.sh: unknown tool $name" >&2; exit 2 ;;
 esac
-mod=$root/build/tools/$name
+mod=$root/build/tools/$wrapper
 TOOLS_DIR=${TOOLS_DIR:-$HOME/.cache/tailgate/tools}
 version=$(cd "$mod" && go list -m -f '{{.Version}}' "$module")
 : "${version:?cannot read the $module version from $mod/go.mod}"
 dir=$TOOLS_DIR/$name-$version
+mkdir -p "$dir"
+# One build per tool at a time: a test that asks for a tool `make test` is
+# still building in the background waits for that build instead of
+# starting a second one.
+exec 9>"$dir/.lock"
+flock 9
 for b in "${bins[@]}"; do
   bin=${b%%=*} sub=${b#*=}
   pkg=$module${sub:+/$sub}

@@ -219,15 +219,15 @@ func modTarget(dir string, v modversion.Version) string {
 
 // TestKubernetesLibrariesPinnedOnce: the binary (through k8s_attributes,
 // load_balancing and rebalance_guard), the in-house component, the tests
-// and the control plane the tests run all use one version of the
-// Kubernetes client libraries: the one the control plane's release ships.
-// thirdPartyPrograms are wrapper modules that build someone else's released
-// program with its own pins, as its release does: Jaeger never talks to the
-// test cluster; Prometheus (service discovery) and prometheus-adapter do,
-// through the stable APIs their releases use against any newer cluster.
+// and the control plane the tests run (with Helm and Prometheus, built in
+// its module) all use one version of the Kubernetes client libraries: the
+// one the control plane's release ships. thirdPartyPrograms are wrapper
+// modules that build someone else's released program with its own pins, as
+// its release does: Jaeger never talks to the test cluster;
+// prometheus-adapter does, through the stable APIs its release uses against
+// any newer cluster (it does not compile against the newer libraries).
 var thirdPartyPrograms = []string{
 	filepath.Join("build", "tools", "jaeger", "go.mod"),
-	filepath.Join("build", "tools", "prometheus", "go.mod"),
 	filepath.Join("build", "tools", "prometheus-adapter", "go.mod"),
 }
 

@@ -70,12 +70,15 @@ func BinaryPath() (string, error) {
 }
 
 // PlatformBinaryPath is the tailgate binary cross-compiled for linux/arch
-// (the image's other platforms): $TAILGATE_BIN_LINUX_<ARCH>, else
-// bin/linux-<arch>/tailgate, which `make bin/linux-<arch>/tailgate` (and
-// `make test`) builds.
+// (the image's other platforms): $TAILGATE_BIN_LINUX_<ARCH> when set, else
+// bin/linux-<arch>/tailgate as `make bin/linux-<arch>/tailgate` leaves it
+// (scripts/build-platform-binary.sh: make rebuilds it when its sources
+// changed, and a build `make test` runs in the background is waited for).
 func PlatformBinaryPath(arch string) (string, error) {
-	rel := filepath.Join("bin", "linux-"+arch, "tailgate")
-	return existingBinary("TAILGATE_BIN_LINUX_"+strings.ToUpper(arch), filepath.Join(RepoRoot(), rel), "make "+rel)
+	if bin := os.Getenv("TAILGATE_BIN_LINUX_" + strings.ToUpper(arch)); bin != "" {
+		return existingBinary("TAILGATE_BIN_LINUX_"+strings.ToUpper(arch), bin, "make bin/linux-"+arch+"/tailgate")
+	}
+	return installScript("build-platform-binary.sh", arch)
 }
 
 func existingBinary(envVar, fallback, build string) (string, error) {

@@ -17,7 +17,7 @@ func ChartDir() string {
 	return filepath.Join(harness.RepoRoot(), "deploy", "helm", "tailgate")
 }
 
-// HelmBinary is the pinned Helm CLI (build/tools/helm), built once and
+// HelmBinary is the pinned Helm CLI (build/tools/kubernetes), built once and
 // cached by version.
 func HelmBinary() (string, error) { return harness.ToolBinary("helm", "helm") }
 
