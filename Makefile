@@ -129,12 +129,9 @@ sbom: $(PLATFORM_BINS) ## Write the CycloneDX SBOM of each platform's binary to 
 chart: ## Package the Helm chart (deploy/helm/tailgate, its links to configs/ resolved) into bin/.
 	$$(TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh helm | tail -1)/helm package deploy/helm/tailgate -d bin
 
-# scripts/test.sh builds the binary and the control plane, starts the
-# Kubernetes suite, and builds the other test tools while it runs (see
-# there why).
-test: ## Run every test: components, generated code, profiles, image (amd64 and arm64), chart, end-to-end, Kubernetes.
-	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) \
-	  GOTESTFLAGS="$(GOTESTFLAGS)" COMPONENT_MODULES="$(COMPONENT_MODULES)" MAKE="$(MAKE)" scripts/test.sh
+test: $(BIN) $(OCB) $(MDATAGEN) test-tools ## Run every test: components, generated code, profiles, image (amd64 and arm64), chart, end-to-end, Kubernetes.
+	for c in $(COMPONENT_MODULES); do (cd $$c && $(GO) test $(GOTESTFLAGS) ./...) || exit 1; done
+	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) $(GO) test $(GOTESTFLAGS) ./...
 
 test-churn: $(BIN) controlplane ## Only the rebalance_guard churn suite, verbose (part of `make test`; ~10 min).
 	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 30m -run TestRebalanceGuardKeepsSplitTracesWhole -v ./test/k8s/live/

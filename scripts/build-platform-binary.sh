@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cross-compiles bin/linux-<arch>/tailgate through make, which rebuilds it
-# only when its sources changed, one build at a time: a test that asks for
-# it while `make test` builds it in the background waits for that build.
+# only when its sources changed, one build at a time: a second caller
+# waits for the build in progress instead of starting its own.
 #
 #   scripts/build-platform-binary.sh arm64
 #

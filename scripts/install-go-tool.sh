@@ -37,9 +37,9 @@ version=$(cd "$mod" && go list -m -f '{{.Version}}' "$module")
 : "${version:?cannot read the $module version from $mod/go.mod}"
 dir=$TOOLS_DIR/$name-$version
 mkdir -p "$dir"
-# One build per tool at a time: a test that asks for a tool `make test` is
-# still building in the background waits for that build instead of
-# starting a second one.
+# One build per tool at a time: a second caller (another test package
+# asking for the same tool) waits for the build in progress instead of
+# starting its own.
 exec 9>"$dir/.lock"
 flock 9
 for b in "${bins[@]}"; do

@@ -73,7 +73,7 @@ func BinaryPath() (string, error) {
 // (the image's other platforms): $TAILGATE_BIN_LINUX_<ARCH> when set, else
 // bin/linux-<arch>/tailgate as `make bin/linux-<arch>/tailgate` leaves it
 // (scripts/build-platform-binary.sh: make rebuilds it when its sources
-// changed, and a build `make test` runs in the background is waited for).
+// changed, one build at a time).
 func PlatformBinaryPath(arch string) (string, error) {
 	if bin := os.Getenv("TAILGATE_BIN_LINUX_" + strings.ToUpper(arch)); bin != "" {
 		return existingBinary("TAILGATE_BIN_LINUX_"+strings.ToUpper(arch), bin, "make bin/linux-"+arch+"/tailgate")

@@ -1,9 +1,5 @@
 package live
 
-// This file's name puts the HPA test after the exits and Helm tests (Go
-// runs a package's tests in file order): a cold `make test` builds
-// Prometheus and prometheus-adapter while those run (scripts/test.sh).
-
 import (
 	"context"
 	"fmt"
