@@ -29,6 +29,15 @@ GO         ?= go
 # Same flags ocb uses for release builds: static, reproducible, stripped.
 GO_BUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w"
 GOTESTFLAGS ?= -count=1 -timeout 40m
+# make test builds the tests as the binary and the test tools are built
+# (static, -trimpath), so that they reuse the packages those builds compiled
+# (the tests' modules select the binary's library versions; a test checks).
+TEST_ENV := CGO_ENABLED=0 GOFLAGS="$(strip $(GOFLAGS) -trimpath)"
+# The Kubernetes suite's tests that run a tool besides the control plane
+# (Prometheus and prometheus-adapter, Helm, Jaeger): make test runs them in
+# a second test process, once those tools are built (scripts/test.sh); a
+# test checks that each is a test of test/k8s/live.
+LIVE_TOOL_TESTS := ^(TestHPAScalesGatewaysOnTheirLoad|TestHelmInstallUpgradeUninstall|TestJaegerJoinsTheHalvesOfSplitTraces)$$
 
 CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker || true)
 # The release's version (builder-config.yaml dist.version before its "+").
@@ -129,9 +138,12 @@ sbom: $(PLATFORM_BINS) ## Write the CycloneDX SBOM of each platform's binary to 
 chart: ## Package the Helm chart (deploy/helm/tailgate, its links to configs/ resolved) into bin/.
 	$$(TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh helm | tail -1)/helm package deploy/helm/tailgate -d bin
 
-test: $(BIN) $(OCB) $(MDATAGEN) test-tools ## Run every test: components, generated code, profiles, image (amd64 and arm64), chart, end-to-end, Kubernetes.
-	for c in $(COMPONENT_MODULES); do (cd $$c && $(GO) test $(GOTESTFLAGS) ./...) || exit 1; done
-	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) $(GO) test $(GOTESTFLAGS) ./...
+# scripts/test.sh builds what the tests need (the binary, ocb, mdatagen,
+# the test tools) in the order that keeps a cold run short, and runs every
+# test: warm, the Kubernetes suite in two processes beside the rest.
+test: ## Run every test: components, generated code, profiles, image (amd64 and arm64), chart, end-to-end, Kubernetes.
+	$(TEST_ENV) GOTESTFLAGS="$(GOTESTFLAGS)" COMPONENT_MODULES="$(COMPONENT_MODULES)" LIVE_TOOL_TESTS='$(LIVE_TOOL_TESTS)' \
+		TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) MAKE="$(MAKE)" scripts/test.sh
 
 test-churn: $(BIN) controlplane ## Only the rebalance_guard churn suite, verbose (part of `make test`; ~10 min).
 	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 30m -run TestRebalanceGuardKeepsSplitTracesWhole -v ./test/k8s/live/

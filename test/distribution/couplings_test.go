@@ -1,10 +1,16 @@
 package distribution
 
 import (
+	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -215,6 +221,149 @@ func modTarget(dir string, v modversion.Version) string {
 		return filepath.Clean(filepath.Join(dir, v.Path))
 	}
 	return v.String()
+}
+
+// TestTestsBuildWithTheShippedVersions: the components' tests and the
+// repository's tests (test/...) link every library they share with the
+// binary at the version cmd/tailgate/go.mod selected. Their results then
+// speak for the libraries the binary ships, and make test, which builds the
+// tests as the binary is built (CGO_ENABLED=0, -trimpath), reuses the
+// packages the binary's build compiled: Go's build cache reuses a package
+// only when it and everything below it are the same, so one library at
+// another version recompiles everything above it. Only modules that provide
+// a package count (`go list -deps -test`), not every module in the graph.
+func TestTestsBuildWithTheShippedVersions(t *testing.T) {
+	root := harness.RepoRoot()
+	shipped := packageModules(t, filepath.Join(root, "cmd", "tailgate"), ".")
+	require.Contains(t, shipped, "go.opentelemetry.io/collector/pdata")
+	mods, err := filepath.Glob(filepath.Join(root, "components", "*", "*", "go.mod"))
+	require.NoError(t, err)
+	require.NotEmpty(t, mods)
+	dirs := []string{root}
+	for _, m := range mods {
+		dirs = append(dirs, filepath.Dir(m))
+	}
+	for _, dir := range dirs {
+		rel, _ := filepath.Rel(root, filepath.Join(dir, "go.mod"))
+		t.Run(rel, func(t *testing.T) {
+			shared := 0
+			for path, version := range packageModules(t, dir, "./...") {
+				if want, ok := shipped[path]; ok {
+					shared++
+					assert.Equal(t, want, version, "%s selects %s at another version than cmd/tailgate/go.mod: `go get %s@%s` there", rel, path, path, want)
+				}
+			}
+			assert.Greater(t, shared, 10, "%s shares libraries with the binary", rel)
+		})
+	}
+}
+
+// packageModules maps each module that provides a package to pattern
+// (built in dir, tests included) or to its dependencies to its version; the
+// main module has none and is left out.
+func packageModules(t *testing.T, dir, pattern string) map[string]string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-mod=readonly", "-deps", "-test", "-f", "{{with .Module}}{{.Path}} {{.Version}}{{end}}", pattern)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	require.NoError(t, err, "go list in %s: %s", dir, stderrOf(err))
+	mods := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if path, version, ok := strings.Cut(line, " "); ok && version != "" {
+			mods[path] = version
+		}
+	}
+	return mods
+}
+
+// stderrOf is what a failed command wrote to its standard error.
+func stderrOf(err error) string {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return string(exit.Stderr)
+	}
+	return ""
+}
+
+// liveToolStarters are the calls through which a test of test/k8s/live runs
+// a program besides the control plane: Helm, Prometheus,
+// prometheus-adapter, Jaeger (each is built on first use).
+var liveToolStarters = []string{
+	"render.Helm", "render.HelmBinary", "render.Chart",
+	"harness.StartPrometheus", "cluster.StartCustomMetricsAPI",
+	"harness.StartJaeger", "harness.JaegerBinary", "harness.ToolBinary",
+}
+
+// TestLiveToolTestsAreTheSuitesToolUsers: make test runs the Kubernetes
+// suite in two processes, the second with the tests the Makefile's
+// LIVE_TOOL_TESTS names, once their tools are built (scripts/test.sh). The
+// list must name exactly the suite's tests that run a tool (directly or
+// through the package's helpers): a name that is no test would silently run
+// nothing, and a tool's user left out would wait in the first half for an
+// idle-priority build.
+func TestLiveToolTestsAreTheSuitesToolUsers(t *testing.T) {
+	root := harness.RepoRoot()
+	makefile, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^LIVE_TOOL_TESTS := \^\(([A-Za-z0-9_|]+)\)\$\$$`).FindSubmatch(makefile)
+	require.NotNil(t, m, "Makefile: LIVE_TOOL_TESTS := ^(TestA|TestB)$$")
+	listed := strings.Split(string(m[1]), "|")
+
+	// What each function of the package calls: package-qualified
+	// ("render.Helm") or the package's own ("helmCmd").
+	calls := map[string][]string{}
+	files, err := filepath.Glob(filepath.Join(root, "test", "k8s", "live", "*_test.go"))
+	require.NoError(t, err)
+	fset := token.NewFileSet()
+	for _, path := range files {
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		require.NoError(t, err)
+		for _, decl := range f.Decls {
+			fn, ok := decl.(*ast.FuncDecl)
+			if !ok || fn.Body == nil || fn.Recv != nil {
+				continue
+			}
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				switch e := n.(type) {
+				case *ast.CallExpr:
+					switch f := e.Fun.(type) {
+					case *ast.Ident:
+						calls[fn.Name.Name] = append(calls[fn.Name.Name], f.Name)
+					case *ast.SelectorExpr:
+						if x, ok := f.X.(*ast.Ident); ok {
+							calls[fn.Name.Name] = append(calls[fn.Name.Name], x.Name+"."+f.Sel.Name)
+						}
+					}
+				}
+				return true
+			})
+		}
+	}
+	var runsATool func(fn string, seen map[string]bool) bool
+	runsATool = func(fn string, seen map[string]bool) bool {
+		if slices.Contains(liveToolStarters, fn) {
+			return true
+		}
+		if seen[fn] {
+			return false
+		}
+		seen[fn] = true
+		return slices.ContainsFunc(calls[fn], func(c string) bool { return runsATool(c, seen) })
+	}
+	var tests, users []string
+	for fn := range calls {
+		if strings.HasPrefix(fn, "Test") && fn != "TestMain" {
+			tests = append(tests, fn)
+			if runsATool(fn, map[string]bool{}) {
+				users = append(users, fn)
+			}
+		}
+	}
+	require.Greater(t, len(tests), 10, "the suite's tests")
+	for _, name := range listed {
+		assert.Contains(t, tests, name, "LIVE_TOOL_TESTS names no test of test/k8s/live")
+	}
+	assert.ElementsMatch(t, users, listed, "LIVE_TOOL_TESTS must name the suite's tests that run Helm, Prometheus, prometheus-adapter or Jaeger")
 }
 
 // TestKubernetesLibrariesPinnedOnce: the binary (through k8s_attributes,

@@ -8,16 +8,37 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"golang.org/x/mod/modfile"
 )
 
+// repoModule is the module path of the repository's top go.mod.
+const repoModule = "github.com/tailgate-dev/tailgate"
+
 // RepoRoot is the repository's top directory, found from this source file so
-// that tests and tools work from any working directory.
+// that tests and tools work from any working directory. Built with -trimpath
+// (make test builds the tests as the binary is built, so that they share its
+// compiled packages) the source file's path is relative; then it is the
+// nearest directory above the working directory whose go.mod is the
+// repository's (go test runs a test in its package's directory).
 func RepoRoot() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		panic("harness: cannot locate source file")
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 	}
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	dir, err := os.Getwd()
+	if err != nil {
+		panic("harness: " + err.Error())
+	}
+	for {
+		if mod, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modfile.ModulePath(mod) == repoModule {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			panic("harness: no go.mod of " + repoModule + " above the working directory")
+		}
+		dir = parent
+	}
 }
 
 // ProfilePath is the path of a shipped profile ("agent" or "gateway").

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# `make test`: every test, in an order that keeps a cold run (no test tool
+# built yet) short. Warm, every tool is cached and this is: the Kubernetes
+# suite in two halves, each its own test process with its own control plane
+# and sandbox, beside the end-to-end tests, the components' tests and the
+# other packages.
+#
+# Cold, compiling is most of the run's CPU and the machine stays busy. The
+# Kubernetes suite (test/k8s/live, ~28 min warm) is the long pole but
+# mostly waits on its cluster (rollouts, decision waits, the HPA), using
+# about a fifth of one core; the end-to-end tests (~10 min) too. So:
+# - what the suite needs to start is built first, with the whole machine:
+#   the control plane, and beside it the distribution binary and then the
+#   suite's test binary (after the binary, so that it reuses the packages
+#   the binary's build compiled);
+# - the suite's tests that run nothing but the control plane start: most of
+#   it (exits, policies, churn, reconcile, ring, mTLS, traffic);
+# - every other tool then builds at idle CPU priority (SCHED_IDLE), taking
+#   only the CPU the tests leave, so running tests keep the machine they
+#   have warm. Each group of tests starts, at normal priority, once its
+#   tools are built, so no test waits on an idle build: telemetrygen (the
+#   end-to-end tests); Helm, Prometheus, prometheus-adapter and Jaeger (the
+#   suite's other half: its Helm, HPA and Jaeger tests); ocb, mdatagen,
+#   cyclonedx-gomod and the arm64 binary (the components' tests and the
+#   other packages, compiled at idle priority too).
+#
+# Environment (from the Makefile): GOTESTFLAGS, COMPONENT_MODULES,
+# LIVE_TOOL_TESTS, MAKE, and what the tests read (TOOLS_DIR, TAILGATE_BIN,
+# TAILGATE_OCB, TAILGATE_MDATAGEN).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+read -r -a testflags <<<"${GOTESTFLAGS:?}"
+read -r -a components <<<"${COMPONENT_MODULES:?}"
+live_tool_tests=${LIVE_TOOL_TESTS:?}
+make=${MAKE:-make}
+module=$(go list -m)
+live_pkg=$module/test/k8s/live
+e2e_pkg=$module/test/e2e
+
+stamp() { echo "make test: $(date -u +%H:%M:%S) $*"; }
+
+# Everything started here stops with this script, however it ends: every
+# process below it gets SIGTERM (a suite's test binary stops its cluster
+# and pods through their parent-death signal). Long commands run as
+# `cmd & wait`: bash handles a signal only between commands, and `wait` is
+# one it interrupts.
+descendants() { local p; for p in $(pgrep -P "$1"); do echo "$p"; descendants "$p"; done; }
+stop_all() {
+  local procs
+  procs=$(descendants $$)
+  [ -z "$procs" ] || kill -TERM $procs 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap 'exit 130' INT TERM
+run() { "$@" & wait $!; }
+# idle runs a build at idle CPU priority; its output is the build's log.
+idle() { chrt --idle 0 "$@" >/dev/null; }
+
+status=0
+fail() { echo "make test: $*" >&2; status=1; }
+
+stamp "building the control plane, the binary and the suite's test binary"
+compiled=$(mktemp -d) # test binaries compiled ahead; only the build cache keeps them
+trap 'stop_all; rm -rf "$compiled"' EXIT
+# The suite's packages are compiled into the build cache here, so that its
+# two halves start (below) without compiling it twice.
+{ "$make" --no-print-directory build >/dev/null && go test -c -o "$compiled/" "$live_pkg"; } & binaries=$!
+run scripts/install-controlplane.sh >/dev/null || fail "building the control plane failed"
+wait "$binaries" || fail "building the binary or compiling the Kubernetes suite failed"
+[ $status -eq 0 ] || exit 1
+
+stamp "Kubernetes suite, first half: the tests that need only the control plane"
+go test "${testflags[@]}" -skip "$live_tool_tests" "$live_pkg" & live_first=$!
+
+# A download: the first half's mTLS test applies them.
+run idle scripts/install-cert-manager-crds.sh || fail "fetching cert-manager's CRDs failed"
+run idle scripts/install-go-tool.sh telemetrygen || fail "building telemetrygen failed"
+stamp "end-to-end tests"
+go test "${testflags[@]}" "$e2e_pkg" & e2e=$!
+
+for tool in helm prometheus prometheus-adapter jaeger; do
+  run idle scripts/install-go-tool.sh $tool || fail "building $tool failed"
+done
+stamp "Kubernetes suite, second half: $live_tool_tests"
+go test "${testflags[@]}" -run "$live_tool_tests" "$live_pkg" & live_second=$!
+
+run idle "$make" --no-print-directory tools || fail "building ocb and mdatagen failed"
+run idle scripts/install-go-tool.sh cyclonedx-gomod || fail "building cyclonedx-gomod failed"
+run idle scripts/build-platform-binary.sh arm64 || fail "building the arm64 binary failed"
+mapfile -t others < <(go list ./... | grep -vx -e "$live_pkg" -e "$e2e_pkg")
+# Compiled at idle priority too; they run below, at normal priority.
+for c in "${components[@]}"; do
+  (cd "$c" && exec chrt --idle 0 go test -c -o "$compiled/" ./... >/dev/null) & wait $! || fail "compiling $c's tests failed"
+done
+run idle go test -c -o "$compiled/" "${others[@]}" || fail "compiling the tests failed"
+
+stamp "the components' tests and the other packages"
+for c in "${components[@]}"; do
+  (cd "$c" && exec go test "${testflags[@]}" ./...) & wait $! || status=1
+done
+run go test "${testflags[@]}" "${others[@]}" || status=1
+
+wait "$e2e" || status=1
+stamp "end-to-end tests done; waiting for the Kubernetes suite"
+wait "$live_first" || status=1
+wait "$live_second" || status=1
+stamp "done"
+exit $status
