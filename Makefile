@@ -36,7 +36,7 @@ TEST_ENV := CGO_ENABLED=0 GOFLAGS="$(strip $(GOFLAGS) -trimpath)"
 # The Kubernetes suite's tests that run a tool besides the control plane
 # (Prometheus and prometheus-adapter, Helm, Jaeger): make test runs them in
 # a second test process, once those tools are built (scripts/test.sh); a
-# test checks that each is a test of test/k8s/live.
+# test checks that it names exactly the suite's tests that run those tools.
 LIVE_TOOL_TESTS := ^(TestHPAScalesGatewaysOnTheirLoad|TestHelmInstallUpgradeUninstall|TestJaegerJoinsTheHalvesOfSplitTraces)$$
 
 CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker || true)

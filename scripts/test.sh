@@ -53,7 +53,8 @@ stop_all() {
 }
 trap 'exit 130' INT TERM
 run() { "$@" & wait $!; }
-# idle runs a build at idle CPU priority; its output is the build's log.
+# idle runs a build at idle CPU priority; its standard error (the build's
+# log) shows, its standard output (an install script's directory) does not.
 idle() { chrt --idle 0 "$@" >/dev/null; }
 
 status=0
@@ -90,7 +91,7 @@ run idle scripts/build-platform-binary.sh arm64 || fail "building the arm64 bina
 mapfile -t others < <(go list ./... | grep -vx -e "$live_pkg" -e "$e2e_pkg")
 # Compiled at idle priority too; they run below, at normal priority.
 for c in "${components[@]}"; do
-  (cd "$c" && exec chrt --idle 0 go test -c -o "$compiled/" ./... >/dev/null) & wait $! || fail "compiling $c's tests failed"
+  (cd "$c" && idle go test -c -o "$compiled/" ./...) & wait $! || fail "compiling $c's tests failed"
 done
 run idle go test -c -o "$compiled/" "${others[@]}" || fail "compiling the tests failed"
 

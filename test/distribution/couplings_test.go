@@ -1,7 +1,6 @@
 package distribution
 
 import (
-	"errors"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -265,8 +264,10 @@ func packageModules(t *testing.T, dir, pattern string) map[string]string {
 	t.Helper()
 	cmd := exec.Command("go", "list", "-mod=readonly", "-deps", "-test", "-f", "{{with .Module}}{{.Path}} {{.Version}}{{end}}", pattern)
 	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
-	require.NoError(t, err, "go list in %s: %s", dir, stderrOf(err))
+	require.NoError(t, err, "go list in %s: %s", dir, stderr.String())
 	mods := map[string]string{}
 	for _, line := range strings.Split(string(out), "\n") {
 		if path, version, ok := strings.Cut(line, " "); ok && version != "" {
@@ -274,15 +275,6 @@ func packageModules(t *testing.T, dir, pattern string) map[string]string {
 		}
 	}
 	return mods
-}
-
-// stderrOf is what a failed command wrote to its standard error.
-func stderrOf(err error) string {
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		return string(exit.Stderr)
-	}
-	return ""
 }
 
 // liveToolStarters are the calls through which a test of test/k8s/live runs
