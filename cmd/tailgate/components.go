@@ -31,6 +31,7 @@ import (
 	tailsamplingprocessor "github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor"
 	filterprocessor "github.com/open-telemetry/opentelemetry-collector-contrib/processor/filterprocessor"
 	transformprocessor "github.com/open-telemetry/opentelemetry-collector-contrib/processor/transformprocessor"
+	spanlimitsprocessor "github.com/tailgate-dev/tailgate/components/processor/spanlimitsprocessor"
 	rebalanceguardprocessor "github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor"
 	otlpreceiver "go.opentelemetry.io/collector/receiver/otlpreceiver"
 )
@@ -111,6 +112,7 @@ func components() (otelcol.Factories, error) {
 		tailsamplingprocessor.NewFactory(),
 		filterprocessor.NewFactory(),
 		transformprocessor.NewFactory(),
+		spanlimitsprocessor.NewFactory(),
 		rebalanceguardprocessor.NewFactory(),
 	)
 	if err != nil {
@@ -124,6 +126,7 @@ func components() (otelcol.Factories, error) {
 		tailsamplingprocessor.NewFactory().Type(): "github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor v0.161.0",
 		filterprocessor.NewFactory().Type(): "github.com/open-telemetry/opentelemetry-collector-contrib/processor/filterprocessor v0.161.0",
 		transformprocessor.NewFactory().Type(): "github.com/open-telemetry/opentelemetry-collector-contrib/processor/transformprocessor v0.161.0",
+		spanlimitsprocessor.NewFactory().Type(): "github.com/tailgate-dev/tailgate/components/processor/spanlimitsprocessor v0.0.0",
 		rebalanceguardprocessor.NewFactory().Type(): "github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor v0.0.0",
 	})
 

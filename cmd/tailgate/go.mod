@@ -20,6 +20,7 @@ require (
 	github.com/tailgate-dev/tailgate/components/converter/samplingpolicyconverter v0.0.0
 	github.com/tailgate-dev/tailgate/components/extension/mtlsserverextension v0.0.0
 	github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor v0.0.0
+	github.com/tailgate-dev/tailgate/components/processor/spanlimitsprocessor v0.0.0
 	go.opentelemetry.io/collector/component v1.67.0
 	go.opentelemetry.io/collector/confmap v1.67.0
 	go.opentelemetry.io/collector/confmap/provider/envprovider v1.67.0
@@ -313,6 +314,8 @@ require (
 replace github.com/tailgate-dev/tailgate/components/converter/samplingpolicyconverter v0.0.0 => ../../components/converter/samplingpolicyconverter
 
 replace github.com/tailgate-dev/tailgate/components/extension/mtlsserverextension v0.0.0 => ../../components/extension/mtlsserverextension
+
+replace github.com/tailgate-dev/tailgate/components/processor/spanlimitsprocessor v0.0.0 => ../../components/processor/spanlimitsprocessor
 
 replace github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor v0.0.0 => ../../components/processor/rebalanceguardprocessor
 
