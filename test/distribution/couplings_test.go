@@ -20,8 +20,10 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/mod/modfile"
 	modversion "golang.org/x/mod/module"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/k8s/render"
 	"github.com/tailgate-dev/tailgate/test/profile"
 )
 
@@ -432,4 +434,105 @@ func TestTelemetrygenIsTheShippedContribRelease(t *testing.T) {
 		}
 	}
 	assert.Equal(t, contrib, telemetrygen, "build/tools/telemetrygen pins another contrib release than builder-config.yaml")
+}
+
+// mib is the unit of the receivers' max_recv_msg_size_mib.
+const mib = 1 << 20
+
+// tierHeadroom is what a tier may add to a span after span_limits and
+// before its exporter's batch (k8s_attributes' few names, the cluster
+// name, the guard's keep attribute) with room to spare.
+const tierHeadroom = 64 << 10
+
+// profileSources are the places the profiles reach a collector from: the
+// checkout, and the ConfigMaps of the kustomize base and of the chart at
+// its defaults, each as the two files' text.
+func profileSources(t *testing.T) map[string]map[string]string {
+	t.Helper()
+	sources := map[string]map[string]string{"checkout": {}}
+	for _, name := range profile.Names {
+		data, err := os.ReadFile(harness.ProfilePath(name))
+		require.NoError(t, err)
+		sources["checkout"][name+".yaml"] = string(data)
+	}
+	fromConfigMaps := func(objs []*unstructured.Unstructured) map[string]string {
+		files := map[string]string{}
+		for _, u := range objs {
+			if u.GetKind() != "ConfigMap" {
+				continue
+			}
+			data, _, _ := unstructured.NestedStringMap(u.Object, "data")
+			for _, name := range profile.Names {
+				if text, ok := data[name+".yaml"]; ok {
+					files[name+".yaml"] = text
+				}
+			}
+		}
+		return files
+	}
+	rendered, err := render.Build(render.BaseDir())
+	require.NoError(t, err)
+	base, err := render.Objects(rendered)
+	require.NoError(t, err)
+	sources["kustomize base"] = fromConfigMaps(base)
+	chart, err := render.Chart("tailgate", "observability")
+	require.NoError(t, err)
+	sources["chart"] = fromConfigMaps(chart)
+	return sources
+}
+
+// TestSizesFitBetweenTheTiers: whatever one tier sends to the next fits
+// what the next accepts, in the profiles as the checkout, the kustomize
+// base and the chart ship them. The agents split each gateway's share
+// into requests of exactly the gateways' gRPC intake limit, by bytes; the
+// span_limits of both tiers are one rule, and leave every span room
+// under the agents' requests and under the requests to every backend.
+func TestSizesFitBetweenTheTiers(t *testing.T) {
+	for source, files := range profileSources(t) {
+		t.Run(source, func(t *testing.T) {
+			docs := map[string]map[string]any{}
+			for _, name := range profile.Names {
+				require.Contains(t, files, name+".yaml")
+				var doc map[string]any
+				require.NoError(t, yaml.Unmarshal([]byte(files[name+".yaml"]), &doc))
+				docs[name] = doc
+			}
+			agent, gateway := docs["agent"], docs["gateway"]
+			number := func(doc any, keys ...string) int {
+				v, ok := profile.Get(doc, keys...).(int)
+				require.True(t, ok, "%s is not a number: %v", strings.Join(keys, "."), profile.Get(doc, keys...))
+				return v
+			}
+			// byteBatch is the size a bytes-sized batch at keys splits to.
+			byteBatch := func(doc any, keys ...string) int {
+				batch := append(slices.Clone(keys), "sending_queue", "batch")
+				require.Equal(t, "bytes", profile.Get(doc, append(batch, "sizer")...), "%s.sizer", strings.Join(batch, "."))
+				require.Equal(t, 0, profile.Get(doc, append(batch, "min_size")...), "%s.min_size: split, never hold back", strings.Join(batch, "."))
+				return number(doc, append(batch, "max_size")...)
+			}
+			intake := number(gateway, "receivers", "otlp", "protocols", "grpc", "max_recv_msg_size_mib") * mib
+			spanLimit := number(agent, "processors", "span_limits", "max_span_size")
+			assert.Equal(t, spanLimit, number(gateway, "processors", "span_limits", "max_span_size"),
+				"the tiers' span_limits max_span_size")
+			for _, resolver := range resolvers {
+				exporter := "load_balancing/" + resolver
+				toGateway := byteBatch(agent, "exporters", exporter, "protocol", "otlp")
+				assert.Equal(t, intake, toGateway, "agent %s splits to what a gateway's gRPC intake accepts", exporter)
+				assert.LessOrEqual(t, spanLimit+tierHeadroom, toGateway, "a span under the agent's max_span_size fits a request to a gateway")
+			}
+			backends := map[string][]string{
+				"otlp_grpc/backend_memory":    {"exporters", "otlp_grpc/backend_memory"},
+				"otlp_grpc/backend_disk":      {"exporters", "otlp_grpc/backend_disk"},
+				"otlp_grpc/backend_secondary": {"exporters", "otlp_grpc/backend_secondary"},
+			}
+			for _, resolver := range resolvers {
+				id := "load_balancing/backend_" + resolver
+				backends[id+" (per shard)"] = []string{"exporters", id, "protocol", "otlp"}
+			}
+			for id, keys := range backends {
+				assert.LessOrEqual(t, spanLimit+tierHeadroom, byteBatch(gateway, keys...),
+					"a span under the gateway's max_span_size fits a request to %s", id)
+			}
+		})
+	}
 }
