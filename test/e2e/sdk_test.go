@@ -62,18 +62,22 @@ func serveMix(t *testing.T, shop *harness.SDKShop, classes []shopClass, rate flo
 	return class
 }
 
-// serveShop serves n requests at about rate per second (every 7th fails
-// five levels deep, every 11th takes 1.2s, the payment pods take turns),
-// then flushes every SDK exporter as an application does when it stops.
+// shopRequest is the shop's i-th request of an ordinary day: every 7th
+// fails five levels deep, every 11th takes 1.2s, the payment pods take
+// turns.
+func shopRequest(i int) harness.ShopRequest {
+	r := harness.ShopRequest{Fail: i%7 == 3, PaymentPod: i % 2}
+	if i%11 == 5 {
+		r.Slow = 1200 * time.Millisecond
+	}
+	return r
+}
+
+// serveShop serves n requests (shopRequest) at about rate per second, then
+// flushes every SDK exporter as an application does when it stops.
 func serveShop(t *testing.T, shop *harness.SDKShop, n int, rate float64) {
 	t.Helper()
-	serveMix(t, shop, []shopClass{{"shop", n, func(i int) harness.ShopRequest {
-		r := harness.ShopRequest{Fail: i%7 == 3, PaymentPod: i % 2}
-		if i%11 == 5 {
-			r.Slow = 1200 * time.Millisecond
-		}
-		return r
-	}}}, rate)
+	serveMix(t, shop, []shopClass{{"shop", n, shopRequest}}, rate)
 }
 
 // TestGoSDKTracesArriveWhole sends traffic the way applications do: the
