@@ -60,11 +60,16 @@ func (r *reservedAttributes) strip(m pcommon.Map) (removed int) {
 	if !found {
 		return 0
 	}
-	for _, k := range r.keys {
-		if m.Remove(k) {
+	// Every occurrence: the wire allows a key twice in one map (attributes
+	// are a repeated KeyValue), Remove takes the first only, and a reader
+	// (tail_sampling's policies) would still find the second.
+	m.RemoveIf(func(k string, _ pcommon.Value) bool {
+		if k == r.keys[0] || k == r.keys[1] || k == r.keys[2] {
 			removed++
+			return true
 		}
-	}
+		return false
+	})
 	return removed
 }
 
