@@ -15,8 +15,9 @@ func NewFactory() confmap.ConverterFactory {
 
 type converter struct{}
 
-// Convert checks the policies as the user wrote them, then completes the
-// guarded pipelines: a user's policy cannot take the guard's name.
+// Convert checks the policies as the user wrote them and that the tiers'
+// couplings hold (tiers.go), then completes the guarded pipelines: a
+// user's policy cannot take the guard's name.
 func (converter) Convert(ctx context.Context, conf *confmap.Conf) error {
 	cfg, err := read(conf)
 	if err != nil {
@@ -26,6 +27,9 @@ func (converter) Convert(ctx context.Context, conf *confmap.Conf) error {
 		if err := validatePolicies(ctx, ts); err != nil {
 			return fmt.Errorf("processors::%s::policies: %w", ts.id, err)
 		}
+	}
+	if err := checkTiers(conf, cfg); err != nil {
+		return err
 	}
 	patch, err := guardPipelines(cfg)
 	if err != nil || patch == nil {
