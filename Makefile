@@ -29,6 +29,8 @@ GO         ?= go
 # Same flags ocb uses for release builds: static, reproducible, stripped.
 GO_BUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w"
 GOTESTFLAGS ?= -count=1 -timeout 40m
+# How long make test fuzzes each Fuzz target of the components.
+FUZZTIME ?= 20s
 # make test builds the tests as the binary and the test tools are built
 # (static, -trimpath), so that they reuse the packages those builds compiled
 # (the tests' modules select the binary's library versions; a test checks).
@@ -142,7 +144,7 @@ chart: ## Package the Helm chart (deploy/helm/tailgate, its links to configs/ re
 # the test tools) in the order that keeps a cold run short, and runs every
 # test: warm, the Kubernetes suite in two processes beside the rest.
 test: ## Run every test: components, generated code, profiles, image (amd64 and arm64), chart, end-to-end, Kubernetes.
-	$(TEST_ENV) GOTESTFLAGS="$(GOTESTFLAGS)" COMPONENT_MODULES="$(COMPONENT_MODULES)" LIVE_TOOL_TESTS='$(LIVE_TOOL_TESTS)' \
+	$(TEST_ENV) GOTESTFLAGS="$(GOTESTFLAGS)" FUZZTIME=$(FUZZTIME) COMPONENT_MODULES="$(COMPONENT_MODULES)" LIVE_TOOL_TESTS='$(LIVE_TOOL_TESTS)' \
 		TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) MAKE="$(MAKE)" scripts/test.sh
 
 test-churn: $(BIN) controlplane ## Only the rebalance_guard churn suite, verbose (part of `make test`; ~10 min).

@@ -25,7 +25,7 @@
 #   other packages, compiled at idle priority too).
 #
 # Environment (from the Makefile): GOTESTFLAGS, COMPONENT_MODULES,
-# LIVE_TOOL_TESTS, MAKE, and what the tests read (TOOLS_DIR, TAILGATE_BIN,
+# LIVE_TOOL_TESTS, FUZZTIME, MAKE, and what the tests read (TOOLS_DIR, TAILGATE_BIN,
 # TAILGATE_OCB, TAILGATE_MDATAGEN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -100,6 +100,17 @@ for c in "${components[@]}"; do
   (cd "$c" && exec go test "${testflags[@]}" ./...) & wait $! || status=1
 done
 run go test "${testflags[@]}" "${others[@]}" || status=1
+
+# Native fuzzing of the in-house components on hostile input, each target
+# for FUZZTIME on top of its committed corpus (testdata/fuzz) and seeds; a
+# failing input is written to that testdata/fuzz for a regression test.
+stamp "fuzzing each of the components' Fuzz targets for ${FUZZTIME:?}"
+for c in "${components[@]}"; do
+  for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$c"/*_test.go 2>/dev/null | cut -d' ' -f2); do
+    (cd "$c" && exec go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 2s .) & wait $! ||
+      fail "fuzzing $c $target failed"
+  done
+done
 
 wait "$e2e" || status=1
 stamp "end-to-end tests done; waiting for the Kubernetes suite"

@@ -27,7 +27,7 @@ type testCA struct {
 
 var serial int64
 
-func newTestCA(t *testing.T, dir, name string) *testCA {
+func newTestCA(t testing.TB, dir, name string) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
@@ -48,7 +48,7 @@ func newTestCA(t *testing.T, dir, name string) *testCA {
 
 // issue writes dir/<name>.crt and .key, valid until notAfter, for the usage
 // given, naming 127.0.0.1 and "gateway" for a server.
-func (ca *testCA) issue(t *testing.T, dir, name string, usage x509.ExtKeyUsage, notAfter time.Time) (certFile, keyFile string) {
+func (ca *testCA) issue(t testing.TB, dir, name string, usage x509.ExtKeyUsage, notAfter time.Time) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
@@ -88,7 +88,7 @@ func clientTLS(t *testing.T, rootCA *testCA, certFile, keyFile string) *tls.Conf
 	return cfg
 }
 
-func writePEM(t *testing.T, file, kind string, der []byte) {
+func writePEM(t testing.TB, file, kind string, der []byte) {
 	t.Helper()
 	require.NoError(t, os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600))
 }

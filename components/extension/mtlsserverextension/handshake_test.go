@@ -40,7 +40,7 @@ type pki struct {
 	serverUsageCert, serverUsageKey string
 }
 
-func newPKI(t *testing.T) *pki {
+func newPKI(t testing.TB) *pki {
 	dir := t.TempDir()
 	p := &pki{ca: newTestCA(t, dir, "tailgate-ca"), otherCA: newTestCA(t, dir, "other-ca")}
 	later := time.Now().Add(time.Hour)
