@@ -21,9 +21,20 @@ import (
 // over harness.CheckoutEnv: nothing leaks in from the developer's shell.
 func validate(t *testing.T, profile string, env ...string) (string, error) {
 	t.Helper()
+	return validateWithOverlays(t, profile, nil, env...)
+}
+
+// validateWithOverlays is validate on the profile merged with overlay
+// files, each one more --config, as a user runs them.
+func validateWithOverlays(t *testing.T, profile string, overlays []string, env ...string) (string, error) {
+	t.Helper()
 	bin, err := harness.BinaryPath()
 	require.NoError(t, err)
-	cmd := exec.Command(bin, "validate", "--config", harness.ProfilePath(profile))
+	args := []string{"validate", "--config", harness.ProfilePath(profile)}
+	for _, o := range overlays {
+		args = append(args, "--config", o)
+	}
+	cmd := exec.Command(bin, args...)
 	vars := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -93,6 +104,35 @@ func TestInvalidSettingsNameTheKey(t *testing.T) {
 				// "a|b": the error names one of them.
 				assert.True(t, slices.ContainsFunc(strings.Split(k, "|"), func(alt string) bool { return strings.Contains(out, alt) }),
 					"%q does not name %s", out, k)
+			}
+		})
+	}
+}
+
+// TestOverlaysAreValidatedMerged: `tailgate validate` judges a profile
+// merged with a user's overlays: an overlay that adds a backend with its
+// credential, an attribute redaction and an exporter passes; one that
+// would unguard the gateways or split traces between them is refused by
+// the key it broke.
+func TestOverlaysAreValidatedMerged(t *testing.T) {
+	cases := []struct {
+		profile, overlay string
+		wantKeys         []string // nil: valid
+	}{
+		{"gateway", "backend-overlay.yaml", nil},
+		{"gateway", "unguarded-overlay.yaml", []string{"service::pipelines::traces/sampling::processors", "tail_sampling runs without a rebalance_guard"}},
+		{"agent", "by-service-overlay.yaml", []string{"exporters::load_balancing/dns::routing_key", `"service"`}},
+	}
+	for _, c := range cases {
+		t.Run(c.overlay, func(t *testing.T) {
+			out, err := validateWithOverlays(t, c.profile, []string{filepath.Join("testdata", c.overlay)}, "TAILGATE_K8S_PASSTHROUGH=true")
+			if c.wantKeys == nil {
+				require.NoError(t, err, out)
+				return
+			}
+			require.Error(t, err, "validate accepted %s", c.overlay)
+			for _, k := range c.wantKeys {
+				assert.Contains(t, out, k)
 			}
 		})
 	}

@@ -155,8 +155,15 @@ func send(t *testing.T, topo *harness.Topology, plans []harness.TracePlan) harne
 // quiet, at most maxWait in all.
 func settle(t *testing.T, topo *harness.Topology, quiet, maxWait time.Duration) {
 	t.Helper()
+	settleAt(t, topo, topo.Sink, quiet, maxWait)
+}
+
+// settleAt is settle for a backend of the test's own in place of the
+// topology's sink.
+func settleAt(t *testing.T, topo *harness.Topology, backend *harness.Sink, quiet, maxWait time.Duration) {
+	t.Helper()
 	drained := func() bool { return topo.QueuedItems() == 0 }
-	if !topo.Sink.WaitQuiet(context.Background(), decisionWait+time.Second, quiet, maxWait, drained) {
+	if !backend.WaitQuiet(context.Background(), decisionWait+time.Second, quiet, maxWait, drained) {
 		t.Logf("settle: gave up after %s (queued items %v)", maxWait, topo.QueuedItems())
 	}
 }

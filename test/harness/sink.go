@@ -1,10 +1,15 @@
 package harness
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,7 +20,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	// Exporters compress with gzip by default; a real backend accepts it.
 	_ "google.golang.org/grpc/encoding/gzip"
@@ -47,6 +55,84 @@ type Sink struct {
 	tls *tls.Config
 	// latency delays every trace export's answer: a slow backend.
 	latency atomic.Int64
+	// credential, when set, is a request header (gRPC metadata) and the
+	// value every export must carry: a backend that requires
+	// authentication (RequireCredential).
+	credential atomic.Pointer[[2]string]
+	// httpSrv is the sink's OTLP/HTTP intake, once ServeHTTP started it.
+	httpSrv *http.Server
+}
+
+// RequireCredential makes the sink refuse every export, over gRPC and
+// HTTP, whose header (gRPC metadata) key does not hold value, as a backend
+// that requires an API key or a token does: Unauthenticated, or HTTP 401.
+func (s *Sink) RequireCredential(key, value string) {
+	s.credential.Store(&[2]string{strings.ToLower(key), value})
+}
+
+// authorized tells whether an export carrying these values of the
+// required header may write.
+func (s *Sink) authorized(values []string) bool {
+	c := s.credential.Load()
+	return c == nil || slices.Contains(values, c[1])
+}
+
+func (s *Sink) checkCredential(ctx context.Context) error {
+	c := s.credential.Load()
+	if c == nil {
+		return nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if !s.authorized(md.Get(c[0])) {
+		return status.Errorf(codes.Unauthenticated, "missing or wrong %s", c[0])
+	}
+	return nil
+}
+
+// ServeHTTP adds an OTLP/HTTP intake (POST /v1/traces, protobuf, gzip or
+// not) on a free port, recording into the same sink, and returns its
+// base URL (for an otlp_http exporter's endpoint).
+func (s *Sink) ServeHTTP() (string, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/traces", func(w http.ResponseWriter, r *http.Request) {
+		if c := s.credential.Load(); c != nil && !s.authorized(r.Header.Values(c[0])) {
+			http.Error(w, "missing or wrong "+c[0], http.StatusUnauthorized)
+			return
+		}
+		body := io.Reader(r.Body)
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			body = zr
+		}
+		data, err := io.ReadAll(io.LimitReader(body, 64<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		req := ptraceotlp.NewExportRequest()
+		if err := req.UnmarshalProto(data); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.recordTraces(req.Traces())
+		out, _ := ptraceotlp.NewExportResponse().MarshalProto()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(out)
+	})
+	s.mu.Lock()
+	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := s.httpSrv
+	s.mu.Unlock()
+	go func() { _ = srv.Serve(lis) }()
+	return "http://" + lis.Addr().String(), nil
 }
 
 // SetLatency makes every trace export take d before it is recorded and
@@ -90,7 +176,16 @@ func (s *Sink) Up() error {
 	if err != nil {
 		return err
 	}
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20)}
+	// gRPC's default message limit (4 MiB), as Jaeger's, Tempo's and most
+	// vendors' intakes: what the gateways send must fit it.
+	opts := []grpc.ServerOption{
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			if err := s.checkCredential(ctx); err != nil {
+				return nil, err
+			}
+			return handler(ctx, req)
+		}),
+	}
 	if s.tls != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls)))
 	}
@@ -127,7 +222,15 @@ func (s *Sink) Reset() {
 }
 
 // Close stops the sink for good.
-func (s *Sink) Close() { s.Down() }
+func (s *Sink) Close() {
+	s.Down()
+	s.mu.Lock()
+	srv := s.httpSrv
+	s.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+	}
+}
 
 type traceService struct {
 	ptraceotlp.UnimplementedGRPCServer

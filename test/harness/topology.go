@@ -46,6 +46,9 @@ type TopologyConfig struct {
 	// GatewaySet are collector --set overrides for every gateway
 	// ("exporters::x::key=value"), as a user would pass them.
 	GatewaySet []string
+	// GatewayOverlays are YAML files merged over every gateway's profile,
+	// each one more --config, as a user's overlay is.
+	GatewayOverlays []string
 }
 
 // Topology is a running local deployment: sink, gateways and agents.
@@ -186,6 +189,9 @@ func (t *Topology) launch(n *Node) error {
 	}
 	if n.Profile == "gateway" {
 		spec.Limits = t.cfg.GatewayLimits
+		for _, o := range t.cfg.GatewayOverlays {
+			spec.Args = append(spec.Args, "--config", o)
+		}
 		for _, s := range t.cfg.GatewaySet {
 			spec.Args = append(spec.Args, "--set="+s)
 		}
