@@ -3,6 +3,7 @@ package chart
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -152,6 +153,8 @@ func TestConfigChangesRollThePods(t *testing.T) {
 		{"a gateway value", []string{"--set", "sampling.decisionWait=15s"}, true, false},
 		{"the cluster's name", []string{"--set", "clusterName=prod-eu"}, true, true},
 		{"an agent value", []string{"--set", "agent.logLevel=debug"}, false, true},
+		{"the gateways' config", []string{"--set-json", `gateway.config={"exporters":{"debug":{}}}`}, true, false},
+		{"the agents' config", []string{"--set-json", `agent.config={"processors":{"batch":{"timeout":"1s"}}}`}, false, true},
 	}
 	before := tiers(t)
 	for _, c := range cases {
@@ -161,6 +164,30 @@ func TestConfigChangesRollThePods(t *testing.T) {
 			assert.Equal(t, c.rollsAgents, !equalTemplates(before.agent.Spec.Template, after.agent.Spec.Template), "agent pod template changed")
 		})
 	}
+	t.Run("the overlay ConfigMap holds the config value, which validates merged over the profile", func(t *testing.T) {
+		config := `{"exporters":{"otlp_http/vendor":{"endpoint":"https://otlp.example.com","headers":{"x-api-key":"${env:VENDOR_API_KEY}"}}},` +
+			`"processors":{"attributes/pii":{"actions":[{"key":"enduser.id","action":"delete"}]}},` +
+			`"service":{"pipelines":{"traces/sampling":{"processors":["rebalance_guard/dns","tail_sampling","attributes/pii","batch"],"exporters":["otlp_http/vendor"]}}}}`
+		objs, err := render.Chart(release, namespace, "--set-json", "gateway.config="+config)
+		require.NoError(t, err)
+		overlay := ""
+		for _, u := range objs {
+			if u.GetKind() == "ConfigMap" && strings.HasSuffix(u.GetName(), "-gateway-overlay") {
+				var cm corev1.ConfigMap
+				require.NoError(t, render.Strict(u, &cm))
+				overlay = cm.Data["gateway-overlay.yaml"]
+			}
+		}
+		require.Contains(t, overlay, "otlp_http/vendor")
+		path := filepath.Join(t.TempDir(), "gateway-overlay.yaml")
+		require.NoError(t, os.WriteFile(path, []byte(overlay), 0o644))
+		bin, err := harness.BinaryPath()
+		require.NoError(t, err)
+		cmd := exec.Command(bin, "validate", "--config", harness.ProfilePath("gateway"), "--config", path)
+		cmd.Env = harness.CheckoutEnv(nil)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "the chart's overlay merged over the profile: %s", out)
+	})
 	t.Run("the policies ConfigMap holds the user's file", func(t *testing.T) {
 		objs, err := render.Chart(release, namespace, "--set-file", "policies="+policies)
 		require.NoError(t, err)

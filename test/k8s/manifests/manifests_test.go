@@ -117,7 +117,7 @@ func load(t *testing.T) *manifests {
 // client-go type with no unknown field (load fails otherwise).
 func TestManifestsDecodeStrictly(t *testing.T) {
 	m := load(t)
-	assert.Len(t, m.configMaps, 4, "the two profiles, the policies and the cluster name")
+	assert.Len(t, m.configMaps, 6, "the two profiles, their overlays, the policies and the cluster name")
 	assert.Equal(t, "observability", m.namespace.Name)
 	assert.Equal(t, "restricted", m.namespace.Labels["pod-security.kubernetes.io/enforce"])
 }
@@ -192,15 +192,16 @@ func TestWorkloadsMatchTheirProfiles(t *testing.T) {
 			require.NoError(t, err)
 
 			// The container runs the profile from the ConfigMap generated from
-			// configs/; the gateway finds its policies file beside it, at the
+			// configs/, merged with the user's overlay beside it (empty as
+			// shipped); the gateway finds its policies file there too, at the
 			// path the profile reads by default, from tailgate-policies.
-			wantArgs := []string{"--config", "/etc/tailgate/" + w.profile + ".yaml"}
+			wantArgs := []string{"--config", "/etc/tailgate/" + w.profile + ".yaml", "--config", "/etc/tailgate/" + w.profile + "-overlay.yaml"}
 			if w.profile == "gateway" {
 				wantArgs = append(wantArgs, harness.GatewayFeatureGates)
 			}
 			require.Equal(t, wantArgs, c.Args)
 			files := mountedConfigFiles(t, m, spec, c, "/etc/tailgate")
-			want := []string{w.profile + ".yaml"}
+			want := []string{w.profile + ".yaml", w.profile + "-overlay.yaml"}
 			if w.profile == "gateway" {
 				want = append(want, "policies.yaml")
 				_, isDefault := env["TAILGATE_POLICIES_FILE"]
