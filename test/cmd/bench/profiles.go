@@ -14,7 +14,7 @@ import (
 )
 
 // inHousePrefixes are the component types only tailgate has.
-var inHousePrefixes = []string{"rebalance_guard", "mtls_server"}
+var inHousePrefixes = []string{"rebalance_guard", "span_limits", "mtls_server"}
 
 func inHouse(id string) bool {
 	for _, p := range inHousePrefixes {
