@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -114,8 +115,12 @@ func leaves(prefix string, v any) []string {
 }
 
 // wholeValues are values documented as one leaf although they are maps
-// (a container's resources, as in a pod spec): both walks stop there.
-var wholeValues = []string{"gateway.resources", "agent.resources"}
+// (a container's resources and security contexts, as in a pod spec): both
+// walks stop there.
+var wholeValues = []string{
+	"gateway.resources", "agent.resources",
+	"gateway.podSecurityContext", "agent.podSecurityContext", "gateway.securityContext", "agent.securityContext",
+}
 
 // schemaLeaves walks a schema's closed objects (additionalProperties false)
 // and requires a description of every leaf.
@@ -334,4 +339,88 @@ func TestModesWithoutAComponent(t *testing.T) {
 		assert.Equal(t, "gw-tls", secretOf(r.gateway.Spec.Template.Spec))
 		assert.Equal(t, "ag-tls", secretOf(r.agent.Spec.Template.Spec))
 	})
+}
+
+// TestUpstreamChartValuesReachTheObjects: the values named as in the
+// upstream opentelemetry-collector chart land where that chart puts them.
+func TestUpstreamChartValuesReachTheObjects(t *testing.T) {
+	const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	cases := []struct {
+		name       string
+		args       []string
+		kind, obj  string // the object: kind and name suffix
+		path       []string
+		want       any // numbers as YAML decodes them here: float64
+		wantAbsent bool
+	}{
+		{"image.digest", []string{"--set", "image.digest=" + digest}, "Deployment", "-gateway",
+			[]string{"spec", "template", "spec", "containers", "0", "image"}, "localhost/tailgate@" + digest, false},
+		{"nameOverride", []string{"--set", "nameOverride=tg"}, "Deployment", "tailgate-tg-gateway",
+			[]string{"metadata", "name"}, "tailgate-tg-gateway", false},
+		{"podLabels", []string{"--set", "gateway.podLabels.team=observability"}, "Deployment", "-gateway",
+			[]string{"spec", "template", "metadata", "labels", "team"}, "observability", false},
+		{"priorityClassName", []string{"--set", "agent.priorityClassName=node-critical"}, "DaemonSet", "-agent",
+			[]string{"spec", "template", "spec", "priorityClassName"}, "node-critical", false},
+		{"command.extraArgs", []string{"--set", "gateway.command.extraArgs[0]=--feature-gates=+exporter.xyz"}, "Deployment", "-gateway",
+			[]string{"spec", "template", "spec", "containers", "0", "args", "5"}, "--feature-gates=+exporter.xyz", false},
+		{"extraEnvsFrom", []string{"--set", "gateway.extraEnvsFrom[0].secretRef.name=vendor"}, "Deployment", "-gateway",
+			[]string{"spec", "template", "spec", "containers", "0", "envFrom", "0", "secretRef", "name"}, "vendor", false},
+		{"affinity replaces the default", []string{"--set-json", `gateway.affinity={"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"pool","operator":"In","values":["obs"]}]}]}}}`}, "Deployment", "-gateway",
+			[]string{"spec", "template", "spec", "affinity", "podAntiAffinity"}, nil, true},
+		{"topologySpreadConstraints replace the default", []string{"--set-json", `gateway.topologySpreadConstraints=[{"maxSkew":2,"topologyKey":"kubernetes.io/hostname","whenUnsatisfiable":"DoNotSchedule"}]`}, "Deployment", "-gateway",
+			[]string{"spec", "template", "spec", "topologySpreadConstraints", "0", "maxSkew"}, float64(2), false},
+		{"podSecurityContext", []string{"--set", "agent.podSecurityContext.runAsUser=20002"}, "DaemonSet", "-agent",
+			[]string{"spec", "template", "spec", "securityContext", "runAsUser"}, float64(20002), false},
+		{"mTLS adds the agents' fsGroup to their podSecurityContext", []string{"--set", "mtls.enabled=true"}, "DaemonSet", "-agent",
+			[]string{"spec", "template", "spec", "securityContext", "fsGroup"}, float64(10001), false},
+		{"securityContext", []string{"--set", "gateway.securityContext.readOnlyRootFilesystem=false"}, "Deployment", "-gateway",
+			[]string{"spec", "template", "spec", "containers", "0", "securityContext", "readOnlyRootFilesystem"}, false, false},
+		{"autoscaling.behavior", []string{"--set", "autoscaling.behavior.scaleDown.stabilizationWindowSeconds=60"}, "HorizontalPodAutoscaler", "-gateway",
+			[]string{"spec", "behavior", "scaleDown", "stabilizationWindowSeconds"}, float64(60), false},
+		{"serviceMonitor.extraLabels", []string{"--set", "monitoring.serviceMonitor.enabled=true", "--set", "monitoring.serviceMonitor.extraLabels.release=kube-prometheus-stack"}, "ServiceMonitor", "tailgate",
+			[]string{"metadata", "labels", "release"}, "kube-prometheus-stack", false},
+		{"prometheusRule.extraLabels", []string{"--set", "monitoring.prometheusRule.enabled=true", "--set", "monitoring.prometheusRule.extraLabels.release=kube-prometheus-stack"}, "PrometheusRule", "tailgate",
+			[]string{"metadata", "labels", "release"}, "kube-prometheus-stack", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			objs, err := render.Chart(release, namespace, c.args...)
+			require.NoError(t, err)
+			for _, u := range objs {
+				if u.GetKind() != c.kind || !strings.HasSuffix(u.GetName(), c.obj) {
+					continue
+				}
+				got, found := dig(u.Object, c.path...)
+				if c.wantAbsent {
+					assert.False(t, found, "%s %s: %v is set: %v", c.kind, u.GetName(), c.path, got)
+				} else {
+					assert.Equal(t, c.want, got, "%s %s: %v", c.kind, u.GetName(), c.path)
+				}
+				return
+			}
+			t.Fatalf("no %s named *%s", c.kind, c.obj)
+		})
+	}
+}
+
+// dig walks maps by key and lists by index.
+func dig(v any, path ...string) (any, bool) {
+	for _, p := range path {
+		switch x := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = x[p]; !ok {
+				return nil, false
+			}
+		case []any:
+			i, err := strconv.Atoi(p)
+			if err != nil || i >= len(x) {
+				return nil, false
+			}
+			v = x[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
 }
