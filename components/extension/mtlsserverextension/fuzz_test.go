@@ -28,7 +28,9 @@ func FuzzServerHandshake(f *testing.F) {
 	f.Add([]byte{})
 	// A real ClientHello, as a TLS client's first flight.
 	tlsClient, tlsServer := net.Pipe()
-	go func() { _ = tls.Client(tlsClient, &tls.Config{ServerName: "gateway", MinVersion: tls.VersionTLS12}).Handshake() }()
+	go func() {
+		_ = tls.Client(tlsClient, &tls.Config{ServerName: "gateway", MinVersion: tls.VersionTLS12}).Handshake()
+	}()
 	hello := make([]byte, 4096)
 	_ = tlsServer.SetReadDeadline(time.Now().Add(5 * time.Second))
 	n, _ := tlsServer.Read(hello)
