@@ -406,7 +406,8 @@ bytes of memory limit:
    1 s) x 1.5 (tail_sampling evicts the oldest undecided trace beyond it).
 3. **Memory** of one gateway, to keep under memory_limiter's soft limit
    (M x (limit_percentage - spike_limit_percentage) = 50%% of M as shipped,
-   where the manifests put GOMEMLIMIT: the pod's memory request):
+   where the manifests put GOMEMLIMIT: the base's memory request, the
+   chart's half of the limit):
    live heap = idle_heap + num_traces x (idle_heap_per_num_trace + P x
    heap_per_buffered_span) + (sampled_cache_size + non_sampled_cache_size)
    x decision_cache_entry, at most half of that soft limit. GOMEMLIMIT

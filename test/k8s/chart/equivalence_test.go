@@ -15,8 +15,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/tailgate-dev/tailgate/test/k8s/cluster"
 	"github.com/tailgate-dev/tailgate/test/k8s/render"
 	"github.com/tailgate-dev/tailgate/test/profile"
 )
@@ -199,7 +202,10 @@ var kustomizeHash = regexp.MustCompile(`^(.+)-[a-z0-9]{10}$`)
 //     count to the HPA (a replicas field would reset it at every upgrade);
 //     the base's count must equal the HPA's minimum;
 //   - the image's tag and the order of env, volumes and volumeMounts (see
-//     normaliseChart).
+//     normaliseChart);
+//   - GOMEMLIMIT: the base reads the container's memory request (half its
+//     limit), the chart computes half of limits.memory at render, for any
+//     request; both as the bytes the kubelet would give.
 func normaliseBase(t *testing.T, objs []*unstructured.Unstructured) []*unstructured.Unstructured {
 	t.Helper()
 	renames := map[string]string{}
@@ -231,7 +237,10 @@ func normaliseBase(t *testing.T, objs []*unstructured.Unstructured) []*unstructu
 		}
 		forEachPodSpec(u, func(tmpl map[string]any) {
 			sortByName(t, tmpl)
-			forEachContainer(t, tmpl, func(c map[string]any) { c["image"] = untagged(c["image"].(string)) })
+			forEachContainer(t, tmpl, func(c map[string]any) {
+				c["image"] = untagged(c["image"].(string))
+				resolveGOMEMLIMIT(t, c)
+			})
 		})
 		out = append(out, u)
 	}
@@ -374,4 +383,25 @@ func TestPackagedChartIsTheChart(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, fromDir, fromArchive)
 	assert.Contains(t, fromArchive, "tail_sampling:", "the packaged chart carries the gateway profile")
+}
+
+// resolveGOMEMLIMIT replaces a container's GOMEMLIMIT read from its
+// resources by the value the kubelet gives it.
+func resolveGOMEMLIMIT(t *testing.T, c map[string]any) {
+	t.Helper()
+	env, _ := c["env"].([]any)
+	for _, e := range env {
+		e := e.(map[string]any)
+		if e["name"] != "GOMEMLIMIT" || e["valueFrom"] == nil {
+			continue
+		}
+		var container corev1.Container
+		require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(c, &container))
+		var ref corev1.ResourceFieldSelector
+		require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(e["valueFrom"].(map[string]any)["resourceFieldRef"].(map[string]any), &ref))
+		v, err := cluster.ResourceFieldValue(container, &ref)
+		require.NoError(t, err)
+		delete(e, "valueFrom")
+		e["value"] = v
+	}
 }

@@ -2,6 +2,7 @@ package chart
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
 	"github.com/tailgate-dev/tailgate/test/k8s/render"
@@ -423,4 +425,46 @@ func dig(v any, path ...string) (any, bool) {
 		}
 	}
 	return v, true
+}
+
+// TestGOMEMLIMITIsMemoryLimitersSoftLimit: for any requests/limits pair a
+// user sets, requests equal to limits included, each tier's GOMEMLIMIT is
+// exactly memory_limiter's soft limit of its profile ((limit_percentage -
+// spike_limit_percentage)% of limits.memory), so the Go runtime collects
+// before garbage can make memory_limiter refuse data.
+func TestGOMEMLIMITIsMemoryLimitersSoftLimit(t *testing.T) {
+	pairs := []struct{ request, limit string }{
+		{"2Gi", "2Gi"}, {"1Gi", "2Gi"}, {"256Mi", "4Gi"}, {"3G", "3G"}, {"1536Mi", "1536Mi"}, {"1Gi", "1.5Gi"},
+	}
+	for _, tier := range []struct{ name, kind, profile string }{{"gateway", "Deployment", "gateway"}, {"agent", "DaemonSet", "agent"}} {
+		raw, err := profile.Raw(tier.profile)
+		require.NoError(t, err)
+		limitPct, _ := profile.Get(raw, "processors", "memory_limiter", "limit_percentage").(int)
+		spikePct, _ := profile.Get(raw, "processors", "memory_limiter", "spike_limit_percentage").(int)
+		require.Positive(t, limitPct-spikePct, "%s profile: memory_limiter's percentages", tier.profile)
+		for _, p := range pairs {
+			t.Run(tier.name+"/"+p.request+"-"+p.limit, func(t *testing.T) {
+				objs, err := render.Chart(release, namespace,
+					"--set", tier.name+".resources.requests.memory="+p.request, "--set", tier.name+".resources.limits.memory="+p.limit)
+				require.NoError(t, err)
+				limit := resource.MustParse(p.limit)
+				softLimit := limit.Value() * int64(limitPct-spikePct) / 100
+				for _, u := range objs {
+					if u.GetKind() != tier.kind {
+						continue
+					}
+					env, _ := dig(u.Object, "spec", "template", "spec", "containers", "0", "env")
+					for _, e := range env.([]any) {
+						if e := e.(map[string]any); e["name"] == "GOMEMLIMIT" {
+							got, err := strconv.ParseInt(fmt.Sprint(e["value"]), 10, 64)
+							require.NoError(t, err, "GOMEMLIMIT %v", e)
+							assert.Equal(t, softLimit, got, "GOMEMLIMIT vs memory_limiter's soft limit of %s", p.limit)
+							return
+						}
+					}
+				}
+				t.Fatalf("no GOMEMLIMIT on the %s", tier.kind)
+			})
+		}
+	}
 }

@@ -72,12 +72,25 @@ GOMEMLIMIT is the container's memory request (half its limit: memory_limiter's
 soft limit), GOGC under it. */}}
 {{- define "tailgate.gcEnv" -}}
 - name: GOMEMLIMIT
-  valueFrom:
-    resourceFieldRef:
-      containerName: tailgate
-      resource: requests.memory
+  value: {{ include "tailgate.gomemlimit" .resources.limits.memory | quote }}
 - name: GOGC
   value: {{ .gogc | quote }}
+{{- end -}}
+
+{{/* GOMEMLIMIT, the Go runtime's soft limit, in bytes: half the container's
+memory limit, exactly memory_limiter's soft limit in both profiles
+(limit_percentage 80 - spike_limit_percentage 30), whatever the request,
+so the runtime collects before garbage can make memory_limiter refuse
+data. The limit is a Kubernetes quantity (2Gi, 1536Mi, 2G, 2147483648). */}}
+{{- define "tailgate.gomemlimit" -}}
+{{- $q := toString (required "resources.limits.memory is required: GOMEMLIMIT and memory_limiter follow it" .) -}}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 -}}
+{{- $number := regexFind `^[0-9]+([.][0-9]+)?` $q -}}
+{{- $unit := trimPrefix $number $q -}}
+{{- if or (not $number) (not (hasKey $units $unit)) -}}
+{{- fail (printf "resources.limits.memory %q: a quantity such as 2Gi, 1536Mi or 2G" $q) -}}
+{{- end -}}
+{{- printf "%d" (int64 (floor (mulf (float64 $number) (float64 (get $units $unit)) 0.5))) -}}
 {{- end -}}
 
 {{/* Cluster identity for both tiers, from one ConfigMap. */}}
