@@ -381,6 +381,12 @@ func TestUpstreamChartValuesReachTheObjects(t *testing.T) {
 			[]string{"spec", "behavior", "scaleDown", "stabilizationWindowSeconds"}, float64(60), false},
 		{"serviceMonitor.extraLabels", []string{"--set", "monitoring.serviceMonitor.enabled=true", "--set", "monitoring.serviceMonitor.extraLabels.release=kube-prometheus-stack"}, "ServiceMonitor", "tailgate",
 			[]string{"metadata", "labels", "release"}, "kube-prometheus-stack", false},
+		{"serviceAccount.annotations", []string{"--set", "gateway.serviceAccount.annotations.iam\\.example\\.com/role=tailgate"}, "ServiceAccount", "-gateway",
+			[]string{"metadata", "annotations", "iam.example.com/role"}, "tailgate", false},
+		{"serviceAccount.name binds the RBAC", []string{"--set", "agent.serviceAccount.create=false", "--set", "agent.serviceAccount.name=platform-agents"}, "ClusterRoleBinding", "-agent",
+			[]string{"subjects", "0", "name"}, "platform-agents", false},
+		{"serviceAccount.name runs the pods", []string{"--set", "agent.serviceAccount.create=false", "--set", "agent.serviceAccount.name=platform-agents"}, "DaemonSet", "-agent",
+			[]string{"spec", "template", "spec", "serviceAccountName"}, "platform-agents", false},
 		{"prometheusRule.extraLabels", []string{"--set", "monitoring.prometheusRule.enabled=true", "--set", "monitoring.prometheusRule.extraLabels.release=kube-prometheus-stack"}, "PrometheusRule", "tailgate",
 			[]string{"metadata", "labels", "release"}, "kube-prometheus-stack", false},
 	}

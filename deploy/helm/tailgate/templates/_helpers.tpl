@@ -17,6 +17,10 @@ the agents' cluster-scoped RBAC.
 {{- end -}}
 
 {{- define "tailgate.gateway" -}}{{ include "tailgate.fullname" . }}-gateway{{- end -}}
+{{/* The tiers' ServiceAccounts: <tier>.serviceAccount.name, else the tier's
+name (made by the chart when create is true). */}}
+{{- define "tailgate.gatewayServiceAccount" -}}{{ .Values.gateway.serviceAccount.name | default (include "tailgate.gateway" .) }}{{- end -}}
+{{- define "tailgate.agentServiceAccount" -}}{{ .Values.agent.serviceAccount.name | default (include "tailgate.agent" .) }}{{- end -}}
 {{- define "tailgate.agent" -}}{{ include "tailgate.fullname" . }}-agent{{- end -}}
 {{- define "tailgate.headless" -}}{{ include "tailgate.fullname" . }}-gateway-headless{{- end -}}
 
