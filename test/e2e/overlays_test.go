@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,15 +12,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/pdata/pcommon"
-	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc"
@@ -124,13 +122,11 @@ func exportOne(t *testing.T, endpoint string, creds credentials.TransportCredent
 	conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(creds))
 	require.NoError(t, err)
 	defer conn.Close()
-	td := ptrace.NewTraces()
-	sp := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
-	sp.SetTraceID(pcommon.TraceID{1})
-	sp.SetSpanID(pcommon.SpanID{1})
+	req := ptraceotlp.NewExportRequest()
+	require.NoError(t, req.UnmarshalProto(spansRequest("credential-check", 1, nil, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(td))
+	_, err = ptraceotlp.NewGRPCClient(conn).Export(ctx, req)
 	return status.Code(err)
 }
 
@@ -138,13 +134,8 @@ func exportOne(t *testing.T, endpoint string, creds credentials.TransportCredent
 // headers and returns the HTTP status.
 func postOne(t *testing.T, url string, headers map[string]string) int {
 	t.Helper()
-	td := ptrace.NewTraces()
-	sp := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
-	sp.SetTraceID(pcommon.TraceID{1})
-	sp.SetSpanID(pcommon.SpanID{1})
-	body, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
-	require.NoError(t, err)
-	req, err := http.NewRequest(http.MethodPost, url+"/v1/traces", strings.NewReader(string(body)))
+	body := spansRequest("credential-check", 1, nil, nil)
+	req, err := http.NewRequest(http.MethodPost, url+"/v1/traces", bytes.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	for k, v := range headers {
