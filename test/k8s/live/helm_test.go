@@ -22,12 +22,14 @@ import (
 const helmRelease = "tailgate"
 
 // TestHelmInstallUpgradeUninstall installs the chart where the base was,
-// as a platform team would: `helm install`, pods ready, traffic through
-// the agents reaches the backend with every error and slow trace whole;
-// `helm upgrade` with the user's own policies file (a change the gateways
-// read, and only they) rolls the gateways under traffic, every interesting
-// trace still whole, the agents untouched; `helm uninstall` leaves none of
-// the objects the release made.
+// as a platform team would: `helm install` with a gateway.config that adds
+// an exporter to a second backend and a processor, pods ready, traffic
+// through the agents reaches both backends with every error and slow trace
+// whole and the processor's attribute on the second's spans; `helm
+// upgrade` with the user's own policies file, then with a changed
+// gateway.config (changes the gateways read, and only they) rolls the
+// gateways under traffic, every interesting trace still whole, the agents
+// untouched; `helm uninstall` leaves none of the objects the release made.
 func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	settleGateways(t, 3, "k8s")
 	time.Sleep(decisionWait) // earlier tests' traces decided
@@ -42,8 +44,15 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	})
 
 	// What a user's values file sets here: the backend, the cluster's name,
-	// and the locally built image (the chart's default is the release's tag).
-	values := []string{"--set", "image.tag=dev", "--set", "backend.endpoint=" + env.sink.Endpoint(), "--set", "clusterName=" + clusterName}
+	// the locally built image (the chart's default is the release's tag),
+	// and a config that adds a second backend and a processor.
+	second, err := harness.NewSink(releaseAttribute)
+	require.NoError(t, err)
+	t.Cleanup(second.Close)
+	values := []string{
+		"--set", "image.tag=dev", "--set", "backend.endpoint=" + env.sink.Endpoint(), "--set", "clusterName=" + clusterName,
+		"--set-json", "gateway.config=" + gatewayConfig(second.Endpoint(), "helm-install"),
+	}
 	start := time.Now()
 	notes, err := helmCmd(append([]string{"install", helmRelease, render.ChartDir(), "--wait", "--timeout", "5m"}, values...)...)
 	require.NoError(t, err)
@@ -72,7 +81,9 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	require.NoError(t, err)
 	sent := sendThroughAgents(t, first, nil)
 	requireWhole(t, "helm install", first, sent)
+	requireWholeAt(t, "helm install, the config's second backend", first, sent, second)
 	requireClusterName(t, first)
+	requireReleaseAttribute(t, second, first, "helm-install")
 
 	t.Run("upgrade with the user's policies rolls the gateways under traffic", func(t *testing.T) {
 		policies := filepath.Join(t.TempDir(), "policies.yaml")
@@ -95,6 +106,27 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		}
 		assert.Equal(t, agentsBefore, podNames(t, "app.kubernetes.io/name=tailgate-agent"), "the agents read no policies: the upgrade must not roll them")
 		requireWhole(t, "helm upgrade", during, sent)
+	})
+
+	t.Run("upgrade of gateway.config alone rolls the gateways under traffic", func(t *testing.T) {
+		gatewaysBefore := podNames(t, "app.kubernetes.io/name=tailgate-gateway")
+		agentsBefore := podNames(t, "app.kubernetes.io/name=tailgate-agent")
+		gen.Seed, gen.Traces = 1203, 30*75
+		during, err := harness.Plan(gen)
+		require.NoError(t, err)
+		sent, r := rollGatewaysUnderTraffic(t, during, gen.Rate, func() error {
+			_, err := helmCmd("upgrade", helmRelease, render.ChartDir(), "--reuse-values",
+				"--set-json", "gateway.config="+gatewayConfig(second.Endpoint(), "helm-upgrade"), "--wait", "--timeout", "4m")
+			return err
+		})
+		r.report(t, "helm upgrade of gateway.config")
+		require.NotZero(t, r.rolledOut, "the upgrade did not finish")
+		for _, g := range podNames(t, "app.kubernetes.io/name=tailgate-gateway") {
+			assert.NotContains(t, gatewaysBefore, g, "gateway %s was not replaced by the upgrade", g)
+		}
+		assert.Equal(t, agentsBefore, podNames(t, "app.kubernetes.io/name=tailgate-agent"), "gateway.config is the gateways': the upgrade must not roll the agents")
+		requireWhole(t, "helm upgrade of gateway.config", during, sent)
+		requireWholeAt(t, "helm upgrade of gateway.config, the second backend", during, sent, second)
 	})
 
 	t.Run("uninstall leaves none of its objects", func(t *testing.T) {
@@ -195,4 +227,34 @@ func resourceOf(kind, apiVersion string) string {
 		return strings.ToLower(kind) + "." + g
 	}
 	return strings.ToLower(kind)
+}
+
+// releaseAttribute is the attribute the Helm test's gateway.config sets on
+// every kept span, with the release step as its value.
+const releaseAttribute = "deployment.release"
+
+// gatewayConfig is the gateway.config of the Helm test: an OTLP exporter
+// to a second backend beside the primary, and an attributes processor
+// after tail_sampling that sets releaseAttribute to step.
+func gatewayConfig(secondEndpoint, step string) string {
+	return `{"processors":{"attributes/release":{"actions":[{"key":"` + releaseAttribute + `","value":"` + step + `","action":"upsert"}]}},` +
+		`"exporters":{"otlp_grpc/second":{"endpoint":"` + secondEndpoint + `","tls":{"insecure":true}}},` +
+		`"service":{"pipelines":{"traces/sampling":{"processors":["rebalance_guard/k8s","tail_sampling","attributes/release","batch"],` +
+		`"exporters":["otlp_grpc/backend_memory","otlp_grpc/second"]}}}}`
+}
+
+// requireReleaseAttribute: the kept spans of plans at backend carry the
+// config's attribute with the step's value.
+func requireReleaseAttribute(t *testing.T, backend *harness.Sink, plans []harness.TracePlan, step string) {
+	t.Helper()
+	for _, p := range plans {
+		if p.Kind != harness.Error {
+			continue
+		}
+		v, ok := backend.SpanAttr(p.Spans[0].SpanID, releaseAttribute)
+		require.True(t, ok, "a kept span without %s: the config's processor did not run", releaseAttribute)
+		assert.Equal(t, step, v)
+		return
+	}
+	t.Fatal("no error trace planned")
 }

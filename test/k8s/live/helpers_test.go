@@ -187,9 +187,15 @@ func ptr[T any](v T) *T { return &v }
 // complete and none partially, and reports each kind's outcome.
 func requireWhole(t *testing.T, what string, plans []harness.TracePlan, sent harness.SendResult) {
 	t.Helper()
+	requireWholeAt(t, what, plans, sent, env.sink)
+}
+
+// requireWholeAt is requireWhole at another backend than the suite's sink.
+func requireWholeAt(t *testing.T, what string, plans []harness.TracePlan, sent harness.SendResult, backend harness.Backend) {
+	t.Helper()
 	var ev harness.Evaluation
 	eventually(t, decisionWait+2*time.Minute, what+": every error and slow trace complete, none partial", func() (bool, string) {
-		ev = harness.Evaluate(plans, sent, env.sink)
+		ev = harness.Evaluate(plans, sent, backend)
 		b := ev.Breaches()
 		return len(b) == 0, strings.Join(b, "; ")
 	})
