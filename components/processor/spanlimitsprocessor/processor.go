@@ -39,11 +39,9 @@ func (l *limiter) shutdown(context.Context) error {
 }
 
 // processTraces lets through unchanged every resource whose spans all fit
-// (the common case: one size computation), and limits the others'.
+// (the common case: one size computation of each resource, so one walk of
+// the request), and limits the others'.
 func (l *limiter) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
-	if embedded(sizer.TracesSize(td)) <= l.cfg.MaxSpanSize {
-		return td, nil
-	}
 	td.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
 		if embedded(sizer.ResourceSpansSize(rs)) <= l.cfg.MaxSpanSize {
 			return false
