@@ -117,6 +117,23 @@ func limitAttributes(m pcommon.Map, limit int) int {
 	return dropped
 }
 
+// limitSlice keeps the first limit elements of s (a span's events or
+// links) and returns how many it dropped.
+func limitSlice[E any, S interface {
+	Len() int
+	RemoveIf(func(E) bool)
+}](s S, limit int) int {
+	if s.Len() <= limit {
+		return 0
+	}
+	dropped, i := s.Len()-limit, 0
+	s.RemoveIf(func(E) bool {
+		i++
+		return i > limit
+	})
+	return dropped
+}
+
 // addDropped adds n to a dropped_*_count, saturating: a sender sets the
 // count it arrives with.
 func addDropped(count uint32, n int) uint32 {
@@ -133,9 +150,7 @@ func limitSpanCounts(span ptrace.Span, cfg *Config) bool {
 		span.SetDroppedAttributesCount(addDropped(span.DroppedAttributesCount(), d))
 		changed = true
 	}
-	if events := span.Events(); events.Len() > cfg.EventCountLimit {
-		d, i := events.Len()-cfg.EventCountLimit, 0
-		events.RemoveIf(func(ptrace.SpanEvent) bool { i++; return i > cfg.EventCountLimit })
+	if d := limitSlice(span.Events(), cfg.EventCountLimit); d > 0 {
 		span.SetDroppedEventsCount(addDropped(span.DroppedEventsCount(), d))
 		changed = true
 	}
@@ -145,9 +160,7 @@ func limitSpanCounts(span ptrace.Span, cfg *Config) bool {
 			changed = true
 		}
 	}
-	if links := span.Links(); links.Len() > cfg.LinkCountLimit {
-		d, i := links.Len()-cfg.LinkCountLimit, 0
-		links.RemoveIf(func(ptrace.SpanLink) bool { i++; return i > cfg.LinkCountLimit })
+	if d := limitSlice(span.Links(), cfg.LinkCountLimit); d > 0 {
 		span.SetDroppedLinksCount(addDropped(span.DroppedLinksCount(), d))
 		changed = true
 	}
