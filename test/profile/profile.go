@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -84,14 +85,22 @@ func Variables(name string) (map[string]string, error) {
 	return vars, nil
 }
 
-// Get walks a parsed YAML document by keys; nil where a key is missing.
+// Get walks a parsed YAML document by keys, a list by the index a key
+// spells ("0"); nil where a key is missing.
 func Get(doc any, keys ...string) any {
 	for _, k := range keys {
-		m, ok := doc.(map[string]any)
-		if !ok {
+		switch node := doc.(type) {
+		case map[string]any:
+			doc = node[k]
+		case []any:
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(node) {
+				return nil
+			}
+			doc = node[i]
+		default:
 			return nil
 		}
-		doc = m[k]
 	}
 	return doc
 }

@@ -398,9 +398,9 @@ func TestUpstreamChartValuesReachTheObjects(t *testing.T) {
 				if u.GetKind() != c.kind || !strings.HasSuffix(u.GetName(), c.obj) {
 					continue
 				}
-				got, found := dig(u.Object, c.path...)
+				got := profile.Get(u.Object, c.path...)
 				if c.wantAbsent {
-					assert.False(t, found, "%s %s: %v is set: %v", c.kind, u.GetName(), c.path, got)
+					assert.Nil(t, got, "%s %s: %v is set", c.kind, u.GetName(), c.path)
 				} else {
 					assert.Equal(t, c.want, got, "%s %s: %v", c.kind, u.GetName(), c.path)
 				}
@@ -409,28 +409,6 @@ func TestUpstreamChartValuesReachTheObjects(t *testing.T) {
 			t.Fatalf("no %s named *%s", c.kind, c.obj)
 		})
 	}
-}
-
-// dig walks maps by key and lists by index.
-func dig(v any, path ...string) (any, bool) {
-	for _, p := range path {
-		switch x := v.(type) {
-		case map[string]any:
-			var ok bool
-			if v, ok = x[p]; !ok {
-				return nil, false
-			}
-		case []any:
-			i, err := strconv.Atoi(p)
-			if err != nil || i >= len(x) {
-				return nil, false
-			}
-			v = x[i]
-		default:
-			return nil, false
-		}
-	}
-	return v, true
 }
 
 // TestGOMEMLIMITIsMemoryLimitersSoftLimit: for any requests/limits pair a
@@ -459,8 +437,8 @@ func TestGOMEMLIMITIsMemoryLimitersSoftLimit(t *testing.T) {
 					if u.GetKind() != tier.kind {
 						continue
 					}
-					env, _ := dig(u.Object, "spec", "template", "spec", "containers", "0", "env")
-					for _, e := range env.([]any) {
+					env, _ := profile.Get(u.Object, "spec", "template", "spec", "containers", "0", "env").([]any)
+					for _, e := range env {
 						if e := e.(map[string]any); e["name"] == "GOMEMLIMIT" {
 							got, err := strconv.ParseInt(fmt.Sprint(e["value"]), 10, 64)
 							require.NoError(t, err, "GOMEMLIMIT %v", e)
