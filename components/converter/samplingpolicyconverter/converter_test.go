@@ -235,3 +235,50 @@ func TestSpanIngestWithADropPolicyKeepsNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestGuardFollowsTailSampling: the guard takes decision_wait and
+// num_traces from the tail_sampling it precedes, so an overlay that sets
+// only tail_sampling's moves the guard's windows with it; a guard that
+// sets a different value itself is refused by both keys.
+func TestGuardFollowsTailSampling(t *testing.T) {
+	gateway := func(guard, ts map[string]any) map[string]any {
+		return map[string]any{
+			"processors": map[string]any{"rebalance_guard/static": guard, "tail_sampling": ts},
+			"service": map[string]any{"pipelines": map[string]any{
+				"traces/sampling": map[string]any{"processors": []any{"rebalance_guard/static", "tail_sampling"}},
+			}},
+		}
+	}
+	tests := []struct {
+		name      string
+		guard, ts map[string]any
+		want      map[string]any // the guard's followed keys after conversion
+		wantErr   string
+	}{
+		{"taken from tail_sampling", map[string]any{}, map[string]any{"decision_wait": "4s", "num_traces": 900},
+			map[string]any{"decision_wait": "4s", "num_traces": 900}, ""},
+		{"tail_sampling's defaults stay the guard's", map[string]any{}, map[string]any{},
+			map[string]any{"decision_wait": nil, "num_traces": nil}, ""},
+		{"the same value written twice", map[string]any{"decision_wait": "10000ms"}, map[string]any{"decision_wait": "10s"},
+			map[string]any{"decision_wait": "10s"}, ""},
+		{"a guard of its own mind", map[string]any{"decision_wait": "30s"}, map[string]any{"decision_wait": "10s"}, nil,
+			"processors::rebalance_guard/static::decision_wait: 30s, but processors::tail_sampling::decision_wait is 10s"},
+		{"a guard sized apart", map[string]any{"num_traces": 1000}, map[string]any{"num_traces": 28000}, nil,
+			"processors::rebalance_guard/static::num_traces: 1000, but processors::tail_sampling::num_traces is 28000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conf := confmap.NewFromStringMap(gateway(tt.guard, tt.ts))
+			err := convert(t, conf)
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			for key, want := range tt.want {
+				assert.Equal(t, want, conf.Get("processors::rebalance_guard/static::"+key), key)
+			}
+		})
+	}
+}

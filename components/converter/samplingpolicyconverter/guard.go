@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/collector/confmap"
 
@@ -28,6 +29,7 @@ func markerFilterID(guardID string) string {
 // guardPatch completes the guarded pipelines of a configuration.
 type guardPatch struct {
 	policies  map[string][]any          // tail_sampling ID -> its policies, the guard's first
+	guards    map[string]map[string]any // guard ID -> the keys it takes from its tail_sampling
 	filters   map[string]map[string]any // marker filter ID -> its configuration
 	pipelines map[string][]any          // pipeline ID -> its processors, marker filter included
 }
@@ -56,6 +58,11 @@ func (p *guardPatch) apply(conf *confmap.Conf) error {
 	for id, filter := range p.filters {
 		set(filter, "processors", id)
 	}
+	for id, keys := range p.guards {
+		for key, value := range keys {
+			set(value, "processors", id, key)
+		}
+	}
 	for id, processors := range p.pipelines {
 		set(processors, "service", "pipelines", id, "processors")
 	}
@@ -68,13 +75,16 @@ func (p *guardPatch) apply(conf *confmap.Conf) error {
 //     halves of a split trace are kept whatever the other policies decide
 //     (sample_on_first_match included), unless a drop policy matches;
 //   - right after the tail_sampling, a filter dropping the guard's marker
-//     spans, which exist only to carry the keep attribute to it.
+//     spans, which exist only to carry the keep attribute to it;
+//   - the guard's decision_wait and num_traces, from that tail_sampling's
+//     (followedKeys), so that an overlay changing tail_sampling's cannot
+//     leave the guard's windows behind.
 //
 // They are the guard's half of a contract with tail_sampling and the
 // filter; living in the binary instead of in the profile, no policies file
 // and no edited profile can lose them.
 func guardPipelines(cfg *gatewayConfig) (*guardPatch, error) {
-	p := &guardPatch{policies: map[string][]any{}, filters: map[string]map[string]any{}, pipelines: map[string][]any{}}
+	p := &guardPatch{policies: map[string][]any{}, guards: map[string]map[string]any{}, filters: map[string]map[string]any{}, pipelines: map[string][]any{}}
 	keepOf := map[string]string{} // tail_sampling ID -> keep attribute its guard policy reads
 	var errs []error
 	for _, pid := range cfg.pipelineIDs {
@@ -99,6 +109,14 @@ func guardPipelines(cfg *gatewayConfig) (*guardPatch, error) {
 			errs = append(errs, fmt.Errorf("processors::%s: the guards before it in several pipelines must use one keep_attribute, got %q and %q", tsID, keep, keepAttr))
 			continue
 		}
+		follow, err := followTailSampling(guardID, tsID, cfg.processors[guardID], cfg.processors[tsID])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(follow) > 0 {
+			p.guards[guardID] = follow
+		}
 		filterID := markerFilterID(guardID)
 		if _, taken := cfg.processors[filterID]; taken {
 			errs = append(errs, fmt.Errorf("processors::%s: this ID is reserved for the filter that drops %s's marker spans", filterID, guardID))
@@ -111,6 +129,47 @@ func guardPipelines(cfg *gatewayConfig) (*guardPatch, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// followedKeys are the tail_sampling settings a guard must share with the
+// tail_sampling it precedes: its windows are multiples of decision_wait,
+// and its bound on tracked traces scales num_traces. The guard's defaults
+// are tail_sampling's (30s, 50000).
+var followedKeys = []string{"decision_wait", "num_traces"}
+
+// followTailSampling returns the followedKeys tail_sampling tsID sets,
+// for guard guardID to take. A guard that sets one of them itself must set
+// tail_sampling's value: two values would be two windows, and the guard
+// would forget undecided traces.
+func followTailSampling(guardID, tsID string, guardRaw, tsRaw any) (map[string]any, error) {
+	guard, _ := guardRaw.(map[string]any)
+	ts, _ := tsRaw.(map[string]any)
+	follow := map[string]any{}
+	var errs []error
+	for _, key := range followedKeys {
+		want, set := ts[key]
+		if !set || want == nil {
+			continue
+		}
+		if own, ok := guard[key]; ok && own != nil && !sameSetting(own, want) {
+			errs = append(errs, fmt.Errorf("processors::%s::%s: %v, but processors::%s::%s is %v; the guard follows the tail_sampling it precedes, so leave %s out of the guard", guardID, key, own, tsID, key, want, key))
+			continue
+		}
+		follow[key] = want
+	}
+	return follow, errors.Join(errs...)
+}
+
+// sameSetting compares two values as written: durations by their length
+// ("10s" and "10000ms" agree), anything else by its text.
+func sameSetting(a, b any) bool {
+	as, bs := fmt.Sprint(a), fmt.Sprint(b)
+	if da, err := time.ParseDuration(as); err == nil {
+		if db, err := time.ParseDuration(bs); err == nil {
+			return da == db
+		}
+	}
+	return as == bs
 }
 
 // guardAttributes are the keep and marker attributes of a guard's
