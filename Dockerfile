@@ -36,9 +36,9 @@ COPY --chown=10001:10001 bin/image/empty/ /var/lib/tailgate/
 
 COPY bin/tailgate /tailgate
 COPY LICENSE /usr/share/doc/tailgate/LICENSE
-# The profiles and the gateway's sampling policies, from configs/ (their
+# The profiles (the gateway's with its default sampling policies), from configs/ (their
 # one home in the repository).
-COPY configs/agent.yaml configs/gateway.yaml configs/policies.yaml /etc/tailgate/
+COPY configs/agent.yaml configs/gateway.yaml /etc/tailgate/
 
 USER 10001:10001
 # OTLP gRPC, OTLP HTTP, health_check, internal telemetry, RED metrics (gateway).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stages a complete build context for the Dockerfile in a directory of its
 # own (default bin/image-context): the Dockerfile, the binary
-# ($TAILGATE_BIN, default bin/tailgate), the two profiles and the policies file, the host's CA
+# ($TAILGATE_BIN, default bin/tailgate), the two profiles, the host's CA
 # bundle (no base image can be pulled here, and a FROM scratch image needs
 # one for TLS to backends), the LICENSE and an empty directory for the
 # writable state directory. scripts/build-image.sh stages one per build.
@@ -26,5 +26,5 @@ rm -rf "$out"
 mkdir -p "$out/bin/image/rootfs/etc/ssl/certs" "$out/bin/image/rootfs/var/lib" "$out/bin/image/empty" "$out/configs"
 cp "$ca" "$out/bin/image/rootfs/etc/ssl/certs/ca-certificates.crt"
 cp "$bin" "$out/bin/tailgate"
-cp "$root/configs/agent.yaml" "$root/configs/gateway.yaml" "$root/configs/policies.yaml" "$out/configs/"
+cp "$root/configs/agent.yaml" "$root/configs/gateway.yaml" "$out/configs/"
 cp "$root/Dockerfile" "$root/.dockerignore" "$root/LICENSE" "$out/"

@@ -86,15 +86,14 @@ func TestGuardFollowsTheAgentsResolver(t *testing.T) {
 // runs (after its samplingpolicyconverter), for each resolver the guard's
 // keep and marker attributes reach a filter right after tail_sampling that
 // drops the marker spans, and tail_sampling holds one policy more than the
-// user's policies file: the guard's (print-config, v0.161.0, prints
-// policies without their name and settings; the converter's own tests
-// check the policy itself, and test/e2e that split traces stay whole with
-// a policies file that names no guard policy).
+// profile writes: the guard's (print-config, v0.161.0, prints policies
+// without their name and settings; the converter's own tests check the
+// policy itself, and test/e2e that split traces stay whole with policies
+// that name no guard policy).
 func TestSamplingFollowsTheGuardsAttributes(t *testing.T) {
-	var userPolicies []any
-	data, err := os.ReadFile(harness.PoliciesPath())
+	raw, err := profile.Raw("gateway")
 	require.NoError(t, err)
-	require.NoError(t, yaml.Unmarshal(data, &userPolicies))
+	userPolicies, _ := profile.Get(raw, "processors", "tail_sampling", "policies").([]any)
 	require.NotEmpty(t, userPolicies)
 	for _, resolver := range resolvers {
 		t.Run(resolver, func(t *testing.T) {
@@ -122,17 +121,19 @@ func TestSamplingFollowsTheGuardsAttributes(t *testing.T) {
 
 // TestGuardOutlivesDecisionWait: the guard must count a trace as in flight
 // for longer than tail_sampling waits to decide it, for every decision_wait
-// the environment can give: both read TAILGATE_DECISION_WAIT, and the
-// guard's active_window is either unset (derived from decision_wait, which
-// the component's tests show exceeds it) or longer. print-config validates
-// the guard, which rejects an active_window at or below decision_wait.
+// an overlay can give tail_sampling: the binary gives the guard in the
+// pipeline tail_sampling's, and the guard's active_window is either unset
+// (derived from decision_wait, which the component's tests show exceeds
+// it) or longer. print-config validates the guard, which rejects an
+// active_window at or below decision_wait.
 func TestGuardOutlivesDecisionWait(t *testing.T) {
 	for _, wait := range []time.Duration{time.Second, 10 * time.Second, 45 * time.Second, 5 * time.Minute} {
-		t.Run(wait.String(), func(t *testing.T) {
-			gateway, err := profile.Effective("gateway", map[string]string{"TAILGATE_DECISION_WAIT": wait.String()})
-			require.NoError(t, err)
-			assert.Equal(t, wait.String(), profile.Get(gateway, "processors", "tail_sampling", "decision_wait"))
-			for _, resolver := range resolvers {
+		for _, resolver := range resolvers {
+			t.Run(wait.String()+"/"+resolver, func(t *testing.T) {
+				gateway, err := profile.Effective("gateway", map[string]string{"TAILGATE_GATEWAY_RESOLVER": resolver},
+					"processors::tail_sampling::decision_wait="+wait.String())
+				require.NoError(t, err)
+				assert.Equal(t, wait.String(), profile.Get(gateway, "processors", "tail_sampling", "decision_wait"))
 				guard := "rebalance_guard/" + resolver
 				assert.Equal(t, wait.String(), profile.Get(gateway, "processors", guard, "decision_wait"), "%s decision_wait", guard)
 				active, err := time.ParseDuration(fmt.Sprint(profile.Get(gateway, "processors", guard, "active_window")))
@@ -140,20 +141,22 @@ func TestGuardOutlivesDecisionWait(t *testing.T) {
 				if active != 0 { // 0: derived from decision_wait
 					assert.Greater(t, active, wait, "%s active_window", guard)
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
-// TestGuardTracksWhatTailSamplingHolds: the guard sizes its trace tracker
-// from tail_sampling's num_traces, under every value the environment gives.
+// TestGuardTracksWhatTailSamplingHolds: the guard in the pipeline sizes
+// its trace tracker from tail_sampling's num_traces, under every value an
+// overlay gives tail_sampling.
 func TestGuardTracksWhatTailSamplingHolds(t *testing.T) {
 	for _, n := range []string{"1000", "300000"} {
-		gateway, err := profile.Effective("gateway", map[string]string{"TAILGATE_NUM_TRACES": n})
-		require.NoError(t, err)
-		want := fmt.Sprint(profile.Get(gateway, "processors", "tail_sampling", "num_traces"))
-		require.Equal(t, n, want)
 		for _, resolver := range resolvers {
+			gateway, err := profile.Effective("gateway", map[string]string{"TAILGATE_GATEWAY_RESOLVER": resolver},
+				"processors::tail_sampling::num_traces="+n)
+			require.NoError(t, err)
+			want := fmt.Sprint(profile.Get(gateway, "processors", "tail_sampling", "num_traces"))
+			require.Equal(t, n, want)
 			guard := "rebalance_guard/" + resolver
 			assert.Equal(t, want, fmt.Sprint(profile.Get(gateway, "processors", guard, "num_traces")), "%s num_traces", guard)
 		}

@@ -17,40 +17,38 @@ import (
 	"github.com/tailgate-dev/tailgate/test/profile"
 )
 
-// validate runs `tailgate validate` on a profile with the given environment
-// over harness.CheckoutEnv: nothing leaks in from the developer's shell.
-func validate(t *testing.T, profile string, env ...string) (string, error) {
-	t.Helper()
-	return validateWithOverlays(t, profile, nil, env...)
+// run is one `tailgate validate` of a profile: env over harness.Environ
+// (nothing leaks in from the developer's shell), overlays as more
+// --config, and collector --set flags, as a user runs them.
+type run struct {
+	env      map[string]string
+	overlays []string
+	set      []string
 }
 
-// validateWithOverlays is validate on the profile merged with overlay
-// files, each one more --config, as a user runs them.
-func validateWithOverlays(t *testing.T, profile string, overlays []string, env ...string) (string, error) {
+func validate(t *testing.T, profile string, r run) (string, error) {
 	t.Helper()
 	bin, err := harness.BinaryPath()
 	require.NoError(t, err)
 	args := []string{"validate", "--config", harness.ProfilePath(profile)}
-	for _, o := range overlays {
+	for _, o := range r.overlays {
 		args = append(args, "--config", o)
 	}
-	cmd := exec.Command(bin, args...)
-	vars := map[string]string{}
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		vars[k] = v
+	for _, s := range r.set {
+		args = append(args, "--set="+s)
 	}
-	cmd.Env = harness.CheckoutEnv(vars)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = harness.Environ(r.env)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
-// TestProfilesValidateWithNoEnvironment: nothing but the gateway's policies
-// file (which the image ships at the default path) is needed.
+// TestProfilesValidateWithNoEnvironment: a profile from this checkout
+// needs no variable, no file and no flag to validate.
 func TestProfilesValidateWithNoEnvironment(t *testing.T) {
 	for _, p := range profile.Names {
 		t.Run(p, func(t *testing.T) {
-			out, err := validate(t, p)
+			out, err := validate(t, p, run{})
 			assert.NoError(t, err, "tailgate validate --config configs/%s.yaml with no env:\n%s", p, out)
 		})
 	}
@@ -59,13 +57,13 @@ func TestProfilesValidateWithNoEnvironment(t *testing.T) {
 // TestAgentResolversValidate: each resolver the agent offers is a complete
 // configuration, not only the default one.
 func TestAgentResolversValidate(t *testing.T) {
-	for _, env := range [][]string{
-		{"TAILGATE_GATEWAY_RESOLVER=dns"},
-		{"TAILGATE_GATEWAY_RESOLVER=k8s", "TAILGATE_GATEWAY_K8S_SERVICE=gw.observability"},
-		{"TAILGATE_GATEWAY_RESOLVER=static", "TAILGATE_GATEWAY_STATIC_HOSTNAMES=[10.0.0.1:4317, 10.0.0.2:4317]"},
+	for _, env := range []map[string]string{
+		{"TAILGATE_GATEWAY_RESOLVER": "dns"},
+		{"TAILGATE_GATEWAY_RESOLVER": "k8s", "TAILGATE_GATEWAY_K8S_SERVICE": "gw.observability"},
+		{"TAILGATE_GATEWAY_RESOLVER": "static", "TAILGATE_GATEWAY_STATIC_HOSTNAMES": "[10.0.0.1:4317, 10.0.0.2:4317]"},
 	} {
-		t.Run(env[0], func(t *testing.T) {
-			out, err := validate(t, "agent", env...)
+		t.Run(env["TAILGATE_GATEWAY_RESOLVER"], func(t *testing.T) {
+			out, err := validate(t, "agent", run{env: env})
 			assert.NoError(t, err, out)
 		})
 	}
@@ -75,31 +73,35 @@ func TestAgentResolversValidate(t *testing.T) {
 // that names the offending key, so an operator can find it.
 func TestInvalidSettingsNameTheKey(t *testing.T) {
 	cases := []struct {
-		profile, env string
-		wantKeys     []string
+		name, profile string
+		run           run
+		wantKeys      []string
 	}{
-		// The variable feeds tail_sampling and rebalance_guard; the collector
-		// names the first component it decodes, in map order: either.
-		{"gateway", "TAILGATE_DECISION_WAIT=soon", []string{"decision_wait", "tail_sampling|rebalance_guard"}},
-		{"gateway", "TAILGATE_SAMPLING_PERCENTAGE=lots", []string{"tail_sampling", "sampling_percentage"}},
-		{"gateway", "TAILGATE_METRICS_EXPORTERS=[nosuchexporter]", []string{"metrics/spanmetrics", "nosuchexporter"}},
-		{"agent", "TAILGATE_GATEWAY_RESOLVER=consul", []string{"traces", "load_balancing/consul"}},
+		// The guard takes tail_sampling's value; the collector names the
+		// first component it decodes, in map order: either.
+		{"decision_wait", "gateway", run{set: []string{"processors::tail_sampling::decision_wait=soon"}}, []string{"tail_sampling|rebalance_guard", "decision_wait"}},
+		// The guard takes tail_sampling's decision_wait (samplingpolicyconverter):
+		// one of its own would be a second window.
+		{"a guard's own decision_wait", "gateway", run{set: []string{"processors::rebalance_guard/dns::decision_wait=30s"}},
+			[]string{"processors::rebalance_guard/dns::decision_wait: 30s", "processors::tail_sampling::decision_wait is 10s"}},
+		{"metrics exporter", "gateway", run{set: []string{"service::pipelines::metrics/spanmetrics::exporters=[nosuchexporter]"}}, []string{"metrics/spanmetrics", "nosuchexporter"}},
+		{"resolver", "agent", run{env: map[string]string{"TAILGATE_GATEWAY_RESOLVER": "consul"}}, []string{"traces", "load_balancing/consul"}},
 		// A gateway bound to 0.0.0.0 cannot tell its guard which address the
 		// agents' resolver lists for it: refused rather than keep everything.
-		{"gateway", "MY_POD_IP=0.0.0.0", []string{"rebalance_guard", "self", "0.0.0.0"}},
-		{"agent", "TAILGATE_K8S_PASSTHROUGH=maybe", []string{"k8s_attributes", "passthrough"}},
-		{"agent", "TAILGATE_GATEWAY_COMPRESSION=brotli", []string{"protocol.otlp.compression", "brotli"}},
-		// The user's policies file: the policy and the key, at validate
-		// time (samplingpolicyconverter; upstream checks policies at start
+		{"pod IP", "gateway", run{env: map[string]string{"MY_POD_IP": "0.0.0.0"}}, []string{"rebalance_guard", "self", "0.0.0.0"}},
+		{"passthrough", "agent", run{set: []string{"processors::k8s_attributes::passthrough=maybe"}}, []string{"k8s_attributes", "passthrough"}},
+		{"compression", "agent", run{set: []string{"exporters::load_balancing/dns::protocol::otlp::compression=brotli"}}, []string{"protocol.otlp.compression", "brotli"}},
+		// The user's policies: the policy and the key, at validate time
+		// (samplingpolicyconverter; upstream checks policies at start
 		// only, and ignores a misspelt policy-level key).
-		{"gateway", "TAILGATE_POLICIES_FILE=" + filepath.Join("testdata", "bad-policies.yaml"), []string{`policy "slow"`, "treshold_ms"}},
-		{"gateway", "TAILGATE_POLICIES_FILE=" + filepath.Join("testdata", "stray-key-policies.yaml"), []string{`policy "slow"`, "latncy"}},
-		{"gateway", "TAILGATE_POLICIES_FILE=/no/such/policies.yaml", []string{"/no/such/policies.yaml"}},
+		{"policy key", "gateway", run{overlays: []string{filepath.Join("testdata", "bad-policies-overlay.yaml")}}, []string{`policy "slow"`, "treshold_ms"}},
+		{"policy-level key", "gateway", run{overlays: []string{filepath.Join("testdata", "stray-key-policies-overlay.yaml")}}, []string{`policy "slow"`, "latncy"}},
+		{"missing overlay", "gateway", run{overlays: []string{"/no/such/overlay.yaml"}}, []string{"/no/such/overlay.yaml"}},
 	}
 	for _, c := range cases {
-		t.Run(c.env, func(t *testing.T) {
-			out, err := validate(t, c.profile, c.env)
-			require.Error(t, err, "validate accepted %s", c.env)
+		t.Run(c.name, func(t *testing.T) {
+			out, err := validate(t, c.profile, c.run)
+			require.Error(t, err, "validate accepted %+v", c.run)
 			for _, k := range c.wantKeys {
 				// "a|b": the error names one of them.
 				assert.True(t, slices.ContainsFunc(strings.Split(k, "|"), func(alt string) bool { return strings.Contains(out, alt) }),
@@ -125,7 +127,7 @@ func TestOverlaysAreValidatedMerged(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.overlay, func(t *testing.T) {
-			out, err := validateWithOverlays(t, c.profile, []string{filepath.Join("testdata", c.overlay)}, "TAILGATE_K8S_PASSTHROUGH=true")
+			out, err := validate(t, c.profile, run{overlays: []string{filepath.Join("testdata", c.overlay)}})
 			if c.wantKeys == nil {
 				require.NoError(t, err, out)
 				return
@@ -138,26 +140,103 @@ func TestOverlaysAreValidatedMerged(t *testing.T) {
 	}
 }
 
-// TestEveryProfileVariableIsDocumented: README.md's variable table lists
-// every variable the profiles read, and no variable they do not read.
+// remainingVariables are the only environment variables the profiles
+// read: the pod's own facts, and where the gateways are, which both tiers
+// must agree on and the manifests set from one place. Everything else is
+// YAML (70 variables before overlays, at most 25 by design).
+var remainingVariables = []string{
+	"K8S_NODE_NAME", "MY_POD_IP", "TAILGATE_CLUSTER_NAME",
+	"TAILGATE_GATEWAY_DNS_NAME", "TAILGATE_GATEWAY_K8S_SERVICE", "TAILGATE_GATEWAY_OTLP_PORT",
+	"TAILGATE_GATEWAY_RESOLVER", "TAILGATE_GATEWAY_STATIC_HOSTNAMES",
+}
+
+// TestEveryProfileVariableIsDocumented: the profiles read exactly
+// remainingVariables, and README.md's variable table lists exactly them.
 func TestEveryProfileVariableIsDocumented(t *testing.T) {
 	used := map[string]bool{}
-	for _, p := range append(slices.Clone(profile.Names), "policies") {
+	for _, p := range profile.Names {
 		vars, err := profile.Variables(p)
 		require.NoError(t, err)
 		for name := range vars {
 			used[name] = true
 		}
 	}
-	readme, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "README.md"))
-	require.NoError(t, err)
+	assert.Equal(t, remainingVariables, sortedKeys(used), "the variables the profiles read")
 	documented := map[string]bool{}
-	for _, line := range strings.Split(string(readme), "\n") {
-		if m := regexp.MustCompile("^\\| `([A-Z0-9_]+)` \\|").FindStringSubmatch(line); m != nil {
-			documented[m[1]] = true
+	for _, row := range readmeTable(t, "## Profiles") {
+		documented[strings.Trim(row[0], "`")] = true
+	}
+	assert.Equal(t, remainingVariables, sortedKeys(documented), "README.md's variable table")
+}
+
+// TestRetiredVariablesMapToKeys: README.md's migration table names, for
+// each retired variable, a key the profile of its tier has, or the section
+// it goes in (<resolver> read as each resolver), and no variable a profile
+// still reads.
+func TestRetiredVariablesMapToKeys(t *testing.T) {
+	rows := readmeTable(t, "### Migrating from environment variables")
+	require.GreaterOrEqual(t, len(rows), 70-len(remainingVariables), "a row for every retired variable")
+	raw := map[string]map[string]any{}
+	for _, p := range profile.Names {
+		doc, err := profile.Raw(p)
+		require.NoError(t, err)
+		raw[p] = doc
+	}
+	key := regexp.MustCompile("`([a-z_0-9]+(?:::[a-zA-Z_0-9/<>.]+)+)`")
+	for _, row := range rows {
+		name := strings.Trim(row[0], "`")
+		assert.NotContains(t, remainingVariables, name, "%s is still read", name)
+		tiers := []string{row[1]}
+		if row[1] == "both" {
+			tiers = profile.Names
+		}
+		keys := key.FindAllStringSubmatch(row[2], -1)
+		require.NotEmpty(t, keys, "%s maps to no key", name)
+		for _, tier := range tiers {
+			for _, k := range keys[:1] { // the first key is the one it becomes
+				found := false
+				for _, resolver := range resolvers {
+					path := strings.Split(strings.ReplaceAll(k[1], "<resolver>", resolver), "::")
+					if profile.Get(raw[tier], path...) != nil || profile.Get(raw[tier], path[:len(path)-1]...) != nil {
+						found = true
+					}
+				}
+				assert.True(t, found, "%s: the %s profile has no %s", name, tier, k[1])
+			}
 		}
 	}
-	assert.Equal(t, sortedKeys(used), sortedKeys(documented), "profile variables vs README.md table")
+}
+
+// readmeTable is the rows (cells, trimmed) of the first table after the
+// heading in README.md, its header and separator left out.
+func readmeTable(t *testing.T, heading string) [][]string {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "README.md"))
+	require.NoError(t, err)
+	text := string(readme)
+	start := strings.Index(text, "\n"+heading+"\n")
+	require.NotEqual(t, -1, start, "README.md has no %q", heading)
+	var rows [][]string
+	inTable := false
+	for _, line := range strings.Split(text[start+1:], "\n")[1:] {
+		if !strings.HasPrefix(line, "|") {
+			if inTable {
+				break
+			}
+			continue
+		}
+		inTable = true
+		if strings.HasPrefix(line, "|---") {
+			continue
+		}
+		var cells []string
+		for _, c := range strings.Split(strings.Trim(line, "|"), " | ") {
+			cells = append(cells, strings.TrimSpace(c))
+		}
+		rows = append(rows, cells)
+	}
+	require.NotEmpty(t, rows, "no table after %q", heading)
+	return rows[1:]
 }
 
 // TestReferenceMappingNamesDocumentedVariables: every variable README.md's
@@ -168,10 +247,8 @@ func TestReferenceMappingNamesDocumentedVariables(t *testing.T) {
 	require.NoError(t, err)
 	text := string(readme)
 	documented := map[string]bool{}
-	for _, line := range strings.Split(text, "\n") {
-		if m := regexp.MustCompile("^\\| `([A-Z0-9_]+)` \\|").FindStringSubmatch(line); m != nil {
-			documented[m[1]] = true
-		}
+	for _, name := range remainingVariables {
+		documented[name] = true
 	}
 	start := strings.Index(text, "### Coming from the reference configs")
 	require.NotEqual(t, -1, start, "README.md has no section \"Coming from the reference configs\"")

@@ -342,7 +342,7 @@ func isTimeout(err error) bool {
 // arrives whole and none in part.
 func TestAbuseUnderTraffic(t *testing.T) {
 	topo := startTopology(t, harness.TopologyConfig{
-		Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv, SinkAttrKeys: []string{"payload"},
+		Agents: 2, Gateways: 3, GatewaySet: gatewaySet, SinkAttrKeys: []string{"payload"},
 	})
 	agent, gateway := topo.Agents[0], topo.Gateways[0]
 	targets := []struct {

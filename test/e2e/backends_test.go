@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"maps"
 	"testing"
 	"time"
 
@@ -45,17 +44,18 @@ func keptTraces(s *harness.Sink) map[pcommon.TraceID]bool {
 }
 
 // TestTwoBackendsEachReceiveEveryKeptTrace exports kept traces to two OTLP
-// backends at once (TAILGATE_BACKEND_EXPORTERS) while the second is down
+// backends at once (the sampling pipeline's exporters) while the second is down
 // for the first 15 seconds: the first receives traces throughout the
 // outage (the second's queue holds only the second's data), and in the end
 // both hold every error and slow trace complete, no trace in part, and the
 // same traces.
 func TestTwoBackendsEachReceiveEveryKeptTrace(t *testing.T) {
 	second := startSink(t)
-	env := maps.Clone(gatewayEnv)
-	env["TAILGATE_BACKEND_EXPORTERS"] = "[otlp_grpc/backend_memory, otlp_grpc/backend_secondary]"
-	env["TAILGATE_SECONDARY_BACKEND_ENDPOINT"] = second.Endpoint()
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 2, GatewayEnv: env})
+	set := withGatewaySet(
+		harness.BackendsSet("otlp_grpc/backend_memory", "otlp_grpc/backend_secondary"),
+		"exporters::otlp_grpc/backend_secondary::endpoint="+second.Endpoint(),
+	)
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 2, GatewaySet: set})
 	second.Down()
 	outage := time.Now()
 
@@ -91,10 +91,11 @@ func TestTwoBackendsEachReceiveEveryKeptTrace(t *testing.T) {
 // shards together hold every error and slow trace complete.
 func TestShardedBackendReceivesWholeTraces(t *testing.T) {
 	backend := shards{startSink(t), startSink(t)}
-	env := maps.Clone(gatewayEnv)
-	env["TAILGATE_BACKEND_EXPORTERS"] = "[load_balancing/backend_static]"
-	env["TAILGATE_SHARDED_BACKEND_STATIC_HOSTNAMES"] = "[" + backend[0].Endpoint() + ", " + backend[1].Endpoint() + "]"
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 2, GatewayEnv: env})
+	set := withGatewaySet(
+		harness.BackendsSet("load_balancing/backend_static"),
+		"exporters::load_balancing/backend_static::resolver::static::hostnames=["+backend[0].Endpoint()+", "+backend[1].Endpoint()+"]",
+	)
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 2, GatewaySet: set})
 
 	plans := plan(t, 600, 400)
 	sent := send(t, topo, plans)
@@ -111,7 +112,7 @@ func TestShardedBackendReceivesWholeTraces(t *testing.T) {
 		t.Logf("%-6s sent %4d complete %4d partial %d lost %4d", k, o.Sent, o.Complete, o.Partial, o.Lost)
 	}
 	assertKeptWhole(t, ev)
-	assert.Zero(t, topo.Sink.SpanCount(), "spans at the primary backend, which is not in TAILGATE_BACKEND_EXPORTERS")
+	assert.Zero(t, topo.Sink.SpanCount(), "spans at the primary backend, which is not among the sampling pipeline's exporters")
 
 	first, second := keptTraces(backend[0]), keptTraces(backend[1])
 	t.Logf("shard 1: %d traces, shard 2: %d traces", len(first), len(second))

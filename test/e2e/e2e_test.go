@@ -11,7 +11,7 @@ import (
 	"maps"
 	"math"
 	"os"
-	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -26,19 +26,17 @@ var (
 	flagTraces = flag.Int("e2e.traces", 2000, "traces in the main correctness run")
 	flagRate   = flag.Float64("e2e.rate", 150, "new traces per second")
 	// Shows what the exit tests guard against: -e2e.backend-queue=disk.
-	flagBackendQueue = flag.String("e2e.backend-queue", "", "TAILGATE_BACKEND_QUEUE for the exit tests (default: the profile's)")
-	// Runs the ground truth against a lever of the gateway profile, e.g.
-	// -e2e.gateway-env=TAILGATE_SAMPLING_STRATEGY=span-ingest.
-	flagGatewayEnv = flag.String("e2e.gateway-env", "", "more profile variables of every e2e gateway, VAR=value,...")
+	flagBackendQueue = flag.String("e2e.backend-queue", "", "the exit tests' backend queue, memory or disk (default: the profile's)")
 )
 
 func TestMain(m *testing.M) {
+	// Runs the ground truth against a lever of the gateway profile, e.g.
+	// -e2e.gateway-set=processors::tail_sampling::sampling_strategy=span-ingest.
+	flag.Func("e2e.gateway-set", "one more collector --set flag of every e2e gateway (repeatable)", func(s string) error {
+		gatewaySet = append(gatewaySet, s)
+		return nil
+	})
 	flag.Parse()
-	for _, kv := range strings.Split(*flagGatewayEnv, ",") {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			gatewayEnv[k] = v
-		}
-	}
 	os.Exit(m.Run())
 }
 
@@ -72,10 +70,15 @@ func plan(t *testing.T, traces int, seedOffset uint64) []harness.TracePlan {
 	return plans
 }
 
-// gatewayEnv is the profile overrides every e2e gateway runs with.
-var gatewayEnv = map[string]string{
-	"TAILGATE_DECISION_WAIT":              decisionWait.String(),
-	"TAILGATE_SPANMETRICS_FLUSH_INTERVAL": "1s",
+// gatewaySet is the collector --set flags every e2e gateway runs with.
+var gatewaySet = []string{
+	"processors::tail_sampling::decision_wait=" + decisionWait.String(),
+	"connectors::span_metrics::metrics_flush_interval=1s",
+}
+
+// withGatewaySet is gatewaySet and then more (which win).
+func withGatewaySet(more ...string) []string {
+	return append(slices.Clone(gatewaySet), more...)
 }
 
 // assertKeptWhole checks the product's promise on an evaluation: there were
@@ -118,26 +121,39 @@ func startTopology(t *testing.T, cfg harness.TopologyConfig) *harness.Topology {
 }
 
 // startLoneNode starts one collector from a shipped profile on fresh
-// ports, outside a Topology, with env on top of the ports' variables; it
-// is stopped when the test ends. healthHost is where health_check listens
-// ("" for 127.0.0.1).
-func startLoneNode(t *testing.T, profile, healthHost string, env func(harness.NodePorts) map[string]string) (*harness.Process, harness.NodePorts) {
+// ports, outside a Topology, with the environment and --set flags
+// settings gives on top of the ports'; it is stopped when the test ends.
+// host is its pod IP ("" for 127.0.0.1).
+func startLoneNode(t *testing.T, profile, host string, settings func(harness.NodePorts) (map[string]string, []string)) (*harness.Process, harness.NodePorts) {
 	t.Helper()
 	bin, err := harness.BinaryPath()
 	require.NoError(t, err)
 	ports, err := harness.PickPorts()
 	require.NoError(t, err)
-	vars := ports.Env()
-	vars["TAILGATE_STORAGE_DIR"] = t.TempDir()
-	maps.Copy(vars, env(ports))
+	ports.Host = host
+	vars := ports.Env(profile)
+	env, set := settings(ports)
+	maps.Copy(vars, env)
+	if profile == "gateway" {
+		set = append(harness.StorageSet(t.TempDir()), set...)
+	}
 	p, err := harness.StartProcess(bin, harness.ProcessSpec{
-		Name: profile, Args: harness.RunArgs(profile, harness.ProfilePath(profile)), Env: vars,
-		HealthHost: healthHost, HealthPort: ports.Health, LogDir: t.TempDir(),
+		Name: profile, Args: ports.Args(profile, harness.ProfilePath(profile), nil, set...), Env: vars,
+		HealthHost: host, HealthPort: ports.Health, LogDir: t.TempDir(),
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Stop(30 * time.Second) })
 	require.NoError(t, p.WaitHealthy(30*time.Second))
 	return p, ports
+}
+
+// agentOutsideKubernetes is the --set flag an agent needs here (no
+// Kubernetes API: harness.AgentPassthrough), none for a gateway.
+func agentOutsideKubernetes(profile string) []string {
+	if profile == "agent" {
+		return []string{harness.AgentPassthrough}
+	}
+	return nil
 }
 
 // send replays plans through the topology's agents within a bounded time.

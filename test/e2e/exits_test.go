@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"maps"
 	"math"
 	"os"
 	"regexp"
@@ -39,17 +38,16 @@ const (
 //
 // The shipped in-memory queue drains at shutdown; the disk queue does not
 // (what is queued stays on the pod's emptyDir): with
-// TAILGATE_BACKEND_QUEUE=disk this test fails.
+// -e2e.backend-queue=disk (otlp_grpc/backend_disk) this test fails.
 func TestGatewayExitDeliversWhatItDecided(t *testing.T) {
-	env := maps.Clone(gatewayEnv)
+	set := withGatewaySet()
 	if q := *flagBackendQueue; q != "" {
-		env["TAILGATE_BACKEND_QUEUE"] = q
+		set = append(set, harness.BackendsSet("otlp_grpc/backend_"+q))
 	}
-	var set []string
 	for _, exp := range []string{"otlp_grpc/backend_memory", "otlp_grpc/backend_disk"} {
 		set = append(set, fmt.Sprintf("exporters::%s::sending_queue::num_consumers=%d", exp, backendConsumers))
 	}
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: env, GatewaySet: set})
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewaySet: set})
 	topo.Sink.SetLatency(slowBackend)
 	plans := plan(t, 1350, 5) // 9s at 150 traces/s: the backlog grows by about a batch every 3s
 
@@ -111,7 +109,7 @@ var droppedItemsRe = regexp.MustCompile(`"dropped_items": (\d+)`)
 // while it lasts), the other gateways hold theirs and deliver all of it
 // when the backend is back. Only the leaving gateway's share is lost.
 func TestBackendDownAcrossAnExit(t *testing.T) {
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv})
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewaySet: gatewaySet})
 	plans := plan(t, 900, 6)
 	topo.Sink.Down()
 	sent := send(t, topo, plans)

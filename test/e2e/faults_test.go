@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"maps"
 	"math"
 	"testing"
 	"time"
@@ -29,7 +28,7 @@ func sendWithEvents(t *testing.T, topo *harness.Topology, plans []harness.TraceP
 // traffic flows; the gateways' sending queues and retries hold the kept
 // traces and deliver all of them when it is back.
 func TestBackendOutageLosesNoKeptSpans(t *testing.T) {
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv})
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewaySet: gatewaySet})
 	plans := plan(t, 2250, 1) // 15s at 150 traces/s
 
 	var downAt, upAt time.Time
@@ -48,16 +47,15 @@ func TestBackendOutageLosesNoKeptSpans(t *testing.T) {
 }
 
 // TestPersistentQueueSurvivesGatewayRestart: with the disk queue
-// (TAILGATE_BACKEND_QUEUE=disk), kept traces waiting in the gateways'
+// (otlp_grpc/backend_disk), kept traces waiting in the gateways'
 // queues (backend down) survive a restart of every gateway on the same
 // storage, graceful or a crash (SIGKILL: a container restarted in its pod,
 // the emptyDir kept), and reach the backend once it is back.
 func TestPersistentQueueSurvivesGatewayRestart(t *testing.T) {
 	for _, kill := range []bool{false, true} {
 		t.Run(map[bool]string{false: "SIGTERM", true: "SIGKILL"}[kill], func(t *testing.T) {
-			env := maps.Clone(gatewayEnv)
-			env["TAILGATE_BACKEND_QUEUE"] = "disk"
-			topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: env})
+			set := withGatewaySet(harness.BackendsSet("otlp_grpc/backend_disk"))
+			topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewaySet: set})
 			plans := plan(t, 600, 2)
 
 			topo.Sink.Down()
@@ -96,7 +94,7 @@ func TestPersistentQueueSurvivesGatewayRestart(t *testing.T) {
 //     interesting traces, plus 4 standard deviations of that share;
 //   - no span reaches the backend twice.
 func TestGatewayCrashLosesOnlyItsTracesInFlight(t *testing.T) {
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv})
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewaySet: gatewaySet})
 	plans := plan(t, 1500, 3)
 
 	victim := topo.Gateways[1]

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,17 +24,18 @@ import (
 func TestGuardThatCannotFindItselfIsLoud(t *testing.T) {
 	cases := []struct {
 		name   string
-		env    func(harness.NodePorts) map[string]string
+		env    func(harness.NodePorts) (map[string]string, []string)
 		inRing bool
 	}{
-		{"dns, agents send to another port than the receiver's", func(p harness.NodePorts) map[string]string {
-			return map[string]string{"TAILGATE_GATEWAY_RESOLVER": "dns", "TAILGATE_GATEWAY_DNS_NAME": "localhost", "TAILGATE_GATEWAY_OTLP_PORT": strconv.Itoa(p.OTLPHTTP)}
+		{"dns, an overlay names self on another port than the agents send to", func(p harness.NodePorts) (map[string]string, []string) {
+			return map[string]string{"TAILGATE_GATEWAY_RESOLVER": "dns", "TAILGATE_GATEWAY_DNS_NAME": "localhost"},
+				[]string{fmt.Sprintf("processors::rebalance_guard/dns::self=127.0.0.1:%d", p.OTLPHTTP)}
 		}, false},
-		{"static list names the gateways", func(p harness.NodePorts) map[string]string {
-			return map[string]string{"TAILGATE_GATEWAY_RESOLVER": "static", "TAILGATE_GATEWAY_STATIC_HOSTNAMES": fmt.Sprintf("[localhost:%d]", p.OTLPGRPC)}
+		{"static list names the gateways", func(p harness.NodePorts) (map[string]string, []string) {
+			return map[string]string{"TAILGATE_GATEWAY_RESOLVER": "static", "TAILGATE_GATEWAY_STATIC_HOSTNAMES": fmt.Sprintf("[localhost:%d]", p.OTLPGRPC)}, nil
 		}, false},
-		{"dns, configured right", func(p harness.NodePorts) map[string]string {
-			return map[string]string{"TAILGATE_GATEWAY_RESOLVER": "dns", "TAILGATE_GATEWAY_DNS_NAME": "localhost", "TAILGATE_GATEWAY_OTLP_PORT": strconv.Itoa(p.OTLPGRPC)}
+		{"dns, configured right", func(p harness.NodePorts) (map[string]string, []string) {
+			return map[string]string{"TAILGATE_GATEWAY_RESOLVER": "dns", "TAILGATE_GATEWAY_DNS_NAME": "localhost"}, nil
 		}, true},
 	}
 	for _, c := range cases {

@@ -22,12 +22,11 @@ func TestProfilesServeOnAnIPv6PodIP(t *testing.T) {
 	for _, profile := range []string{"agent", "gateway"} {
 		t.Run(profile, func(t *testing.T) {
 			var self string
-			_, ports := startLoneNode(t, profile, "::1", func(p harness.NodePorts) map[string]string {
+			_, ports := startLoneNode(t, profile, "::1", func(p harness.NodePorts) (map[string]string, []string) {
 				self = net.JoinHostPort("::1", strconv.Itoa(p.OTLPGRPC))
 				return map[string]string{
-					"MY_POD_IP": "::1", "TAILGATE_K8S_PASSTHROUGH": "true",
 					"TAILGATE_GATEWAY_RESOLVER": "static", "TAILGATE_GATEWAY_STATIC_HOSTNAMES": fmt.Sprintf("[%q]", self),
-				}
+				}, agentOutsideKubernetes(profile)
 			})
 
 			for name, port := range map[string]int{"OTLP/gRPC": ports.OTLPGRPC, "OTLP/HTTP": ports.OTLPHTTP} {

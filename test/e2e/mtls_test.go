@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"maps"
 	"net"
 	"path/filepath"
 	"strings"
@@ -54,10 +53,10 @@ func (p *tierPKI) rotate(t *testing.T, notAfter time.Time) {
 // topologyConfig is an e2e topology with mutual TLS between the tiers,
 // certificates re-read every reload.
 func (p *tierPKI) topologyConfig(agents, gateways int, reload time.Duration) harness.TopologyConfig {
-	genv := maps.Clone(gatewayEnv)
-	maps.Copy(genv, harness.GatewayMTLSEnv(p.gatewayDir, reload))
 	return harness.TopologyConfig{
-		Agents: agents, Gateways: gateways, GatewayEnv: genv, AgentEnv: harness.AgentMTLSEnv(p.agentDir, reload),
+		Agents: agents, Gateways: gateways,
+		GatewayOverlays: []string{harness.MTLSOverlay("gateway")}, GatewaySet: withGatewaySet(harness.GatewayMTLSSet(p.gatewayDir, reload)...),
+		AgentOverlays: []string{harness.MTLSOverlay("agent")}, AgentSet: harness.AgentMTLSSet(p.agentDir, reload),
 	}
 }
 
@@ -143,7 +142,7 @@ func TestCertificateRotationUnderTraffic(t *testing.T) {
 	start := time.Now()
 	p := newTierPKI(t, start.Add(25*time.Second))
 	cfg := p.topologyConfig(2, 2, 2*time.Second)
-	cfg.GatewayEnv["TAILGATE_OTLP_MAX_CONNECTION_AGE"] = "3s"
+	cfg.GatewaySet = append(cfg.GatewaySet, "receivers::otlp::protocols::grpc::keepalive::server_parameters::max_connection_age=3s")
 	topo := startTopology(t, cfg)
 	oldSerial := p.gatewayLeaf.Cert.SerialNumber
 
@@ -212,18 +211,22 @@ func TestBackendsOverMutualTLS(t *testing.T) {
 	}
 	primary, secondary, shard1, shard2 := newSink(), newSink(), newSink(), newSink()
 
-	env := maps.Clone(gatewayEnv)
-	env["TAILGATE_BACKEND_EXPORTERS"] = "[otlp_grpc/backend_memory, otlp_grpc/backend_secondary, load_balancing/backend_static]"
-	env["TAILGATE_BACKEND_ENDPOINT"] = primary.Endpoint()
-	env["TAILGATE_SECONDARY_BACKEND_ENDPOINT"] = secondary.Endpoint()
-	env["TAILGATE_SHARDED_BACKEND_STATIC_HOSTNAMES"] = "[" + shard1.Endpoint() + ", " + shard2.Endpoint() + "]"
-	for _, prefix := range []string{"TAILGATE_BACKEND", "TAILGATE_SECONDARY_BACKEND", "TAILGATE_SHARDED_BACKEND"} {
-		env[prefix+"_TLS_CA_FILE"] = filepath.Join(dir, "ca.crt")
-		env[prefix+"_TLS_CERT_FILE"] = filepath.Join(dir, "tls.crt")
-		env[prefix+"_TLS_KEY_FILE"] = filepath.Join(dir, "tls.key")
-		env[prefix+"_TLS_SERVER_NAME"] = "backend.example"
+	set := withGatewaySet(
+		harness.BackendsSet("otlp_grpc/backend_memory", "otlp_grpc/backend_secondary", "load_balancing/backend_static"),
+		"exporters::otlp_grpc/backend_memory::endpoint="+primary.Endpoint(),
+		"exporters::otlp_grpc/backend_secondary::endpoint="+secondary.Endpoint(),
+		"exporters::load_balancing/backend_static::resolver::static::hostnames=["+shard1.Endpoint()+", "+shard2.Endpoint()+"]",
+	)
+	for _, tls := range []string{"otlp_grpc/backend_memory::tls", "otlp_grpc/backend_secondary::tls", "load_balancing/backend_static::protocol::otlp::tls"} {
+		set = append(set,
+			"exporters::"+tls+"::insecure=false",
+			"exporters::"+tls+"::ca_file="+filepath.Join(dir, "ca.crt"),
+			"exporters::"+tls+"::cert_file="+filepath.Join(dir, "tls.crt"),
+			"exporters::"+tls+"::key_file="+filepath.Join(dir, "tls.key"),
+			"exporters::"+tls+"::server_name_override=backend.example",
+		)
 	}
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 2, GatewayEnv: env})
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 2, GatewaySet: set})
 	plans := plan(t, 600, 72)
 	sent := send(t, topo, plans)
 	require.Zero(t, sent.SpansFailed, "agents refused spans")

@@ -39,15 +39,14 @@ func TestDashboardAndAlertsInPrometheus(t *testing.T) {
 	for _, kv := range []string{"sending_queue::queue_size=100", "sending_queue::num_consumers=1", "retry_on_failure::max_interval=2s", "retry_on_failure::max_elapsed_time=5s"} {
 		set = append(set, "exporters::otlp_grpc/backend_memory::"+kv)
 	}
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv, GatewaySet: set})
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewaySet: withGatewaySet(set...)})
 	// A gateway whose static list names the gateways by name while its
 	// guard knows itself by address: it never finds itself in the ring.
-	_, lone := startLoneNode(t, "gateway", "", func(p harness.NodePorts) map[string]string {
-		env := maps.Clone(gatewayEnv)
-		env["TAILGATE_GATEWAY_RESOLVER"] = "static"
-		env["TAILGATE_GATEWAY_STATIC_HOSTNAMES"] = fmt.Sprintf("[localhost:%d]", p.OTLPGRPC)
-		env["TAILGATE_BACKEND_ENDPOINT"] = topo.Sink.Endpoint()
-		return env
+	_, lone := startLoneNode(t, "gateway", "", func(p harness.NodePorts) (map[string]string, []string) {
+		return map[string]string{
+			"TAILGATE_GATEWAY_RESOLVER":         "static",
+			"TAILGATE_GATEWAY_STATIC_HOSTNAMES": fmt.Sprintf("[localhost:%d]", p.OTLPGRPC),
+		}, withGatewaySet("exporters::otlp_grpc/backend_memory::endpoint="+topo.Sink.Endpoint())
 	})
 
 	dir := t.TempDir()

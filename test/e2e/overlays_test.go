@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -95,10 +94,8 @@ func (srv *tlsServer) clientCreds() credentials.TransportCredentials {
 // evaluation of what backend received.
 func runThroughOverlay(t *testing.T, overlay string, env map[string]string, backend *harness.Sink, seed uint64) harness.Evaluation {
 	t.Helper()
-	gwEnv := maps.Clone(gatewayEnv)
-	maps.Copy(gwEnv, env)
 	topo := startTopology(t, harness.TopologyConfig{
-		Agents: 2, Gateways: 2, GatewayEnv: gwEnv, GatewayOverlays: []string{writeOverlay(t, overlay)},
+		Agents: 2, Gateways: 2, GatewayEnv: env, GatewaySet: gatewaySet, GatewayOverlays: []string{writeOverlay(t, overlay)},
 	})
 	plans := plan(t, 500, seed)
 	sent := send(t, topo, plans)
@@ -278,7 +275,7 @@ service:
         - batch
 `)
 	topo := startTopology(t, harness.TopologyConfig{
-		Agents: 2, Gateways: 2, GatewayEnv: gatewayEnv, GatewayOverlays: []string{overlay}, SinkAttrKeys: []string{"enduser.id"},
+		Agents: 2, Gateways: 2, GatewaySet: gatewaySet, GatewayOverlays: []string{overlay}, SinkAttrKeys: []string{"enduser.id"},
 	})
 	shop := startShop(t, topo)
 	serveMix(t, shop, []shopClass{{"shop", 300, func(i int) harness.ShopRequest {

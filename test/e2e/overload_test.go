@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -37,16 +36,17 @@ func TestOverloadPushesBackAndRecovers(t *testing.T) {
 	consts, err := harness.SizingConstants()
 	require.NoError(t, err)
 	capacity := overloadPod.CPUs / consts.CPUSecondsPer10kSpans * 10_000 // spans/s the pod's CPU takes
-	env := maps.Clone(gatewayEnv)
 	// GOGC and GOMEMLIMIT as the manifests derive them for this pod size.
 	gc, err := render.GCEnv("Deployment", overloadPod.MemoryBytes)
 	require.NoError(t, err)
 	require.Contains(t, gc, "GOMEMLIMIT")
-	maps.Copy(env, gc)
 	// Sized as docs/sizing.md says for this pod: the buffer holds what its
 	// CPU takes within decision_wait, x1.5.
-	env["TAILGATE_NUM_TRACES"] = fmt.Sprint(int(capacity / 20 * (decisionWait + time.Second).Seconds() * 1.5))
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 1, GatewayEnv: env, GatewayLimits: &overloadPod})
+	numTraces := int(capacity / 20 * (decisionWait + time.Second).Seconds() * 1.5)
+	topo := startTopology(t, harness.TopologyConfig{
+		Agents: 2, Gateways: 1, GatewayEnv: gc, GatewayLimits: &overloadPod,
+		GatewaySet: withGatewaySet(fmt.Sprintf("processors::tail_sampling::num_traces=%d", numTraces)),
+	})
 	gw := topo.Gateways[0]
 	pid := gw.Proc.Pid()
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"math"
 	"path/filepath"
 	"testing"
@@ -76,7 +77,7 @@ func assertAllWhole(t *testing.T, o classOutcome, what string) {
 // Each kind is kept exactly as a plain trace of its kind would be.
 func TestApplicationsCannotSteerSampling(t *testing.T) {
 	topo := startTopology(t, harness.TopologyConfig{
-		Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv,
+		Agents: 2, Gateways: 3, GatewaySet: gatewaySet,
 		SinkAttrKeys: []string{"tailgate.rebalance.keep", "tailgate.rebalance.marker"},
 	})
 	shop := startShop(t, topo)
@@ -123,15 +124,10 @@ func TestApplicationsCannotSteerSampling(t *testing.T) {
 // them (recordpolicy).
 func TestPolicyLibrary(t *testing.T) {
 	const maxTraceBytes = 64 << 10
-	env := map[string]string{
-		"TAILGATE_POLICIES_FILE":        filepath.Join(harness.RepoRoot(), "configs", "examples", "policy-library.yaml"),
-		"TAILGATE_MAX_TRACE_SIZE_BYTES": "65536",
-	}
-	for k, v := range gatewayEnv {
-		env[k] = v
-	}
 	topo := startTopology(t, harness.TopologyConfig{
-		Agents: 2, Gateways: 3, GatewayEnv: env, SinkAttrKeys: []string{"tailsampling.policy"},
+		Agents: 2, Gateways: 3, SinkAttrKeys: []string{"tailsampling.policy"},
+		GatewayOverlays: []string{filepath.Join(harness.RepoRoot(), "configs", "examples", "policy-library.yaml")},
+		GatewaySet:      withGatewaySet(fmt.Sprintf("processors::tail_sampling::maximum_trace_size_bytes=%d", maxTraceBytes)),
 	})
 	shop := startShop(t, topo)
 	begun := time.Now()

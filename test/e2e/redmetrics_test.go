@@ -63,7 +63,7 @@ func sumRED(scrapes []harness.Scrape, metric string, labelPairs ...string) float
 // carry it, and the latency histogram has the profile's buckets, filled as
 // the spans' durations say.
 func TestREDMetricsPerServiceAndRequest(t *testing.T) {
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 2, GatewayEnv: gatewayEnv})
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 2, GatewaySet: gatewaySet})
 	shop := startShop(t, topo)
 	serveShop(t, shop, 200, 100)
 	ended := shop.Ended()
@@ -158,10 +158,9 @@ func TestClusterIdentityOnEverySpanAndSeries(t *testing.T) {
 		{name: "agents and gateways", agents: "edge-7", gateways: "eu-west-1", want: "edge-7"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := maps.Clone(gatewayEnv)
-			env["TAILGATE_CLUSTER_NAME"] = tc.gateways
 			topo := startTopology(t, harness.TopologyConfig{
-				Agents: 1, Gateways: 2, GatewayEnv: env, SinkAttrKeys: []string{"k8s.cluster.name"},
+				Agents: 1, Gateways: 2, GatewaySet: gatewaySet, SinkAttrKeys: []string{"k8s.cluster.name"},
+				GatewayEnv: map[string]string{"TAILGATE_CLUSTER_NAME": tc.gateways},
 				AgentEnv: map[string]string{"TAILGATE_CLUSTER_NAME": tc.agents},
 			})
 			shop := startShop(t, topo)

@@ -30,7 +30,7 @@ const shareBound = 0.18
 // probabilistic rate, RED metrics count every span once, and the gateways
 // share the traces evenly.
 func TestTailSamplingKeepsInterestingTracesWhole(t *testing.T) {
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv})
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 3, GatewaySet: gatewaySet})
 	plans := plan(t, *flagTraces, 0)
 	sent := send(t, topo, plans)
 	require.Zero(t, sent.SpansFailed, "agents refused spans")

@@ -89,7 +89,7 @@ func serveShop(t *testing.T, shop *harness.SDKShop, n int, rate float64) {
 // backend, and with TAILGATE_CLUSTER_NAME unset nothing adds a cluster.
 func TestGoSDKTracesArriveWhole(t *testing.T) {
 	topo := startTopology(t, harness.TopologyConfig{
-		Agents: 2, Gateways: 3, GatewayEnv: gatewayEnv,
+		Agents: 2, Gateways: 3, GatewaySet: gatewaySet,
 		SinkAttrKeys: []string{"telemetry.sdk.language", "k8s.pod.name", "k8s.cluster.name"},
 	})
 	shop := startShop(t, topo)

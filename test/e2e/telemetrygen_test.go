@@ -24,7 +24,7 @@ import (
 func TestTelemetrygenLoadThroughTheAgents(t *testing.T) {
 	bin, err := harness.ToolBinary("telemetrygen", "telemetrygen")
 	require.NoError(t, err)
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 2, GatewayEnv: gatewayEnv})
+	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 2, GatewaySet: gatewaySet})
 
 	const workers, tracesPerWorker, children = 2, 100, 4
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

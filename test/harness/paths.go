@@ -46,25 +46,6 @@ func ProfilePath(profile string) string {
 	return filepath.Join(RepoRoot(), "configs", profile+".yaml")
 }
 
-// PoliciesPath is the gateway's sampling policies file as shipped
-// (configs/policies.yaml; /etc/tailgate/policies.yaml in the image).
-func PoliciesPath() string {
-	return filepath.Join(RepoRoot(), "configs", "policies.yaml")
-}
-
-// CheckoutEnv is the environment a profile needs to run from this checkout
-// rather than from the image, plus extra (which wins): the gateway reads
-// its policies from TAILGATE_POLICIES_FILE, whose default is the image's
-// path. PATH and HOME only otherwise, so that the profiles' defaults apply
-// unless a test overrides them on purpose.
-func CheckoutEnv(extra map[string]string) []string {
-	env := map[string]string{"TAILGATE_POLICIES_FILE": PoliciesPath()}
-	for k, v := range extra {
-		env[k] = v
-	}
-	return environ(env)
-}
-
 // GatewayFeatureGates is the flag the image's default command and the
 // manifests give every gateway: tail_sampling's alpha gate recordpolicy,
 // so a kept trace's spans name the policy that kept it (their scope's

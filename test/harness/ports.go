@@ -50,6 +50,10 @@ func FreePorts(n int) ([]int, error) {
 // NodePorts are the ports one collector listens on.
 type NodePorts struct {
 	OTLPGRPC, OTLPHTTP, Health, Telemetry, Pprof, Zpages, Prometheus int
+	// Host is the collector's pod IP (empty: 127.0.0.1): its receivers,
+	// health_check and metrics listen there, its debug endpoints on
+	// 127.0.0.1 whatever it is, as in a pod.
+	Host string
 }
 
 // PickPorts picks a free port for each of a collector's listeners.
@@ -58,32 +62,55 @@ func PickPorts() (NodePorts, error) {
 	if err != nil {
 		return NodePorts{}, err
 	}
-	return NodePorts{p[0], p[1], p[2], p[3], p[4], p[5], p[6]}, nil
+	return NodePorts{p[0], p[1], p[2], p[3], p[4], p[5], p[6], ""}, nil
 }
 
-// Env is the profile variables that put a collector started from either
-// shipped profile on these ports, on 127.0.0.1: the one mapping from ports
-// to the profiles' variables (README.md lists them).
-func (p NodePorts) Env() map[string]string {
-	return map[string]string{
-		"MY_POD_IP":                "127.0.0.1",
-		"TAILGATE_OTLP_GRPC_PORT":  strconv.Itoa(p.OTLPGRPC),
-		"TAILGATE_OTLP_HTTP_PORT":  strconv.Itoa(p.OTLPHTTP),
-		"TAILGATE_HEALTH_PORT":     strconv.Itoa(p.Health),
-		"TAILGATE_TELEMETRY_PORT":  strconv.Itoa(p.Telemetry),
-		"TAILGATE_PPROF_PORT":      strconv.Itoa(p.Pprof),
-		"TAILGATE_ZPAGES_PORT":     strconv.Itoa(p.Zpages),
-		"TAILGATE_PROMETHEUS_PORT": strconv.Itoa(p.Prometheus),
+// Env is the environment of a collector on these ports: the pod IP (Host), and for a gateway the OTLP/gRPC port the agents send to, which
+// its rebalance_guard expects every gateway on (the guard refuses a self
+// whose port the resolver would never list).
+func (p NodePorts) Env(profile string) map[string]string {
+	env := map[string]string{"MY_POD_IP": p.host()}
+	if profile == "gateway" {
+		env["TAILGATE_GATEWAY_OTLP_PORT"] = strconv.Itoa(p.OTLPGRPC)
 	}
+	return env
 }
 
-// LoneGatewayEnv is Env for a gateway started on its own, outside a
-// Topology: its rebalance_guard (default dns resolver) then expects the
-// gateways on its own OTLP port, as in a cluster where every gateway
-// listens on the port the agents send to (the guard refuses a self whose
-// port the resolver would never list).
-func (p NodePorts) LoneGatewayEnv() map[string]string {
-	env := p.Env()
-	env["TAILGATE_GATEWAY_OTLP_PORT"] = strconv.Itoa(p.OTLPGRPC)
-	return env
+// Set is the collector --set flags that put the rest of a collector's
+// listeners, from either shipped profile, on these ports: the one mapping
+// from ports to the profiles' keys.
+func (p NodePorts) Set(profile string) []string {
+	on := func(port int) string { return strconv.Quote(net.JoinHostPort(p.host(), strconv.Itoa(port))) }
+	set := []string{
+		"extensions::health_check::endpoint=" + on(p.Health),
+		"extensions::pprof::endpoint=127.0.0.1:" + strconv.Itoa(p.Pprof),
+		"extensions::zpages::endpoint=127.0.0.1:" + strconv.Itoa(p.Zpages),
+		"receivers::otlp::protocols::http::endpoint=" + on(p.OTLPHTTP),
+		fmt.Sprintf("service::telemetry::metrics::readers=[{pull: {exporter: {prometheus: {host: %q, port: %d}}}}]", p.host(), p.Telemetry),
+	}
+	if profile == "gateway" {
+		return append(set, "exporters::prometheus::endpoint="+on(p.Prometheus))
+	}
+	return append(set, "receivers::otlp::protocols::grpc::endpoint="+on(p.OTLPGRPC))
+}
+
+func (p NodePorts) host() string {
+	if p.Host == "" {
+		return "127.0.0.1"
+	}
+	return p.Host
+}
+
+// Args are the arguments a collector of profile runs with on these ports
+// from config and the overlays after it: RunArgs, each overlay as one more
+// --config, then Set and the extra --set flags (which win).
+func (p NodePorts) Args(profile, config string, overlays []string, extraSet ...string) []string {
+	args := RunArgs(profile, config)
+	for _, o := range overlays {
+		args = append(args, "--config", o)
+	}
+	for _, s := range append(p.Set(profile), extraSet...) {
+		args = append(args, "--set="+s)
+	}
+	return args
 }

@@ -23,9 +23,8 @@ type ProcessSpec struct {
 	Name string
 	// Args are the binary's arguments, e.g. --config configs/gateway.yaml.
 	Args []string
-	// Env is added to a minimal environment (CheckoutEnv, or PATH and HOME
-	// only with Root), so that the profiles' defaults apply unless a test
-	// overrides them on purpose.
+	// Env is added to a minimal environment (Environ), so that the
+	// profiles' defaults apply unless a test overrides them on purpose.
 	Env map[string]string
 	// HealthHost is the host health_check listens on (default 127.0.0.1).
 	HealthHost string
@@ -91,11 +90,7 @@ func StartProcess(bin string, spec ProcessSpec) (*Process, error) {
 		// starts inside its limits, as in a container.
 		cmd = exec.Command("/bin/sh", append([]string{"-c", move + ` && exec "$0" "$@"`, bin}, spec.Args...)...)
 	}
-	// Chrooted into the image, the process finds the image's own files.
-	cmd.Env = CheckoutEnv(spec.Env)
-	if spec.Root != "" {
-		cmd.Env = environ(spec.Env)
-	}
+	cmd.Env = Environ(spec.Env)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	// The kernel kills the process if the harness dies, so none outlives a
@@ -127,7 +122,9 @@ func StartProcess(bin string, spec ProcessSpec) (*Process, error) {
 	return p, nil
 }
 
-func environ(extra map[string]string) []string {
+// Environ is PATH and HOME and extra: the environment tailgate processes
+// run with, so that nothing leaks in from the developer's shell.
+func Environ(extra map[string]string) []string {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	keys := make([]string, 0, len(extra))
 	for k := range extra {

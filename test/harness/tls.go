@@ -160,28 +160,35 @@ func WriteSecretDir(dir string, data map[string][]byte) error {
 	return nil
 }
 
-// GatewayMTLSEnv turns mutual TLS on for a gateway whose Secret is in dir,
-// with the OTLP/HTTP intake off, as the mtls component does.
-func GatewayMTLSEnv(dir string, reload time.Duration) map[string]string {
-	return map[string]string{
-		"TAILGATE_MTLS":                "true",
-		"TAILGATE_MTLS_CERT_FILE":      filepath.Join(dir, "tls.crt"),
-		"TAILGATE_MTLS_KEY_FILE":       filepath.Join(dir, "tls.key"),
-		"TAILGATE_MTLS_CLIENT_CA_FILE": filepath.Join(dir, "ca.crt"),
-		"TAILGATE_TLS_RELOAD_INTERVAL": reload.String(),
-		"TAILGATE_OTLP_HTTP":           "false",
+// MTLSOverlay is the shipped mTLS overlay of a tier ("agent" or
+// "gateway"), as the kustomize component and the chart add it.
+func MTLSOverlay(profile string) string {
+	return filepath.Join(RepoRoot(), "deploy", "kubernetes", "mtls", profile+"-config.yaml")
+}
+
+// GatewayMTLSSet are the --set flags that, over MTLSOverlay("gateway"),
+// read a gateway's certificates from the Secret in dir (as mounted in a
+// pod) and re-read them every reload.
+func GatewayMTLSSet(dir string, reload time.Duration) []string {
+	return []string{
+		"extensions::mtls_server::tls::cert_file=" + filepath.Join(dir, "tls.crt"),
+		"extensions::mtls_server::tls::key_file=" + filepath.Join(dir, "tls.key"),
+		"extensions::mtls_server::tls::client_ca_file=" + filepath.Join(dir, "ca.crt"),
+		"extensions::mtls_server::tls::reload_interval=" + reload.String(),
 	}
 }
 
-// AgentMTLSEnv makes an agent whose Secret is in dir present its
-// certificate to the gateways and verify theirs.
-func AgentMTLSEnv(dir string, reload time.Duration) map[string]string {
-	return map[string]string{
-		"TAILGATE_GATEWAY_TLS_CA_FILE":     filepath.Join(dir, "ca.crt"),
-		"TAILGATE_GATEWAY_TLS_CERT_FILE":   filepath.Join(dir, "tls.crt"),
-		"TAILGATE_GATEWAY_TLS_KEY_FILE":    filepath.Join(dir, "tls.key"),
-		"TAILGATE_GATEWAY_TLS_SERVER_NAME": GatewayServerName,
-		"TAILGATE_TLS_RELOAD_INTERVAL":     reload.String(),
+// AgentMTLSSet are the --set flags that, over MTLSOverlay("agent"), make
+// an agent on the static resolver (the harness's) present the certificate
+// of the Secret in dir and verify the gateways' by GatewayServerName.
+func AgentMTLSSet(dir string, reload time.Duration) []string {
+	tls := "exporters::load_balancing/static::protocol::otlp::tls::"
+	return []string{
+		tls + "ca_file=" + filepath.Join(dir, "ca.crt"),
+		tls + "cert_file=" + filepath.Join(dir, "tls.crt"),
+		tls + "key_file=" + filepath.Join(dir, "tls.key"),
+		tls + "server_name_override=" + GatewayServerName,
+		tls + "reload_interval=" + reload.String(),
 	}
 }
 

@@ -15,7 +15,9 @@ type Node struct {
 	Profile string // "agent" or "gateway"
 	Ports   NodePorts
 	Env     map[string]string
-	Proc    *Process
+	// Set are the node's collector --set flags beyond its ports'.
+	Set  []string
+	Proc *Process
 }
 
 // OTLPEndpoint is the node's OTLP/gRPC host:port.
@@ -27,7 +29,7 @@ type TopologyConfig struct {
 	// LogDir holds one log file per process and the gateways' queue storage.
 	LogDir string
 	// GatewayEnv overrides profile variables for every gateway, e.g.
-	// TAILGATE_DECISION_WAIT.
+	// TAILGATE_CLUSTER_NAME.
 	GatewayEnv map[string]string
 	// AgentEnv overrides profile variables for every agent.
 	AgentEnv map[string]string
@@ -44,11 +46,16 @@ type TopologyConfig struct {
 	// as a pod's.
 	GatewayLimits *Limits
 	// GatewaySet are collector --set overrides for every gateway
-	// ("exporters::x::key=value"), as a user would pass them.
+	// ("processors::tail_sampling::decision_wait=2s"), as a user would
+	// pass them; they win over the topology's own.
 	GatewaySet []string
+	// AgentSet are collector --set overrides for every agent.
+	AgentSet []string
 	// GatewayOverlays are YAML files merged over every gateway's profile,
 	// each one more --config, as a user's overlay is.
 	GatewayOverlays []string
+	// AgentOverlays are YAML files merged over every agent's profile.
+	AgentOverlays []string
 }
 
 // Topology is a running local deployment: sink, gateways and agents.
@@ -81,11 +88,11 @@ func StartTopology(cfg TopologyConfig) (_ *Topology, err error) {
 		return nil, err
 	}
 	t.Gateways = newNodes("gateway", cfg.Gateways)
-	if err := t.start(t.Gateways, t.gatewayEnv); err != nil {
+	if err := t.start(t.Gateways, t.gatewaySettings); err != nil {
 		return nil, err
 	}
 	t.Agents = newNodes("agent", cfg.Agents)
-	if err := t.start(t.Agents, t.agentEnv); err != nil {
+	if err := t.start(t.Agents, t.agentSettings); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -105,7 +112,7 @@ func newNodes(profile string, n int) []*Node {
 // starting is stopped and started again on new ports. The group goes
 // together because its members' environment may name each other's ports
 // (every gateway follows the whole gateway set).
-func (t *Topology) start(nodes []*Node, env func(*Node) map[string]string) error {
+func (t *Topology) start(nodes []*Node, settings func(*Node) (map[string]string, []string)) error {
 	var err error
 	for range 3 {
 		for _, n := range nodes {
@@ -114,8 +121,10 @@ func (t *Topology) start(nodes []*Node, env func(*Node) map[string]string) error
 			}
 		}
 		for _, n := range nodes {
-			n.Env = n.Ports.Env()
-			maps.Copy(n.Env, env(n))
+			env, set := settings(n)
+			n.Env = n.Ports.Env(n.Profile)
+			maps.Copy(n.Env, env)
+			n.Set = set
 			if err = t.launch(n); err != nil {
 				break
 			}
@@ -142,22 +151,49 @@ func (t *Topology) staticGatewaySet() map[string]string {
 	}
 }
 
-func (t *Topology) gatewayEnv(n *Node) map[string]string {
+// gatewaySettings send every gateway's kept traces and RED metrics to the
+// sink, and queue on disk (if a test lists that backend) in the log dir.
+func (t *Topology) gatewaySettings(n *Node) (map[string]string, []string) {
 	env := t.staticGatewaySet()
-	env["TAILGATE_BACKEND_ENDPOINT"] = t.Sink.Endpoint()
-	env["TAILGATE_METRICS_ENDPOINT"] = t.Sink.Endpoint()
-	env["TAILGATE_METRICS_EXPORTERS"] = "[prometheus, otlp_grpc/metrics]"
-	env["TAILGATE_STORAGE_DIR"] = filepath.Join(t.cfg.LogDir, n.Name+"-queue")
 	maps.Copy(env, t.cfg.GatewayEnv)
-	return env
+	return env, append(SinkSet(t.Sink.Endpoint(), filepath.Join(t.cfg.LogDir, n.Name+"-queue")), t.cfg.GatewaySet...)
 }
 
-func (t *Topology) agentEnv(*Node) map[string]string {
+// SinkSet are the --set flags that point a gateway's primary backend and
+// its OTLP RED metrics at sink (an OTLP/gRPC endpoint) and its disk
+// queue's storage at dir.
+func SinkSet(sink, dir string) []string {
+	return append([]string{
+		"exporters::otlp_grpc/backend_memory::endpoint=" + sink,
+		"exporters::otlp_grpc/backend_disk::endpoint=" + sink,
+		"exporters::otlp_grpc/metrics::endpoint=" + sink,
+		"service::pipelines::metrics/spanmetrics::exporters=[prometheus, otlp_grpc/metrics]",
+	}, StorageSet(dir)...)
+}
+
+// StorageSet are the --set flags that put a gateway's disk queue in dir
+// (the profile's /var/lib/tailgate is the image's volume).
+func StorageSet(dir string) []string {
+	return []string{
+		"extensions::file_storage/queue::directory=" + dir,
+		"extensions::file_storage/queue::compaction::directory=" + dir,
+	}
+}
+
+// BackendsSet is the --set flag that sends a gateway's kept traces to
+// exporters (component IDs), in place of the profile's one backend.
+func BackendsSet(exporters ...string) string {
+	return "service::pipelines::traces/sampling::exporters=[" + strings.Join(exporters, ", ") + "]"
+}
+
+// AgentPassthrough is the --set flag that runs an agent outside
+// Kubernetes: with no API to ask, k8s_attributes only tags the pod IP.
+const AgentPassthrough = "processors::k8s_attributes::passthrough=true"
+
+func (t *Topology) agentSettings(*Node) (map[string]string, []string) {
 	env := t.staticGatewaySet()
-	// No Kubernetes API here: k8s_attributes only tags the pod IP.
-	env["TAILGATE_K8S_PASSTHROUGH"] = "true"
 	maps.Copy(env, t.cfg.AgentEnv)
-	return env
+	return env, append([]string{AgentPassthrough}, t.cfg.AgentSet...)
 }
 
 // Nodes are every agent and gateway, agents first.
@@ -184,17 +220,15 @@ func (t *Topology) launch(n *Node) error {
 	if n.Profile == "gateway" && t.cfg.GatewayProfile != "" {
 		profile = t.cfg.GatewayProfile
 	}
+	overlays := t.cfg.AgentOverlays
+	if n.Profile == "gateway" {
+		overlays = t.cfg.GatewayOverlays
+	}
 	spec := ProcessSpec{
-		Name: n.Name, Args: RunArgs(n.Profile, profile), Env: n.Env, HealthPort: n.Ports.Health, LogDir: t.cfg.LogDir,
+		Name: n.Name, Args: n.Ports.Args(n.Profile, profile, overlays, n.Set...), Env: n.Env, HealthPort: n.Ports.Health, LogDir: t.cfg.LogDir,
 	}
 	if n.Profile == "gateway" {
 		spec.Limits = t.cfg.GatewayLimits
-		for _, o := range t.cfg.GatewayOverlays {
-			spec.Args = append(spec.Args, "--config", o)
-		}
-		for _, s := range t.cfg.GatewaySet {
-			spec.Args = append(spec.Args, "--set="+s)
-		}
 	}
 	p, err := StartProcess(t.bin, spec)
 	if err != nil {
@@ -230,4 +264,11 @@ func (t *Topology) Stop() error {
 		t.Sink.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// GuardSet is the --set flag that turns the rebalance_guard of resolver
+// (dns, k8s or static) on or off: off is stock tail sampling, split traces
+// decided in halves.
+func GuardSet(resolver string, enabled bool) string {
+	return fmt.Sprintf("processors::rebalance_guard/%s::enabled=%t", resolver, enabled)
 }

@@ -2,10 +2,10 @@ package image
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,7 +50,7 @@ func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 
 	entries := listFiles(t, rootfs)
 	mountKernelFilesystems(t, rootfs)
-	for _, want := range []string{"tailgate", "etc/tailgate/agent.yaml", "etc/tailgate/gateway.yaml", "etc/tailgate/policies.yaml", "etc/ssl/certs/ca-certificates.crt", "var/lib/tailgate"} {
+	for _, want := range []string{"tailgate", "etc/tailgate/agent.yaml", "etc/tailgate/gateway.yaml", "etc/ssl/certs/ca-certificates.crt", "var/lib/tailgate"} {
 		assert.Contains(t, entries, want)
 	}
 	// The profiles in the image are the ones in configs/, byte for byte.
@@ -68,13 +68,13 @@ func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 	cases := []struct {
 		name string
 		args []string // as `docker run IMAGE args...` would pass them
-		env  map[string]string
+		set  []string // more --set flags, after the ports'
 	}{
 		// The default command: the gateway profile, here with its disk queue
 		// (the option that writes to the image's state directory).
-		{name: "gateway", args: nil, env: map[string]string{"TAILGATE_BACKEND_QUEUE": "disk"}},
+		{name: "gateway", args: nil, set: []string{harness.BackendsSet("otlp_grpc/backend_disk")}},
 		// No Kubernetes API here, so the agent's k8s_attributes runs in passthrough.
-		{name: "agent", args: []string{"--config", "/etc/tailgate/agent.yaml"}, env: map[string]string{"TAILGATE_K8S_PASSTHROUGH": "true"}},
+		{name: "agent", args: []string{"--config", "/etc/tailgate/agent.yaml"}, set: []string{harness.AgentPassthrough}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,10 +84,12 @@ func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 			}
 			ports, err := harness.PickPorts()
 			require.NoError(t, err)
-			env := ports.LoneGatewayEnv()
-			maps.Copy(env, c.env)
+			args = slices.Clone(args)
+			for _, s := range append(ports.Set(c.name), c.set...) {
+				args = append(args, "--set="+s)
+			}
 			p, err := harness.StartProcess(cfg.Entrypoint[0], harness.ProcessSpec{
-				Name: "image-" + c.name, Args: append(cfg.Entrypoint[1:], args...), Env: env,
+				Name: "image-" + c.name, Args: append(cfg.Entrypoint[1:], args...), Env: ports.Env(c.name),
 				HealthPort: ports.Health, LogDir: t.TempDir(), Root: rootfs, RunAs: user,
 			})
 			require.NoError(t, err)
@@ -137,7 +139,8 @@ func dockerRun(t *testing.T, docker string) {
 	name := fmt.Sprintf("tailgate-test-%d", os.Getpid())
 	// A lone gateway bound to 0.0.0.0 has no ring to guard: the guard would
 	// refuse 0.0.0.0 as its own address.
-	run(t, docker, "run", "-d", "--name", name, "-e", "MY_POD_IP=0.0.0.0", "-e", "TAILGATE_REBALANCE_GUARD=false", "-p", fmt.Sprintf("127.0.0.1:%d:13133", port), tag)
+	run(t, docker, "run", "-d", "--name", name, "-e", "MY_POD_IP=0.0.0.0", "-p", fmt.Sprintf("127.0.0.1:%d:13133", port), tag,
+		"--config", "/etc/tailgate/gateway.yaml", harness.GatewayFeatureGates, "--set="+harness.GuardSet("dns", false))
 	t.Cleanup(func() { _ = exec.Command(docker, "rm", "-f", name).Run() })
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {

@@ -4,7 +4,6 @@ import (
 	"debug/elf"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,16 +85,13 @@ func TestArm64ImageRunsUnderEmulation(t *testing.T) {
 
 	for _, p := range []struct {
 		profile string
-		env     map[string]string
-	}{{"agent", map[string]string{"TAILGATE_K8S_PASSTHROUGH": "true"}}, {"gateway", nil}} {
+		set     []string
+	}{{"agent", []string{"--set=" + harness.AgentPassthrough}}, {"gateway", nil}} {
 		t.Run("validate "+p.profile, func(t *testing.T) {
-			cmd := exec.Command(emulator, "/tailgate", "validate", "--config", "/etc/tailgate/"+p.profile+".yaml")
+			cmd := exec.Command(emulator, append([]string{"/tailgate", "validate", "--config", "/etc/tailgate/" + p.profile + ".yaml"}, p.set...)...)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: img.RootFS, Credential: user}
 			cmd.Dir = "/"
 			cmd.Env = []string{"PATH=/", "HOME=/"} // the image's own paths and defaults
-			for k, v := range p.env {
-				cmd.Env = append(cmd.Env, k+"="+v)
-			}
 			out, err := cmd.CombinedOutput()
 			require.NoError(t, err, "arm64 tailgate validate %s:\n%s", p.profile, out)
 		})
@@ -104,11 +100,13 @@ func TestArm64ImageRunsUnderEmulation(t *testing.T) {
 	t.Run("gateway starts healthy", func(t *testing.T) {
 		ports, err := harness.PickPorts()
 		require.NoError(t, err)
-		env := ports.LoneGatewayEnv()
-		maps.Copy(env, map[string]string{"TAILGATE_BACKEND_QUEUE": "disk"})
+		args := slices.Concat(cfg.Entrypoint, cfg.Cmd)
+		for _, s := range append(ports.Set("gateway"), harness.BackendsSet("otlp_grpc/backend_disk")) {
+			args = append(args, "--set="+s)
+		}
 		start := time.Now()
 		p, err := harness.StartProcess(emulator, harness.ProcessSpec{
-			Name: "image-arm64-gateway", Args: slices.Concat(cfg.Entrypoint, cfg.Cmd), Env: env,
+			Name: "image-arm64-gateway", Args: args, Env: ports.Env("gateway"),
 			HealthPort: ports.Health, LogDir: t.TempDir(), Root: img.RootFS, RunAs: user,
 		})
 		require.NoError(t, err)

@@ -33,17 +33,30 @@ func Raw(name string) (map[string]any, error) {
 }
 
 // Effective is the configuration the built binary runs a profile with,
-// given env (over harness.CheckoutEnv): `tailgate print-config` expands it with
+// given env (over harness.Environ) and collector --set flags: `tailgate print-config` expands it with
 // the collector's own confmap resolver, decodes every component's section
 // into its config with the component's defaults, validates it, and prints
 // the result.
-func Effective(name string, env map[string]string) (map[string]any, error) {
+func Effective(name string, env map[string]string, set ...string) (map[string]any, error) {
+	return EffectiveWith(name, env, nil, set...)
+}
+
+// EffectiveWith is Effective with overlays merged over the profile, each
+// one more --config, as a user runs them.
+func EffectiveWith(name string, env map[string]string, overlays []string, set ...string) (map[string]any, error) {
 	bin, err := harness.BinaryPath()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "print-config", "--mode", "unredacted", "--config", harness.ProfilePath(name))
-	cmd.Env = harness.CheckoutEnv(env)
+	args := []string{"print-config", "--mode", "unredacted", "--config", harness.ProfilePath(name)}
+	for _, o := range overlays {
+		args = append(args, "--config", o)
+	}
+	for _, s := range set {
+		args = append(args, "--set="+s)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = harness.Environ(env)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

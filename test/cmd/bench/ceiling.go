@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/tailgate-dev/tailgate/test/harness"
 	k8srender "github.com/tailgate-dev/tailgate/test/k8s/render"
+	"github.com/tailgate-dev/tailgate/test/profile"
 )
 
 const (
@@ -63,6 +65,12 @@ type tierConfig struct {
 	bin, config string
 	args        []string // after --config (the shipped gateways' feature gates)
 	env         map[string]string
+	// set are collector --set flags of a tailgate configuration, after the
+	// bench's own (ceilingSet).
+	set []string
+	// stock configurations read the bench's STOCK_* variables, and take
+	// no --set flags.
+	stock bool
 	// mtls runs the tier with mutual TLS on its tailgate side: a gateway
 	// takes the replay over mTLS, an agent exports to null sinks over mTLS
 	// (benchTLS's certificates).
@@ -217,8 +225,11 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest, truth map[pcommon.
 	if err != nil {
 		return run, err
 	}
-	env := ceilingEnv(c, ports, dir, endpoints)
-	p, err := startPinned(c.name, c.bin, c.config, c.args, c.cpus(), ports, env, dir)
+	env, args, err := ceilingSettings(c, ports, dir, endpoints)
+	if err != nil {
+		return run, err
+	}
+	p, err := startPinned(c.name, c.bin, args, c.cpus(), ports, env, dir)
 	if err != nil {
 		return run, err
 	}
@@ -336,17 +347,72 @@ func heapPerBufferedSpan(ports harness.NodePorts, idleHeap uint64) (float64, err
 	return (float64(heap) - float64(idleHeap)) / spans, nil
 }
 
+// ceilingSettings are the environment and the arguments of a run of c on
+// ports, exporting to endpoints: for tailgate's profiles their variables
+// and --set flags (ceilingSet), for the stock configs their STOCK_*
+// variables.
+func ceilingSettings(c tierConfig, ports harness.NodePorts, dir string, endpoints []string) (map[string]string, []string, error) {
+	env := ceilingEnv(c, ports, endpoints)
+	args := append([]string{"--config", c.config}, c.args...)
+	if c.stock {
+		return env, args, nil
+	}
+	maps.Copy(env, ports.Env(c.tier))
+	if c.mtls {
+		args = append(args, benchTLS.args(c.tier)...)
+	}
+	set, err := ceilingSet(c, dir, endpoints)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range append(ports.Set(c.tier), set...) {
+		args = append(args, "--set="+s)
+	}
+	return env, args, nil
+}
+
+// ceilingSet are the --set flags of a tailgate configuration c: its first
+// backend at endpoints[0], the bench's decision_wait and slow threshold
+// (the shipped policies with that threshold), and c's own.
+func ceilingSet(c tierConfig, dir string, endpoints []string) ([]string, error) {
+	if c.tier == "agent" {
+		return append([]string{harness.AgentPassthrough}, c.set...), nil
+	}
+	policies, err := shippedPoliciesWithThreshold(ceilingLatencyThreshold)
+	if err != nil {
+		return nil, err
+	}
+	set := append(harness.SinkSet(endpoints[0], filepath.Join(dir, "queue")),
+		"service::pipelines::metrics/spanmetrics::exporters=[prometheus]",
+		"processors::tail_sampling::decision_wait="+ceilingDecisionWait.String(),
+		"processors::tail_sampling::policies="+policies)
+	return append(set, c.set...), nil
+}
+
+// shippedPoliciesWithThreshold is the gateway profile's policies with the
+// latency policy's threshold at threshold, as a --set value (JSON, which
+// is YAML).
+func shippedPoliciesWithThreshold(threshold time.Duration) (string, error) {
+	raw, err := profile.Raw("gateway")
+	if err != nil {
+		return "", err
+	}
+	policies, _ := profile.Get(raw, "processors", "tail_sampling", "policies").([]any)
+	for _, p := range policies {
+		if latency, ok := profile.Get(p, "latency").(map[string]any); ok {
+			latency["threshold_ms"] = threshold.Milliseconds()
+		}
+	}
+	out, err := json.Marshal(policies)
+	return string(out), err
+}
+
 // ceilingEnv is the environment of a run of c on ports: the variables of
 // tailgate's profiles and of the stock configs, exporting to endpoints.
-func ceilingEnv(c tierConfig, ports harness.NodePorts, dir string, endpoints []string) map[string]string {
+func ceilingEnv(c tierConfig, ports harness.NodePorts, endpoints []string) map[string]string {
 	env := map[string]string{
 		// tailgate's profiles
-		"TAILGATE_K8S_PASSTHROUGH":          "true",
 		"TAILGATE_GATEWAY_RESOLVER":         "static",
-		"TAILGATE_DECISION_WAIT":            ceilingDecisionWait.String(),
-		"TAILGATE_LATENCY_THRESHOLD_MS":     strconv.Itoa(int(ceilingLatencyThreshold.Milliseconds())),
-		"TAILGATE_STORAGE_DIR":              filepath.Join(dir, "queue"),
-		"TAILGATE_BACKEND_ENDPOINT":         endpoints[0],
 		"TAILGATE_GATEWAY_STATIC_HOSTNAMES": "[" + strings.Join(endpoints, ", ") + "]",
 		// the stock configs (stock/*.yaml)
 		"STOCK_OTLP_ENDPOINT":        fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC),
@@ -365,9 +431,6 @@ func ceilingEnv(c tierConfig, ports harness.NodePorts, dir string, endpoints []s
 	}
 	for k, v := range c.env {
 		env[k] = v
-	}
-	if c.mtls {
-		maps.Copy(env, benchTLS.env(c.tier))
 	}
 	return env
 }
@@ -413,12 +476,18 @@ func newTierTLS(dir string) (*tierTLS, error) {
 	return t, nil
 }
 
-// env turns mutual TLS on for a tier, with the shipped reload interval.
-func (t *tierTLS) env(tier string) map[string]string {
+// args turn mutual TLS on for a tier, with the shipped reload interval:
+// the shipped overlay, and where this bench's certificates are.
+func (t *tierTLS) args(tier string) []string {
+	set := harness.AgentMTLSSet(t.agentDir, time.Minute)
 	if tier == "gateway" {
-		return harness.GatewayMTLSEnv(t.gatewayDir, time.Minute)
+		set = harness.GatewayMTLSSet(t.gatewayDir, time.Minute)
 	}
-	return harness.AgentMTLSEnv(t.agentDir, time.Minute)
+	args := []string{"--config", harness.MTLSOverlay(tier)}
+	for _, s := range set {
+		args = append(args, "--set="+s)
+	}
+	return args
 }
 
 // startAndIdle starts a gateway config idleRuns times (nothing sent to
@@ -441,9 +510,13 @@ func startAndIdle(c tierConfig) (startup time.Duration, rss int64, err error) {
 		if err != nil {
 			return 0, 0, err
 		}
-		env := ceilingEnv(c, ports, dir, []string{sink.Endpoint()})
+		env, args, err := ceilingSettings(c, ports, dir, []string{sink.Endpoint()})
+		if err != nil {
+			os.RemoveAll(dir)
+			return 0, 0, err
+		}
 		start := time.Now()
-		p, err := startPinned(c.name, c.bin, c.config, c.args, c.cpus(), ports, env, dir)
+		p, err := startPinned(c.name, c.bin, args, c.cpus(), ports, env, dir)
 		if err != nil {
 			os.RemoveAll(dir)
 			return 0, 0, err
@@ -463,19 +536,15 @@ func startAndIdle(c tierConfig) (startup time.Duration, rss int64, err error) {
 	return times[len(times)/2], rsss[len(rsss)/2], nil
 }
 
-// startPinned starts a collector pinned to cpus (a taskset list) on the given ports
-// (their variables under env) and waits until it is healthy.
-func startPinned(name, bin, config string, args []string, cpus string, ports harness.NodePorts, env map[string]string, logDir string) (*harness.Process, error) {
+// startPinned starts a collector with args pinned to cpus (a taskset list),
+// on the given ports (set in args and env), and waits until it is healthy.
+func startPinned(name, bin string, args []string, cpus string, ports harness.NodePorts, env map[string]string, logDir string) (*harness.Process, error) {
 	taskset, err := exec.LookPath("taskset")
 	if err != nil {
 		return nil, fmt.Errorf("pinning the collector to a CPU: %w", err)
 	}
-	vars := ports.Env()
-	for k, v := range env {
-		vars[k] = v
-	}
 	p, err := harness.StartProcess(taskset, harness.ProcessSpec{
-		Name: name, Args: append([]string{"-c", cpus, bin, "--config", config}, args...), Env: vars,
+		Name: name, Args: append([]string{"-c", cpus, bin}, args...), Env: env,
 		HealthPort: ports.Health, LogDir: logDir, HealthPoll: 2 * time.Millisecond,
 	})
 	if err != nil {
@@ -569,9 +638,9 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 	gatewayArgs := []string{harness.GatewayFeatureGates}
 	configs := []tierConfig{
 		{name: "tailgate agent", tier: "agent", bin: tailgate, config: harness.ProfilePath("agent"), env: agentGC},
-		{name: "stock agent", tier: "agent", bin: baseline, config: filepath.Join(stockDir, "agent.yaml")},
+		{name: "stock agent", tier: "agent", bin: baseline, config: filepath.Join(stockDir, "agent.yaml"), stock: true},
 		{name: "tailgate gateway", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC},
-		{name: "stock gateway", tier: "gateway", bin: baseline, config: filepath.Join(stockDir, "gateway.yaml")},
+		{name: "stock gateway", tier: "gateway", bin: baseline, config: filepath.Join(stockDir, "gateway.yaml"), stock: true},
 		// What the manifests' GC settings buy: the same without them.
 		{name: "tailgate gateway, Go's default GC", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, optional: true},
 		// What recordpolicy (kept spans name their policy) costs.
@@ -583,10 +652,10 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		// tail_sampling's own levers (README, "Gateway levers"): its event
 		// loops (num_shards, 2 as shipped) on one CPU and on two, and
 		// deciding at ingest.
-		{name: "tailgate gateway, num_shards 1", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: with(gatewayGC, "TAILGATE_NUM_SHARDS", "1")},
+		{name: "tailgate gateway, num_shards 1", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, set: []string{"processors::tail_sampling::num_shards=1"}},
 		{name: "tailgate gateway, 2 CPUs", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, twoCPUs: true},
-		{name: "tailgate gateway, 2 CPUs, num_shards 1", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: with(gatewayGC, "TAILGATE_NUM_SHARDS", "1"), twoCPUs: true},
-		{name: "tailgate gateway, span-ingest", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: with(gatewayGC, "TAILGATE_SAMPLING_STRATEGY", "span-ingest")},
+		{name: "tailgate gateway, 2 CPUs, num_shards 1", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, set: []string{"processors::tail_sampling::num_shards=1"}, twoCPUs: true},
+		{name: "tailgate gateway, span-ingest", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, set: []string{"processors::tail_sampling::sampling_strategy=span-ingest"}},
 	}
 	// -extra configurations run with the shipped pods' GC settings too,
 	// unless they set their own.
@@ -664,16 +733,6 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		return "", err
 	}
 	return renderCeiling(configs, runs, floors, idle) + compression, nil
-}
-
-// with is env and one more variable, env left as it was.
-func with(env map[string]string, key, value string) map[string]string {
-	out := maps.Clone(env)
-	if out == nil {
-		out = map[string]string{}
-	}
-	out[key] = value
-	return out
 }
 
 // idleRun is a gateway config's start and idle footprint.

@@ -120,7 +120,7 @@ func TestBaselineProfileHasNoInHouseComponent(t *testing.T) {
 	bin, err := harness.BinaryPath()
 	require.NoError(t, err)
 	cmd := exec.Command(bin, "validate", "--config", path)
-	cmd.Env = []string{"TAILGATE_POLICIES_FILE=" + filepath.Join(harness.RepoRoot(), "configs", "policies.yaml")}
+	cmd.Env = harness.Environ(nil)
 	out, err := cmd.CombinedOutput()
 	assert.NoError(t, err, "%s", out)
 }

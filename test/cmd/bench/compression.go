@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -43,7 +44,8 @@ func existingSection(path, heading string) string {
 	return heading + strings.TrimRight(rest, "\n") + "\n\n"
 }
 
-// compressions are the agent's choices (TAILGATE_GATEWAY_COMPRESSION).
+// compressions are the agent's choices (its load_balancing exporter's
+// protocol.otlp.compression).
 var compressions = []string{"gzip", "zstd", "snappy", "none"}
 
 // compressionRun is one pass of the load through an agent and a gateway.
@@ -113,12 +115,10 @@ func measureCompression(tailgate, compression string, reqs []harness.EncodedRequ
 		return run, err
 	}
 	defer backend.Close()
-	start := func(profile string, ports harness.NodePorts, env map[string]string) (*harness.Process, error) {
-		var args []string
-		if profile == "gateway" {
-			args = []string{harness.GatewayFeatureGates}
-		}
-		return startPinned(profile, tailgate, harness.ProfilePath(profile), args, strconv.Itoa(collectorCPU), ports, env, dir)
+	start := func(profile string, ports harness.NodePorts, env map[string]string, set ...string) (*harness.Process, error) {
+		maps.Copy(env, ports.Env(profile))
+		args := ports.Args(profile, harness.ProfilePath(profile), nil, set...)
+		return startPinned(profile, tailgate, args, strconv.Itoa(collectorCPU), ports, env, dir)
 	}
 	gwPorts, err := harness.PickPorts()
 	if err != nil {
@@ -127,11 +127,10 @@ func measureCompression(tailgate, compression string, reqs []harness.EncodedRequ
 	gwEnv := map[string]string{
 		"TAILGATE_GATEWAY_RESOLVER":         "static",
 		"TAILGATE_GATEWAY_STATIC_HOSTNAMES": fmt.Sprintf("[127.0.0.1:%d]", gwPorts.OTLPGRPC),
-		"TAILGATE_DECISION_WAIT":            ceilingDecisionWait.String(),
-		"TAILGATE_STORAGE_DIR":              filepath.Join(dir, "queue"),
-		"TAILGATE_BACKEND_ENDPOINT":         backend.Endpoint(),
 	}
-	gw, err := start("gateway", gwPorts, gwEnv)
+	gw, err := start("gateway", gwPorts, gwEnv, append(harness.SinkSet(backend.Endpoint(), filepath.Join(dir, "queue")),
+		"service::pipelines::metrics/spanmetrics::exporters=[prometheus]",
+		"processors::tail_sampling::decision_wait="+ceilingDecisionWait.String())...)
 	if err != nil {
 		return run, err
 	}
@@ -146,11 +145,9 @@ func measureCompression(tailgate, compression string, reqs []harness.EncodedRequ
 		return run, err
 	}
 	agent, err := start("agent", agentPorts, map[string]string{
-		"TAILGATE_K8S_PASSTHROUGH":          "true",
 		"TAILGATE_GATEWAY_RESOLVER":         "static",
 		"TAILGATE_GATEWAY_STATIC_HOSTNAMES": "[" + rl.addr() + "]",
-		"TAILGATE_GATEWAY_COMPRESSION":      compression,
-	})
+	}, harness.AgentPassthrough, "exporters::load_balancing/static::protocol::otlp::compression="+compression)
 	if err != nil {
 		return run, err
 	}
@@ -199,7 +196,7 @@ func compressionSection(tailgate string, reqs []harness.EncodedRequest) (string,
 	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
 	w(compressionHeading + "\n\n")
 	w("Method: the same %d spans replayed once into a tailgate agent that exports to a tailgate gateway through a relay in the bench counting the bytes on the wire (gRPC framing included); both processes pinned to CPU %d, the rest of the bench on CPU %d. CPU per span is each process's own, from the replay's start until the gateway has decided and exported. %d runs each, interleaved; median (min-max).\n\n", ceilingSpans, collectorCPU, benchCPU, ceilingRuns)
-	w("| TAILGATE_GATEWAY_COMPRESSION | Agent CPU per span | Gateway CPU per span | Agent + gateway | Bytes per span on the wire |\n|---|---|---|---|---|\n")
+	w("| Agent's compression | Agent CPU per span | Gateway CPU per span | Agent + gateway | Bytes per span on the wire |\n|---|---|---|---|---|\n")
 	cell := func(rs []compressionRun, f func(compressionRun) float64, unit string) string {
 		xs := make([]tierRun, len(rs))
 		for i, r := range rs {

@@ -96,14 +96,14 @@ func run() error {
 	var results []result
 	for _, b := range []struct {
 		name, path, profile string
-		env                 map[string]string
+		set                 []string
 	}{
 		{"tailgate", tailgate, "", nil},
 		{"baseline", baseline, baselineProfile, nil},
-		{"tailgate, guard off", tailgate, "", map[string]string{"TAILGATE_REBALANCE_GUARD": "false"}},
+		{"tailgate, guard off", tailgate, "", []string{harness.GuardSet("static", false)}},
 	} {
 		fmt.Printf("== %s (%s)\n", b.name, b.path)
-		r, err := measure(b.name, b.path, b.profile, b.env, opts)
+		r, err := measure(b.name, b.path, b.profile, b.set, opts)
 		if err != nil {
 			return fmt.Errorf("%s: %w", b.name, err)
 		}
@@ -154,7 +154,7 @@ type result struct {
 	idleGatewayRS int64
 }
 
-func measure(name, bin, gatewayProfile string, gatewayEnv map[string]string, opts options) (result, error) {
+func measure(name, bin, gatewayProfile string, gatewaySet []string, opts options) (result, error) {
 	r := result{name: name, peakRSS: map[string]int64{}}
 	fi, err := os.Stat(bin)
 	if err != nil {
@@ -171,12 +171,9 @@ func measure(name, bin, gatewayProfile string, gatewayEnv map[string]string, opt
 		return r, err
 	}
 	defer os.RemoveAll(logDir)
-	env := map[string]string{"TAILGATE_DECISION_WAIT": opts.decisionWait.String()}
-	for k, v := range gatewayEnv {
-		env[k] = v
-	}
+	set := append([]string{"processors::tail_sampling::decision_wait=" + opts.decisionWait.String()}, gatewaySet...)
 	topo, err := harness.StartTopology(harness.TopologyConfig{
-		Agents: 2, Gateways: 3, LogDir: logDir, Binary: bin, GatewayProfile: gatewayProfile, GatewayEnv: env,
+		Agents: 2, Gateways: 3, LogDir: logDir, Binary: bin, GatewayProfile: gatewayProfile, GatewaySet: set,
 	})
 	if err != nil {
 		return r, err
@@ -372,11 +369,9 @@ func startupTime(bin, profile string, runs int) (time.Duration, error) {
 		if err != nil {
 			return 0, err
 		}
-		env := ports.LoneGatewayEnv()
-		env["TAILGATE_STORAGE_DIR"] = filepath.Join(dir, "queue")
 		start := time.Now()
 		p, err := harness.StartProcess(bin, harness.ProcessSpec{
-			Name: "startup", Args: []string{"--config", profile}, Env: env,
+			Name: "startup", Args: ports.Args("gateway", profile, nil, harness.StorageSet(filepath.Join(dir, "queue"))...), Env: ports.Env("gateway"),
 			HealthPort: ports.Health, LogDir: dir, HealthPoll: 2 * time.Millisecond,
 		})
 		if err != nil {
@@ -456,7 +451,7 @@ func render(rs []result, micro, ceiling string, opts options) string {
 		}
 	}
 	w("\n## Method\n\n")
-	w("- Topology: 2 agents and 3 gateways from `configs/` (static resolver, gateways' `decision_wait` %s), an in-process OTLP/gRPC sink, all on loopback, started fresh per binary. The baseline has no rebalance_guard, so it runs the gateway profile with the in-house processors removed (everything else identical); \"guard off\" is tailgate with TAILGATE_REBALANCE_GUARD=false.\n", opts.decisionWait)
+	w("- Topology: 2 agents and 3 gateways from `configs/` (static resolver, gateways' `decision_wait` %s), an in-process OTLP/gRPC sink, all on loopback, started fresh per binary. The baseline has no rebalance_guard, so it runs the gateway profile with the in-house processors removed (everything else identical); \"guard off\" is tailgate with the guard's `enabled: false`.\n", opts.decisionWait)
 	w("- Traffic: the e2e generator (test/harness): traces of 3-40 spans (mean 21.5) from 10 services on 2 nodes, 5%% error, 5%% slow, each span sent when it ends plus up to 1s of SDK batching delay. Each step offers a fixed span rate for %s.\n", opts.stepDuration)
 	w("- A step is lossless when no span was refused by an agent, no exporter failed or dropped for a full queue, tail_sampling evicted no undecided trace, every error and slow trace reached the sink complete, and the generator kept to its schedule. Near saturation any of the binaries can lose a few slow traces in one run of a step and none in the next, so a lossy step is run once more and only a loss that repeats ends the climb (both runs are in the table). The highest lossless step's achieved rate is reported; the generator itself uses CPU on the same 2 cores, so this is a floor, not the binaries' ceiling.\n")
 	w("- CPU: user+system time from /proc/<pid>/stat over the step (including the decision_wait and flush after it), divided by spans sent. Peak RSS: VmHWM. Heap per buffered span: least-squares slope of each gateway's Go heap over the spans it buffers (traces on memory x mean spans per trace), sampled every 250ms through the step.\n")

@@ -60,12 +60,12 @@ func run() error {
 	}
 
 	fmt.Printf("starting %d gateways and %d agents from configs/ (logs: %s)\n", *gateways, *agents, logDir)
-	gatewayEnv := map[string]string{"TAILGATE_DECISION_WAIT": decisionWait.String()}
+	gatewaySet := []string{"processors::tail_sampling::decision_wait=" + decisionWait.String()}
 	if *backend != "" {
-		gatewayEnv["TAILGATE_BACKEND_ENDPOINT"] = *backend
+		gatewaySet = append(gatewaySet, "exporters::otlp_grpc/backend_memory::endpoint="+*backend)
 	}
 	topo, err := harness.StartTopology(harness.TopologyConfig{
-		Agents: *agents, Gateways: *gateways, LogDir: logDir, GatewayEnv: gatewayEnv,
+		Agents: *agents, Gateways: *gateways, LogDir: logDir, GatewaySet: gatewaySet,
 	})
 	if err != nil {
 		return err

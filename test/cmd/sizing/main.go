@@ -94,8 +94,8 @@ type gateway struct {
 
 // startGateway runs the shipped gateway profile alone, its guard following
 // a static set of itself (so it tracks every trace and marks none), with
-// extra profile variables.
-func startGateway(bin string, guard bool, extra map[string]string) (*gateway, func(), error) {
+// extra collector --set flags.
+func startGateway(bin string, guard bool, extra ...string) (*gateway, func(), error) {
 	dir, err := os.MkdirTemp("", "tailgate-sizing-")
 	if err != nil {
 		return nil, nil, err
@@ -108,12 +108,10 @@ func startGateway(bin string, guard bool, extra map[string]string) (*gateway, fu
 	if err != nil {
 		return nil, nil, err
 	}
-	env := ports.Env()
+	env := ports.Env("gateway")
 	env["TAILGATE_GATEWAY_RESOLVER"] = "static"
 	env["TAILGATE_GATEWAY_STATIC_HOSTNAMES"] = fmt.Sprintf("[127.0.0.1:%d]", ports.OTLPGRPC)
-	env["TAILGATE_REBALANCE_GUARD"] = strconv.FormatBool(guard)
-	env["TAILGATE_BACKEND_ENDPOINT"] = sink.Endpoint()
-	env["TAILGATE_STORAGE_DIR"] = filepath.Join(dir, "queue")
+	set := append(harness.SinkSet(sink.Endpoint(), filepath.Join(dir, "queue")), harness.GuardSet("static", guard))
 	// The garbage-collection settings the manifests give the shipped pod:
 	// the CPU and RSS constants are the shipped gateway's.
 	gc, err := k8srender.GCEnv("Deployment", 0)
@@ -121,9 +119,8 @@ func startGateway(bin string, guard bool, extra map[string]string) (*gateway, fu
 		return nil, nil, err
 	}
 	maps.Copy(env, gc)
-	maps.Copy(env, extra)
 	p, err := harness.StartProcess(bin, harness.ProcessSpec{
-		Name: "gateway", Args: harness.RunArgs("gateway", harness.ProfilePath("gateway")), Env: env,
+		Name: "gateway", Args: ports.Args("gateway", harness.ProfilePath("gateway"), nil, append(set, extra...)...), Env: env,
 		HealthPort: ports.Health, LogDir: dir,
 	})
 	if err != nil {
@@ -180,7 +177,7 @@ func median(xs []float64) float64 {
 // gateway for hold, and reads its live heap, RSS and buffered traces every
 // 2s once the buffer is full (decision_wait plus a margin after the start).
 func measureBuffer(bin string, rate float64, hold time.Duration, m *measured) error {
-	g, stop, err := startGateway(bin, true, nil)
+	g, stop, err := startGateway(bin, true)
 	if err != nil {
 		return err
 	}
@@ -279,7 +276,7 @@ func readDefaults(m *measured) error {
 func measureIdle(bin string, m *measured) error {
 	const small, large = 10_000, 310_000
 	heap := func(n int) (float64, error) {
-		g, stop, err := startGateway(bin, true, map[string]string{"TAILGATE_NUM_TRACES": strconv.Itoa(n)})
+		g, stop, err := startGateway(bin, true, "processors::tail_sampling::num_traces="+strconv.Itoa(n))
 		if err != nil {
 			return 0, err
 		}
@@ -306,7 +303,7 @@ func measureIdle(bin string, m *measured) error {
 // off, waits until all are decided (nothing buffered), and returns the
 // live heap they left behind per trace: one decision cache entry each.
 func measureRetained(bin string) (perTrace float64, traces int, err error) {
-	g, stop, err := startGateway(bin, false, nil)
+	g, stop, err := startGateway(bin, false)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -397,7 +394,7 @@ e2e generator's traffic sent to it directly; %s, %d cores, host %q.
 ## From traffic to gateways
 
 For a cluster receiving S spans/s in traces of P spans on average, with
-decision_wait W (TAILGATE_DECISION_WAIT) and one gateway pod of C CPUs and M
+decision_wait W (tail_sampling's) and one gateway pod of C CPUs and M
 bytes of memory limit:
 
 1. **Replicas for CPU**: S x cpu_seconds_per_10k_spans / 10k / (C x 0.7),

@@ -186,7 +186,7 @@ func normaliseChart(t *testing.T, objs []*unstructured.Unstructured) []*unstruct
 
 // baseSets are the variables the base sets itself (to a value of its own):
 // those the chart must set to the same value, not drop.
-var baseSets = map[string]bool{"TAILGATE_BACKEND_ENDPOINT": true, "TAILGATE_STORAGE_DIR": true, "TAILGATE_GATEWAY_RESOLVER": true, "TAILGATE_GATEWAY_K8S_SERVICE": true, "GOGC": true}
+var baseSets = map[string]bool{"TAILGATE_GATEWAY_RESOLVER": true, "TAILGATE_GATEWAY_K8S_SERVICE": true, "GOGC": true}
 
 // kustomizeHash is the suffix kustomize's generators append to a
 // ConfigMap's name.
@@ -248,12 +248,11 @@ func normaliseBase(t *testing.T, objs []*unstructured.Unstructured) []*unstructu
 	return out
 }
 
-// profileDefaults are the defaults of every variable the profiles and the
-// shipped policies file read.
+// profileDefaults are the defaults of every variable the profiles read.
 func profileDefaults(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, name := range []string{"agent", "gateway", "policies"} {
+	for _, name := range []string{"agent", "gateway"} {
 		vars, err := profile.Variables(name)
 		require.NoError(t, err)
 		maps.Copy(out, vars)

@@ -46,16 +46,17 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		names string // the refusal: where, and what
 	}{
 		{"unknown top-level key", []string{"--set", "autoscale.mode=cpu"}, "at '': additional properties 'autoscale' not allowed"},
-		{"misspelt nested key", []string{"--set", "gateway.replicaCount=5"}, "at '/gateway': additional properties 'replicaCount' not allowed"},
+		{"misspelt nested key", []string{"--set", "gateway.replicas=5"}, "at '/gateway': additional properties 'replicas' not allowed"},
 		{"misspelt deep key", []string{"--set", "monitoring.dashboard.enable=true"}, "at '/monitoring/dashboard': additional properties 'enable' not allowed"},
-		{"string for an integer", []string{"--set-string", "sampling.numTraces=lots"}, "at '/sampling/numTraces': got string, want integer"},
-		{"integer for a boolean", []string{"--set", "rebalanceGuard.enabled=1"}, "at '/rebalanceGuard/enabled': got number, want boolean"},
+		{"string for an integer", []string{"--set-string", "gateway.replicaCount=lots"}, "at '/gateway/replicaCount': got string, want integer"},
+		{"integer for a boolean", []string{"--set", "mtls.enabled=1"}, "at '/mtls/enabled': got number, want boolean"},
+		// Retired values (README.md, "Migrating from environment
+		// variables"): refused by name, not ignored.
+		{"a retired value", []string{"--set", "sampling.decisionWait=10s"}, "at '': additional properties 'sampling' not allowed"},
 		{"value outside the enum", []string{"--set", "autoscaling.mode=sometimes"}, "at '/autoscaling/mode': value must be one of"},
 		{"resolver outside the enum", []string{"--set", "resolver=static"}, "at '/resolver': value must be one of"},
-		{"not a duration", []string{"--set", "sampling.decisionWait=ten"}, "at '/sampling/decisionWait': 'ten' does not match"},
-		{"unknown exporter", []string{"--set", "backend.exporters={otlp/tempo}"}, "at '/backend/exporters/0': value must be one of"},
 		{"resources without a memory request", []string{"--set", "gateway.resources.requests.memory=null"}, "at '/gateway/resources/requests': missing property 'memory'"},
-		{"percentage above 100", []string{"--set", "sampling.samplingPercentage=150"}, "at '/sampling/samplingPercentage': maximum: got 150, want 100"},
+		{"percentage above 100", []string{"--set", "autoscaling.targetCPUUtilizationPercentage=150"}, "at '/autoscaling/targetCPUUtilizationPercentage': maximum: got 150, want 100"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -157,9 +158,9 @@ func TestConfigChangesRollThePods(t *testing.T) {
 		rollsGateways, rollsAgents bool
 	}{
 		{"new policies", []string{"--set-file", "policies=" + policies}, true, false},
-		{"a gateway value", []string{"--set", "sampling.decisionWait=15s"}, true, false},
+		{"a gateway value", []string{"--set", "gateway.config.processors.tail_sampling.decision_wait=15s"}, true, false},
 		{"the cluster's name", []string{"--set", "clusterName=prod-eu"}, true, true},
-		{"an agent value", []string{"--set", "agent.logLevel=debug"}, false, true},
+		{"an agent value", []string{"--set", "agent.config.service.telemetry.logs.level=debug"}, false, true},
 		{"the gateways' config", []string{"--set-json", `gateway.config={"exporters":{"debug":{}}}`}, true, false},
 		{"the agents' config", []string{"--set-json", `agent.config={"processors":{"batch":{"timeout":"1s"}}}`}, false, true},
 	}
@@ -191,22 +192,25 @@ func TestConfigChangesRollThePods(t *testing.T) {
 		bin, err := harness.BinaryPath()
 		require.NoError(t, err)
 		cmd := exec.Command(bin, "validate", "--config", harness.ProfilePath("gateway"), "--config", path)
-		cmd.Env = harness.CheckoutEnv(nil)
+		cmd.Env = harness.Environ(nil)
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "the chart's overlay merged over the profile: %s", out)
 	})
-	t.Run("the policies ConfigMap holds the user's file", func(t *testing.T) {
+	t.Run("the gateways' overlay holds the user's policies", func(t *testing.T) {
 		objs, err := render.Chart(release, namespace, "--set-file", "policies="+policies)
 		require.NoError(t, err)
 		for _, u := range objs {
-			if u.GetKind() == "ConfigMap" && u.GetName() == render.PoliciesConfigMap {
+			if u.GetKind() == "ConfigMap" && u.GetName() == render.GatewayOverlayConfigMap {
 				var cm corev1.ConfigMap
 				require.NoError(t, render.Strict(u, &cm))
-				assert.Equal(t, "- name: everything\n  type: always_sample\n", cm.Data["policies.yaml"])
+				var overlay map[string]any
+				require.NoError(t, yaml.Unmarshal([]byte(cm.Data[render.GatewayOverlayKey]), &overlay))
+				assert.Equal(t, []any{map[string]any{"name": "everything", "type": "always_sample"}},
+					profile.Get(overlay, "processors", "tail_sampling", "policies"))
 				return
 			}
 		}
-		t.Fatalf("no ConfigMap %s", render.PoliciesConfigMap)
+		t.Fatalf("no ConfigMap %s", render.GatewayOverlayConfigMap)
 	})
 }
 
@@ -239,8 +243,9 @@ func equalTemplates(a, b corev1.PodTemplateSpec) bool {
 
 // TestValuesReachTheTiers: each value reaches the setting it names, in the
 // configuration the binary runs the profile with (tailgate print-config
-// under the container's environment as rendered): a misspelt variable in
-// the chart, or a profile that stopped reading one, fails here.
+// of the profile and the rendered overlay ConfigMap, under the container's
+// environment as rendered): a misspelt key or variable in the chart, or a
+// profile that stopped reading one, fails here.
 func TestValuesReachTheTiers(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -249,30 +254,25 @@ func TestValuesReachTheTiers(t *testing.T) {
 		path    []string
 		want    any
 	}{
-		{"decision wait", []string{"--set", "sampling.decisionWait=17s"}, "gateway", []string{"processors", "tail_sampling", "decision_wait"}, "17s"},
-		{"num traces", []string{"--set", "sampling.numTraces=12345"}, "gateway", []string{"processors", "tail_sampling", "num_traces"}, 12345},
-		{"expected new traces", []string{"--set", "sampling.expectedNewTracesPerSec=777"}, "gateway", []string{"processors", "tail_sampling", "expected_new_traces_per_sec"}, 777},
-		{"sampled cache", []string{"--set", "sampling.sampledCacheSize=4242"}, "gateway", []string{"processors", "tail_sampling", "decision_cache", "sampled_cache_size"}, 4242},
-		{"non-sampled cache", []string{"--set", "sampling.nonSampledCacheSize=4343"}, "gateway", []string{"processors", "tail_sampling", "decision_cache", "non_sampled_cache_size"}, 4343},
-		{"maximum trace size", []string{"--set", "sampling.maxTraceSizeBytes=99999"}, "gateway", []string{"processors", "tail_sampling", "maximum_trace_size_bytes"}, 99999},
-		{"guard off", []string{"--set", "rebalanceGuard.enabled=false"}, "gateway", []string{"processors", "rebalance_guard/k8s", "enabled"}, false},
-		{"backend endpoint", []string{"--set", "backend.endpoint=tempo.tracing:4317"}, "gateway", []string{"exporters", "otlp_grpc/backend_memory", "endpoint"}, "tempo.tracing:4317"},
-		{"disk queue", []string{"--set", "backend.queue=disk"}, "gateway", []string{"service", "pipelines", "traces/sampling", "exporters"}, []any{"otlp_grpc/backend_disk"}},
-		{"several backends", []string{"--set", "backend.exporters={otlp_grpc/backend_memory,otlp_grpc/backend_secondary}", "--set", "backend.secondary.endpoint=jaeger.tracing:4317"}, "gateway", []string{"service", "pipelines", "traces/sampling", "exporters"}, []any{"otlp_grpc/backend_memory", "otlp_grpc/backend_secondary"}},
-		{"secondary endpoint", []string{"--set", "backend.secondary.endpoint=jaeger.tracing:4317"}, "gateway", []string{"exporters", "otlp_grpc/backend_secondary", "endpoint"}, "jaeger.tracing:4317"},
-		{"backend CA", []string{"--set", "backend.tls.caFile=/etc/backend/ca.crt"}, "gateway", []string{"exporters", "otlp_grpc/backend_memory", "tls", "ca_file"}, "/etc/backend/ca.crt"},
-		{"gateway log level", []string{"--set", "gateway.logLevel=debug"}, "gateway", []string{"service", "telemetry", "logs", "level"}, "debug"},
-		{"agent log level", []string{"--set", "agent.logLevel=warn"}, "agent", []string{"service", "telemetry", "logs", "level"}, "warn"},
+		{"config: decision wait, the guard following", []string{"--set", "gateway.config.processors.tail_sampling.decision_wait=17s"}, "gateway", []string{"processors", "rebalance_guard/k8s", "decision_wait"}, "17s"},
+		{"config: num traces, the guard following", []string{"--set", "gateway.config.processors.tail_sampling.num_traces=12345"}, "gateway", []string{"processors", "rebalance_guard/k8s", "num_traces"}, 12345},
+		{"config: guard off", []string{"--set", "gateway.config.processors.rebalance_guard/k8s.enabled=false"}, "gateway", []string{"processors", "rebalance_guard/k8s", "enabled"}, false},
+		{"config: backend endpoint", []string{"--set", "gateway.config.exporters.otlp_grpc/backend_memory.endpoint=tempo.tracing:4317"}, "gateway", []string{"exporters", "otlp_grpc/backend_memory", "endpoint"}, "tempo.tracing:4317"},
+		{"config: several backends", []string{"--set", "gateway.config.service.pipelines.traces/sampling.exporters={otlp_grpc/backend_memory,otlp_grpc/backend_secondary}"}, "gateway", []string{"service", "pipelines", "traces/sampling", "exporters"}, []any{"otlp_grpc/backend_memory", "otlp_grpc/backend_secondary"}},
+		{"config: gateway log level", []string{"--set", "gateway.config.service.telemetry.logs.level=debug"}, "gateway", []string{"service", "telemetry", "logs", "level"}, "debug"},
+		{"config: agent log level", []string{"--set", "agent.config.service.telemetry.logs.level=warn"}, "agent", []string{"service", "telemetry", "logs", "level"}, "warn"},
 		{"dns resolver, gateways", []string{"--set", "resolver=dns"}, "gateway", []string{"processors", "rebalance_guard/dns", "resolver", "dns", "hostname"}, "tailgate-gateway-headless.observability.svc.cluster.local"},
 		{"dns resolver, agents", []string{"--set", "resolver=dns"}, "agent", []string{"exporters", "load_balancing/dns", "resolver", "dns", "hostname"}, "tailgate-gateway-headless.observability.svc.cluster.local"},
-		{"extra env", []string{"--set", "gateway.env[0].name=TAILGATE_SPANMETRICS_FLUSH_INTERVAL", "--set", "gateway.env[0].value=45s"}, "gateway", []string{"connectors", "span_metrics", "metrics_flush_interval"}, "45s"},
-		{"extra env wins over a value", []string{"--set", "sampling.decisionWait=17s", "--set", "gateway.env[0].name=TAILGATE_DECISION_WAIT", "--set", "gateway.env[0].value=21s"}, "gateway", []string{"processors", "tail_sampling", "decision_wait"}, "21s"},
-		{"agent extra env wins", []string{"--set", "agent.env[0].name=TAILGATE_LOG_LEVEL", "--set", "agent.env[0].value=error"}, "agent", []string{"service", "telemetry", "logs", "level"}, "error"},
+		{"extra env", []string{"--set", "gateway.env[0].name=TAILGATE_GATEWAY_OTLP_PORT", "--set", "gateway.env[0].value=4999"}, "gateway", []string{"receivers", "otlp", "protocols", "grpc", "endpoint"}, "[127.0.0.1]:4999"},
+		{"extra env wins over the chart's", []string{"--set", "gateway.env[0].name=TAILGATE_GATEWAY_RESOLVER", "--set", "gateway.env[0].value=dns"}, "gateway", []string{"service", "pipelines", "traces/sampling", "processors"}, []any{"rebalance_guard/dns", "tail_sampling", "filter/rebalance_guard_dns_markers", "batch"}},
+		{"agent extra env wins", []string{"--set", "agent.env[0].name=TAILGATE_GATEWAY_RESOLVER", "--set", "agent.env[0].value=dns"}, "agent", []string{"service", "pipelines", "traces", "exporters"}, []any{"load_balancing/dns"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			env := containerEnv(t, c.profile, c.args...)
-			cfg, err := profile.Effective(c.profile, env)
+			overlay := filepath.Join(t.TempDir(), c.profile+"-overlay.yaml")
+			require.NoError(t, os.WriteFile(overlay, []byte(overlayOf(t, c.profile, c.args...)), 0o644))
+			cfg, err := profile.EffectiveWith(c.profile, env, []string{overlay})
 			require.NoError(t, err)
 			got := profile.Get(cfg, c.path...)
 			if n, ok := got.(float64); ok { // YAML numbers decode as float64 or int
@@ -281,6 +281,23 @@ func TestValuesReachTheTiers(t *testing.T) {
 			assert.EqualValues(t, c.want, got, "%s with %v", strings.Join(c.path, "."), c.args)
 		})
 	}
+}
+
+// overlayOf is the overlay the chart gives a tier with args (its
+// <release>-<tier>-overlay ConfigMap).
+func overlayOf(t *testing.T, tier string, args ...string) string {
+	t.Helper()
+	objs, err := render.Chart(release, namespace, args...)
+	require.NoError(t, err)
+	for _, u := range objs {
+		if u.GetKind() == "ConfigMap" && u.GetName() == release+"-"+tier+"-overlay" {
+			var cm corev1.ConfigMap
+			require.NoError(t, render.Strict(u, &cm))
+			return cm.Data[tier+"-overlay.yaml"]
+		}
+	}
+	t.Fatalf("no ConfigMap %s-%s-overlay", release, tier)
+	return ""
 }
 
 // containerEnv is the literal environment the chart gives a tier's
@@ -306,19 +323,19 @@ func containerEnv(t *testing.T, tier string, args ...string) map[string]string {
 }
 
 // TestModesWithoutAComponent: what no kustomize component builds, and so
-// no equivalence checks: autoscaling off (no HPA, gateway.replicas
+// no equivalence checks: autoscaling off (no HPA, gateway.replicaCount
 // gateways) and mTLS with Secrets of the user's own (no cert-manager
 // objects, the named Secrets mounted).
 func TestModesWithoutAComponent(t *testing.T) {
 	t.Run("autoscaling off", func(t *testing.T) {
-		objs, err := render.Chart(release, namespace, "--set", "autoscaling.mode=off", "--set", "gateway.replicas=5")
+		objs, err := render.Chart(release, namespace, "--set", "autoscaling.mode=off", "--set", "gateway.replicaCount=5")
 		require.NoError(t, err)
 		kinds := map[string]bool{}
 		for _, u := range objs {
 			kinds[u.GetKind()] = true
 		}
 		assert.False(t, kinds["HorizontalPodAutoscaler"], "an HPA with autoscaling off")
-		r := tiers(t, "--set", "autoscaling.mode=off", "--set", "gateway.replicas=5")
+		r := tiers(t, "--set", "autoscaling.mode=off", "--set", "gateway.replicaCount=5")
 		require.NotNil(t, r.gateway.Spec.Replicas)
 		assert.EqualValues(t, 5, *r.gateway.Spec.Replicas)
 	})

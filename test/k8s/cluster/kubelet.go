@@ -30,9 +30,9 @@ import (
 // One difference from a real node: all pods share the test's network
 // namespace, so two pods cannot both bind 127.0.0.1 on one port. The
 // profiles keep pprof and zPages on 127.0.0.1 (never on the pod IP), so the
-// kubelet hands each pod distinct ports for those two through
-// TAILGATE_PPROF_PORT and TAILGATE_ZPAGES_PORT, where a real pod's own
-// loopback would make that unnecessary.
+// kubelet hands each pod distinct ports for those two with --set flags
+// after the pod's arguments, where a real pod's own loopback would make
+// that unnecessary.
 type Kubelet struct {
 	cp     *ControlPlane
 	rootfs string   // exported image filesystem

@@ -20,13 +20,7 @@ import (
 // containerEnv resolves the container's env as the kubelet would, plus the
 // variables every container gets.
 func (k *Kubelet) containerEnv(pod *corev1.Pod, c corev1.Container, run *podRun) (map[string]string, error) {
-	debug, err := harness.FreePorts(2)
-	if err != nil {
-		return nil, err
-	}
 	env := map[string]string{
-		"TAILGATE_PPROF_PORT":     strconv.Itoa(debug[0]),
-		"TAILGATE_ZPAGES_PORT":    strconv.Itoa(debug[1]),
 		"HOSTNAME":                pod.Name,
 		"KUBERNETES_SERVICE_HOST": "127.0.0.1",
 		"KUBERNETES_SERVICE_PORT": strconv.Itoa(k.cp.APIPort),
@@ -69,6 +63,20 @@ func (k *Kubelet) containerEnv(pod *corev1.Pod, c corev1.Container, run *podRun)
 		}
 	}
 	return env, nil
+}
+
+// loopbackArgs are the --set flags that give a pod's pprof and zPages,
+// which the profiles bind to 127.0.0.1, ports of their own (Kubelet: the
+// pods share one loopback here).
+func loopbackArgs() ([]string, error) {
+	debug, err := harness.FreePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	return []string{
+		"--set=extensions::pprof::endpoint=127.0.0.1:" + strconv.Itoa(debug[0]),
+		"--set=extensions::zpages::endpoint=127.0.0.1:" + strconv.Itoa(debug[1]),
+	}, nil
 }
 
 // containerResourceField resolves a resourceFieldRef of container c, which

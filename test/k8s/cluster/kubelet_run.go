@@ -52,6 +52,10 @@ func (k *Kubelet) runPod(pod *corev1.Pod, run *podRun) error {
 	if err != nil {
 		return err
 	}
+	loopback, err := loopbackArgs()
+	if err != nil {
+		return err
+	}
 	uid, gid := int64(0), int64(0)
 	var groups []uint32
 	if sc := pod.Spec.SecurityContext; sc != nil {
@@ -70,7 +74,7 @@ func (k *Kubelet) runPod(pod *corev1.Pod, run *podRun) error {
 		cmd = c.Command
 	}
 	proc, err := harness.StartProcess(cmd[0], harness.ProcessSpec{
-		Name: pod.Namespace + "_" + pod.Name, Args: slices.Concat(cmd[1:], c.Args), Env: env, LogDir: filepath.Join(k.dir, "logs"),
+		Name: pod.Namespace + "_" + pod.Name, Args: slices.Concat(cmd[1:], c.Args, loopback), Env: env, LogDir: filepath.Join(k.dir, "logs"),
 		Root: root, RunAs: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups},
 	})
 	if err != nil {

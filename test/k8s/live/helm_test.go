@@ -50,8 +50,8 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(second.Close)
 	values := []string{
-		"--set", "image.tag=dev", "--set", "backend.endpoint=" + env.sink.Endpoint(), "--set", "clusterName=" + clusterName,
-		"--set-json", "gateway.config=" + gatewayConfig(second.Endpoint(), "helm-install"),
+		"--set", "image.tag=dev", "--set", "clusterName=" + clusterName,
+		"--set-json", "gateway.config=" + gatewayConfig(env.sink.Endpoint(), second.Endpoint(), "helm-install"),
 	}
 	start := time.Now()
 	notes, err := helmCmd(append([]string{"install", helmRelease, render.ChartDir(), "--wait", "--timeout", "5m"}, values...)...)
@@ -116,7 +116,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		require.NoError(t, err)
 		sent, r := rollGatewaysUnderTraffic(t, during, gen.Rate, func() error {
 			_, err := helmCmd("upgrade", helmRelease, render.ChartDir(), "--reuse-values",
-				"--set-json", "gateway.config="+gatewayConfig(second.Endpoint(), "helm-upgrade"), "--wait", "--timeout", "4m")
+				"--set-json", "gateway.config="+gatewayConfig(env.sink.Endpoint(), second.Endpoint(), "helm-upgrade"), "--wait", "--timeout", "4m")
 			return err
 		})
 		r.report(t, "helm upgrade of gateway.config")
@@ -236,9 +236,9 @@ const releaseAttribute = "deployment.release"
 // gatewayConfig is the gateway.config of the Helm test: an OTLP exporter
 // to a second backend beside the primary, and an attributes processor
 // after tail_sampling that sets releaseAttribute to step.
-func gatewayConfig(secondEndpoint, step string) string {
+func gatewayConfig(firstEndpoint, secondEndpoint, step string) string {
 	return `{"processors":{"attributes/release":{"actions":[{"key":"` + releaseAttribute + `","value":"` + step + `","action":"upsert"}]}},` +
-		`"exporters":{"otlp_grpc/second":{"endpoint":"` + secondEndpoint + `","tls":{"insecure":true}}},` +
+		`"exporters":{"otlp_grpc/backend_memory":{"endpoint":"` + firstEndpoint + `"},"otlp_grpc/second":{"endpoint":"` + secondEndpoint + `","tls":{"insecure":true}}},` +
 		`"service":{"pipelines":{"traces/sampling":{"processors":["rebalance_guard/k8s","tail_sampling","attributes/release","batch"],` +
 		`"exporters":["otlp_grpc/backend_memory","otlp_grpc/second"]}}}}`
 }

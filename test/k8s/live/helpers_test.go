@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
@@ -140,6 +142,35 @@ func settleGateways(t *testing.T, n int, resolver string) {
 		return len(ps) == n && len(readyPods(t, "tailgate-gateway")) == n, fmt.Sprint(len(ps), " pods")
 	})
 	agentsSeeGateways(t, n, resolver)
+}
+
+// setGatewayArgs replaces the gateways' arguments that start with each
+// prefix's key by the given one (a --set flag, "--set=key=value"), and
+// appends those not there yet: the gateways roll onto them.
+func setGatewayArgs(t *testing.T, args ...string) {
+	t.Helper()
+	deployments := env.cp.Client.AppsV1().Deployments(namespace)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d, err := deployments.Get(ctx(t), "tailgate-gateway", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		c := &d.Spec.Template.Spec.Containers[0]
+		for _, arg := range args {
+			key, _, _ := strings.Cut(strings.TrimPrefix(arg, "--set="), "=")
+			c.Args = slices.DeleteFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--set="+key+"=") })
+			c.Args = append(c.Args, arg)
+		}
+		_, err = deployments.Update(ctx(t), d, metav1.UpdateOptions{})
+		return err
+	})
+	require.NoError(t, err)
+}
+
+// guardArgs turn every gateway's rebalance_guard (whichever resolver) on
+// or off.
+func guardArgs(enabled bool) []string {
+	return []string{"--set=" + harness.GuardSet("dns", enabled), "--set=" + harness.GuardSet("k8s", enabled)}
 }
 
 // useResolver switches the agents and the gateways to resolver (k8s or

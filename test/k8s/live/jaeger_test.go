@@ -24,8 +24,7 @@ func TestJaegerJoinsTheHalvesOfSplitTraces(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(jaeger.Stop)
 	setBackend := func(endpoint string) {
-		_, err := env.cp.Kubectl("-n", namespace, "set", "env", "deployment/tailgate-gateway", "TAILGATE_BACKEND_ENDPOINT="+endpoint)
-		require.NoError(t, err)
+		setGatewayArgs(t, backendArg(endpoint))
 		settleGateways(t, 3, "k8s")
 	}
 	t.Cleanup(func() { setBackend(env.sink.Endpoint()) })

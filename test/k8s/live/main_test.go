@@ -17,7 +17,6 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
@@ -142,7 +141,7 @@ func applyOverlay(components []string, policies []byte) error {
 	var docs []string
 	for _, u := range objs {
 		if u.GetKind() == "Deployment" && u.GetName() == "tailgate-gateway" {
-			if err := setEnv(u, "TAILGATE_BACKEND_ENDPOINT", env.sink.Endpoint()); err != nil {
+			if err := addArgs(u, backendArg(env.sink.Endpoint())); err != nil {
 				return err
 			}
 		}
@@ -165,21 +164,21 @@ func applyOverlay(components []string, policies []byte) error {
 	return err
 }
 
-func setEnv(u *unstructured.Unstructured, name, value string) error {
+// backendArg is the gateways' argument that sends kept traces to endpoint
+// (the test's sink or Jaeger) instead of the base's backend.
+func backendArg(endpoint string) string {
+	return "--set=exporters::otlp_grpc/backend_memory::endpoint=" + endpoint
+}
+
+// addArgs appends args to a rendered Deployment's container, as a user's
+// kustomize patch would.
+func addArgs(u *unstructured.Unstructured, args ...string) error {
 	var d appsv1.Deployment
 	if err := render.Strict(u, &d); err != nil {
 		return err
 	}
 	c := &d.Spec.Template.Spec.Containers[0]
-	found := false
-	for i := range c.Env {
-		if c.Env[i].Name == name {
-			c.Env[i].Value, found = value, true
-		}
-	}
-	if !found {
-		c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
-	}
+	c.Args = append(c.Args, args...)
 	data, err := yaml.Marshal(&d)
 	if err != nil {
 		return err

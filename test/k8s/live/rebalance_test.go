@@ -65,8 +65,9 @@ func TestRebalanceGuardKeepsSplitTracesWhole(t *testing.T) {
 	t.Cleanup(func() {
 		// Leave the base as applied for the other tests: k8s resolver, guard on.
 		for _, w := range []string{"daemonset/tailgate-agent", "deployment/tailgate-gateway"} {
-			_, _ = env.cp.Kubectl("-n", namespace, "set", "env", w, "TAILGATE_GATEWAY_RESOLVER=k8s", "TAILGATE_REBALANCE_GUARD-")
+			_, _ = env.cp.Kubectl("-n", namespace, "set", "env", w, "TAILGATE_GATEWAY_RESOLVER=k8s")
 		}
+		setGatewayArgs(t, guardArgs(true)...)
 		_, _ = env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
 		settleGateways(t, 3, "k8s")
 	})
@@ -80,8 +81,7 @@ func TestRebalanceGuardKeepsSplitTracesWhole(t *testing.T) {
 		var stock *churnResult
 		for _, guard := range []bool{false, true} {
 			t.Run(fmt.Sprintf("resolver=%s/guard=%v", resolver, guard), func(t *testing.T) {
-				_, err := env.cp.Kubectl("-n", namespace, "set", "env", "deployment/tailgate-gateway", fmt.Sprintf("TAILGATE_REBALANCE_GUARD=%v", guard))
-				require.NoError(t, err)
+				setGatewayArgs(t, guardArgs(guard)...)
 				settleGateways(t, 3, resolver)
 				time.Sleep(decisionWait)
 				r := runChurn(t, resolver, guard, seed)

@@ -56,22 +56,23 @@ func startConformanceNode(t *testing.T, profile, name, ip string) *conformanceNo
 	ports, err := harness.PickPorts()
 	require.NoError(t, err)
 	ports.OTLPGRPC = conformanceOTLPPort // every gateway on the one port the resolver lists
-	vars := ports.Env()
+	ports.Host = ip
+	vars := ports.Env(profile)
 	for k, v := range map[string]string{
-		"MY_POD_IP":                    ip,
 		"KUBECONFIG":                   env.cp.Kubeconfig,
 		"TAILGATE_GATEWAY_RESOLVER":    "k8s",
 		"TAILGATE_GATEWAY_K8S_SERVICE": conformanceService + "." + conformanceNamespace,
 		"TAILGATE_GATEWAY_OTLP_PORT":   strconv.Itoa(conformanceOTLPPort),
-		"TAILGATE_K8S_PASSTHROUGH":     "true",
-		"TAILGATE_BACKEND_ENDPOINT":    env.sink.Endpoint(),
-		"TAILGATE_STORAGE_DIR":         t.TempDir(),
 	} {
 		vars[k] = v
 	}
+	set := []string{harness.AgentPassthrough}
+	if profile == "gateway" {
+		set = append(harness.StorageSet(t.TempDir()), "exporters::otlp_grpc/backend_memory::endpoint="+env.sink.Endpoint())
+	}
 	n := &conformanceNode{name: name, ip: ip, ports: ports}
 	n.proc, err = harness.StartProcess(bin, harness.ProcessSpec{
-		Name: name, Args: []string{"--config", harness.ProfilePath(profile)}, Env: vars,
+		Name: name, Args: ports.Args(profile, harness.ProfilePath(profile), nil, set...), Env: vars,
 		HealthHost: ip, HealthPort: ports.Health, LogDir: filepath.Join(t.TempDir(), "logs"),
 	})
 	require.NoError(t, err)

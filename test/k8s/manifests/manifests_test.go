@@ -117,7 +117,7 @@ func load(t *testing.T) *manifests {
 // client-go type with no unknown field (load fails otherwise).
 func TestManifestsDecodeStrictly(t *testing.T) {
 	m := load(t)
-	assert.Len(t, m.configMaps, 6, "the two profiles, their overlays, the policies and the cluster name")
+	assert.Len(t, m.configMaps, 5, "the two profiles, their overlays and the cluster name")
 	assert.Equal(t, "observability", m.namespace.Name)
 	assert.Equal(t, "restricted", m.namespace.Labels["pod-security.kubernetes.io/enforce"])
 }
@@ -193,8 +193,7 @@ func TestWorkloadsMatchTheirProfiles(t *testing.T) {
 
 			// The container runs the profile from the ConfigMap generated from
 			// configs/, merged with the user's overlay beside it (empty as
-			// shipped); the gateway finds its policies file there too, at the
-			// path the profile reads by default, from tailgate-policies.
+			// shipped: the profile's backend and policies).
 			wantArgs := []string{"--config", "/etc/tailgate/" + w.profile + ".yaml", "--config", "/etc/tailgate/" + w.profile + "-overlay.yaml"}
 			if w.profile == "gateway" {
 				wantArgs = append(wantArgs, harness.GatewayFeatureGates)
@@ -202,12 +201,6 @@ func TestWorkloadsMatchTheirProfiles(t *testing.T) {
 			require.Equal(t, wantArgs, c.Args)
 			files := mountedConfigFiles(t, m, spec, c, "/etc/tailgate")
 			want := []string{w.profile + ".yaml", w.profile + "-overlay.yaml"}
-			if w.profile == "gateway" {
-				want = append(want, "policies.yaml")
-				_, isDefault := env["TAILGATE_POLICIES_FILE"]
-				assert.False(t, isDefault, "the manifests read the policies from the profile's default path")
-				assert.True(t, strings.HasPrefix(files["policies.yaml"], "tailgate-policies-"), "policies.yaml comes from %q", files["policies.yaml"])
-			}
 			assert.ElementsMatch(t, want, slices.Collect(maps.Keys(files)), "files in /etc/tailgate")
 			for name, cmName := range files {
 				file, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "configs", name))
@@ -526,7 +519,7 @@ func TestConfigMapsComeFromConfigs(t *testing.T) {
 	profiles := 0
 	for _, cm := range m.configMaps {
 		if !strings.HasPrefix(cm.Name, "tailgate-agent-config") && !strings.HasPrefix(cm.Name, "tailgate-gateway-config") &&
-			!strings.HasPrefix(cm.Name, "tailgate-policies") {
+			!strings.HasPrefix(cm.Name, "tailgate-agent-overlay") && !strings.HasPrefix(cm.Name, "tailgate-gateway-overlay") {
 			continue
 		}
 		profiles++
@@ -537,7 +530,7 @@ func TestConfigMapsComeFromConfigs(t *testing.T) {
 			assert.Equal(t, string(file), data, "ConfigMap %s key %s", cm.Name, key)
 		}
 	}
-	assert.Equal(t, 3, profiles, "ConfigMaps of the profiles and the policies")
+	assert.Equal(t, 4, profiles, "ConfigMaps of the profiles and their overlays")
 }
 
 // TestUsersPoliciesRollTheGateways: an overlay that replaces
@@ -557,10 +550,10 @@ func TestUsersPoliciesRollTheGateways(t *testing.T) {
 				var ds appsv1.DaemonSet
 				require.NoError(t, render.Strict(u, &ds))
 				agent = ds.Spec.Template
-			case u.GetKind() == "ConfigMap" && strings.HasPrefix(u.GetName(), render.PoliciesConfigMap):
+			case u.GetKind() == "ConfigMap" && strings.HasPrefix(u.GetName(), render.GatewayOverlayConfigMap):
 				var cm corev1.ConfigMap
 				require.NoError(t, render.Strict(u, &cm))
-				policies[cm.Name] = cm.Data["policies.yaml"]
+				policies[cm.Name] = cm.Data[render.GatewayOverlayKey]
 			}
 		}
 		return gateway, agent, policies
@@ -578,7 +571,7 @@ func TestUsersPoliciesRollTheGateways(t *testing.T) {
 	gateway, agent, policies := templates(overlay)
 	require.Len(t, policies, 1)
 	for name, data := range policies {
-		assert.Equal(t, string(mine), data, "the overlay's policies")
+		assert.Equal(t, "processors:\n  tail_sampling:\n    policies:\n      "+string(mine), data, "the overlay's policies")
 		assert.Contains(t, fmt.Sprint(gateway.Spec.Volumes), name, "the gateways mount %s", name)
 	}
 	assert.NotEqual(t, baseGateway, gateway, "the gateway pod template changes: the Deployment rolls")

@@ -98,6 +98,31 @@ func (s securedTiers) certificateFor(t *testing.T, secretName string) *unstructu
 	return nil
 }
 
+// mtlsOverlay is the component's overlay of tier, after checking that the
+// tier's container reads it last, from a volume of the component's
+// ConfigMap tailgate-<tier>-mtls.
+func mtlsOverlay(t *testing.T, spec corev1.PodSpec, tier string) []string {
+	t.Helper()
+	c := spec.Containers[0]
+	path := "/etc/tailgate-mtls/" + tier + "-config.yaml"
+	require.GreaterOrEqual(t, len(c.Args), 2)
+	assert.Equal(t, []string{"--config", path}, c.Args[len(c.Args)-2:], "the mTLS overlay is the last --config")
+	var volume string
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == "/etc/tailgate-mtls" {
+			volume = m.Name
+		}
+	}
+	require.NotEmpty(t, volume, "nothing mounted at /etc/tailgate-mtls")
+	for _, v := range spec.Volumes {
+		if v.Name == volume {
+			require.NotNil(t, v.ConfigMap, "volume %s", volume)
+			assert.True(t, strings.HasPrefix(v.ConfigMap.Name, "tailgate-"+tier+"-mtls-"), "volume %s is from %s", volume, v.ConfigMap.Name)
+		}
+	}
+	return []string{harness.MTLSOverlay(tier)}
+}
+
 // TestMTLSComponent: the component's files meet: the gateways' profile,
 // as the binary expands it with the patched env, serves mutual TLS from the
 // files of the Secret mounted where it reads them, with OTLP/HTTP off; the
@@ -109,7 +134,7 @@ func TestMTLSComponent(t *testing.T) {
 	s := withMTLS(t)
 
 	gwSpec := s.gateway.Spec.Template.Spec
-	gw, err := profile.Effective("gateway", containerEnv(t, gwSpec.Containers[0]))
+	gw, err := profile.EffectiveWith("gateway", containerEnv(t, gwSpec.Containers[0]), mtlsOverlay(t, gwSpec, "gateway"))
 	require.NoError(t, err)
 	tls := profile.Get(gw, "extensions", "mtls_server", "tls")
 	require.NotNil(t, tls, "mtls_server's tls is on")
@@ -130,7 +155,7 @@ func TestMTLSComponent(t *testing.T) {
 
 	agSpec := s.agent.Spec.Template.Spec
 	agEnv := containerEnv(t, agSpec.Containers[0])
-	ag, err := profile.Effective("agent", agEnv)
+	ag, err := profile.EffectiveWith("agent", agEnv, mtlsOverlay(t, agSpec, "agent"))
 	require.NoError(t, err)
 	clientTLS := profile.Get(ag, "exporters", "load_balancing/k8s", "protocol", "otlp", "tls")
 	agSecret, mode := mountedSecret(t, agSpec, profile.Get(clientTLS, "cert_file").(string))

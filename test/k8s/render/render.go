@@ -95,18 +95,27 @@ func Overlay(dir string, components []string, extra string) ([]*unstructured.Uns
 	return Objects(out)
 }
 
-// PoliciesConfigMap is the ConfigMap of the gateways' sampling policies
-// (from configs/policies.yaml), which users replace with their own.
-const PoliciesConfigMap = "tailgate-policies"
+// GatewayOverlayConfigMap is the ConfigMap of the gateways' overlay
+// (configs/gateway-overlay.yaml, empty), which users replace with their
+// own, and its key.
+const (
+	GatewayOverlayConfigMap = "tailgate-gateway-overlay"
+	GatewayOverlayKey       = "gateway-overlay.yaml"
+)
 
-// WithPolicies writes policies as policies.yaml into an overlay's dir and
-// returns the kustomization fields (for Overlay's extra) that replace the
-// base's tailgate-policies with it, as README.md tells users to.
+// WithPolicies writes a gateway overlay holding policies (a tail_sampling
+// policies list) into an overlay's dir and returns the kustomization
+// fields (for Overlay's extra) that replace the base's
+// tailgate-gateway-overlay with it, as README.md tells users to.
 func WithPolicies(dir string, policies []byte) (string, error) {
-	if err := os.WriteFile(filepath.Join(dir, "policies.yaml"), policies, 0o644); err != nil {
+	overlay := "processors:\n  tail_sampling:\n    policies:\n"
+	for _, line := range strings.Split(strings.TrimRight(string(policies), "\n"), "\n") {
+		overlay += "      " + line + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, GatewayOverlayKey), []byte(overlay), 0o644); err != nil {
 		return "", err
 	}
-	return "configMapGenerator:\n  - name: " + PoliciesConfigMap + "\n    namespace: observability\n    behavior: replace\n    files: [policies.yaml]\n", nil
+	return "configMapGenerator:\n  - name: " + GatewayOverlayConfigMap + "\n    namespace: observability\n    behavior: replace\n    files: [" + GatewayOverlayKey + "]\n", nil
 }
 
 // The autoscaling component's ConfigMap of adapter rules, and its key.

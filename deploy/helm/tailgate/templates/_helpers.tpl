@@ -119,9 +119,35 @@ data. The limit is a Kubernetes quantity (2Gi, 1536Mi, 2G, 2147483648). */}}
 {{- define "tailgate.gatewayTLSSecret" -}}{{ .Values.mtls.gatewaySecretName | default (printf "%s-gateway-tls" (include "tailgate.fullname" .)) }}{{- end -}}
 {{- define "tailgate.agentTLSSecret" -}}{{ .Values.mtls.agentSecretName | default (printf "%s-agent-tls" (include "tailgate.fullname" .)) }}{{- end -}}
 
-{{/* The policies file the gateways read: the user's, or the shipped one. */}}
-{{- define "tailgate.policies" -}}
-{{- if .Values.policies }}{{ .Values.policies }}{{ else }}{{ .Files.Get "files/policies.yaml" }}{{ end -}}
+{{/* The gateways' overlay: your policies (a tail_sampling policies list,
+which replaces the profile's), then gateway.config deep-merged over them, as
+the upstream chart merges its config value over its presets (maps merge,
+lists replace). */}}
+{{- define "tailgate.gatewayOverlay" -}}
+{{- $overlay := dict -}}
+{{- with .Values.policies -}}
+{{- $policies := fromYamlArray . -}}
+{{- if and (eq (len $policies) 1) (hasKey (index $policies 0) "Error") -}}
+{{- fail (printf "policies: not a YAML list of tail_sampling policies: %s" (index $policies 0).Error) -}}
+{{- end -}}
+{{- $overlay = mustMergeOverwrite $overlay (dict "processors" (dict "tail_sampling" (dict "policies" $policies))) -}}
+{{- end -}}
+{{- toYaml (mustMergeOverwrite $overlay (deepCopy .Values.gateway.config)) -}}
+{{- end -}}
+
+{{/* The agents' overlay: agent.config. */}}
+{{- define "tailgate.agentOverlay" -}}
+{{- toYaml .Values.agent.config -}}
+{{- end -}}
+
+{{/* The mTLS overlays (mtls.enabled), deploy/kubernetes/mtls's, merged
+after the user's: the agents verify the gateways by this release's
+headless Service name. */}}
+{{- define "tailgate.gatewayMTLSConfig" -}}
+{{ .Files.Get "files/gateway-mtls.yaml" }}
+{{- end -}}
+{{- define "tailgate.agentMTLSConfig" -}}
+{{ .Files.Get "files/agent-mtls.yaml" | replace "tailgate-gateway-headless.observability.svc" (printf "%s.%s.svc" (include "tailgate.headless" .) .Release.Namespace) }}
 {{- end -}}
 
 {{/* A container's environment: the chart's variables, then the user's
