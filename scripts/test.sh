@@ -73,8 +73,9 @@ wait "$binaries" || fail "building the binary or compiling the Kubernetes suite 
 stamp "Kubernetes suite, first half: the tests that need only the control plane"
 go test "${testflags[@]}" -skip "$live_tool_tests" "$live_pkg" & live_first=$!
 
-# A download: the first half's mTLS test applies them.
-run idle scripts/install-cert-manager-crds.sh || fail "fetching cert-manager's CRDs failed"
+# Downloads: the first half's mTLS and monitoring tests apply them.
+run idle scripts/install-crds.sh cert-manager || fail "fetching cert-manager's CRDs failed"
+run idle scripts/install-crds.sh prometheus-operator || fail "fetching prometheus-operator's CRDs failed"
 run idle scripts/install-go-tool.sh telemetrygen || fail "building telemetrygen failed"
 stamp "end-to-end tests"
 go test "${testflags[@]}" "$e2e_pkg" & e2e=$!

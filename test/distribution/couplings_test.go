@@ -439,6 +439,26 @@ func TestTelemetrygenIsTheShippedContribRelease(t *testing.T) {
 	assert.Equal(t, contrib, telemetrygen, "build/tools/telemetrygen pins another contrib release than builder-config.yaml")
 }
 
+// TestPrometheusOperatorCRDsMatchItsAPITypes: the CRDs the live tests
+// install (build/tools/prometheus-operator) are of the release whose API
+// types the manifests' tests decode the monitoring objects with (go.mod),
+// so both judge the objects by one schema.
+func TestPrometheusOperatorCRDsMatchItsAPITypes(t *testing.T) {
+	root := harness.RepoRoot()
+	version := func(path, module string) string {
+		for _, r := range parseMod(t, path).Require {
+			if r.Mod.Path == module {
+				return r.Mod.Version
+			}
+		}
+		t.Fatalf("%s does not require %s", path, module)
+		return ""
+	}
+	types := version(filepath.Join(root, "go.mod"), "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring")
+	crds := version(filepath.Join(root, "build", "tools", "prometheus-operator", "go.mod"), "github.com/prometheus-operator/prometheus-operator")
+	assert.Equal(t, types, crds, "build/tools/prometheus-operator pins another release than go.mod's API types")
+}
+
 // mib is the unit of the receivers' max_recv_msg_size_mib.
 const mib = 1 << 20
 

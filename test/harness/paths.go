@@ -127,8 +127,16 @@ func ReleaseInfo() (map[string]string, error) {
 
 // CertManagerCRDs is the directory of the CustomResourceDefinitions of the
 // cert-manager release pinned in build/tools/cert-manager (fetched once
-// from the module proxy, see scripts/install-cert-manager-crds.sh).
-func CertManagerCRDs() (string, error) { return installScript("install-cert-manager-crds.sh") }
+// from the module proxy, see scripts/install-crds.sh).
+func CertManagerCRDs() (string, error) { return installScript("install-crds.sh", "cert-manager") }
+
+// PrometheusOperatorCRDs is the directory of the CustomResourceDefinitions
+// of the prometheus-operator release pinned in
+// build/tools/prometheus-operator (fetched once from the module proxy, see
+// scripts/install-crds.sh).
+func PrometheusOperatorCRDs() (string, error) {
+	return installScript("install-crds.sh", "prometheus-operator")
+}
 
 // installScript runs one of scripts/install-*.sh, which print the directory
 // they installed into on their last line, and returns that directory.

@@ -3,6 +3,7 @@ package chart
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
 	"github.com/tailgate-dev/tailgate/test/k8s/render"
@@ -406,6 +409,8 @@ func TestUpstreamChartValuesReachTheObjects(t *testing.T) {
 			[]string{"spec", "template", "spec", "serviceAccountName"}, "platform-agents", false},
 		{"prometheusRule.extraLabels", []string{"--set", "monitoring.prometheusRule.enabled=true", "--set", "monitoring.prometheusRule.extraLabels.release=kube-prometheus-stack"}, "PrometheusRule", "tailgate",
 			[]string{"metadata", "labels", "release"}, "kube-prometheus-stack", false},
+		{"podMonitor.extraLabels", []string{"--set", "monitoring.podMonitor.enabled=true", "--set", "monitoring.podMonitor.extraLabels.release=kube-prometheus-stack"}, "PodMonitor", "tailgate",
+			[]string{"metadata", "labels", "release"}, "kube-prometheus-stack", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -468,4 +473,52 @@ func TestGOMEMLIMITIsMemoryLimitersSoftLimit(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestPodMonitorSelectsBothTiers: the PodMonitor (monitoring.podMonitor)
+// selects the pods of both tiers of this release and no other, and scrapes
+// ports the containers name: internal telemetry on both, RED metrics on
+// the gateways.
+func TestPodMonitorSelectsBothTiers(t *testing.T) {
+	objs, err := render.Chart(release, namespace, "--set", "monitoring.podMonitor.enabled=true")
+	require.NoError(t, err)
+	var selector *metav1.LabelSelector
+	var ports []string
+	for _, u := range objs {
+		if u.GetKind() == "PodMonitor" {
+			var spec struct {
+				Spec struct {
+					Selector            metav1.LabelSelector
+					PodMetricsEndpoints []struct{ Port string }
+				}
+			}
+			data, err := json.Marshal(u.Object)
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(data, &spec))
+			selector = &spec.Spec.Selector
+			for _, e := range spec.Spec.PodMetricsEndpoints {
+				ports = append(ports, e.Port)
+			}
+		}
+	}
+	require.NotNil(t, selector, "no PodMonitor")
+	sel, err := metav1.LabelSelectorAsSelector(selector)
+	require.NoError(t, err)
+	r := tiers(t, "--set", "monitoring.podMonitor.enabled=true")
+	named := func(spec corev1.PodSpec) map[string]bool {
+		out := map[string]bool{}
+		for _, p := range spec.Containers[0].Ports {
+			out[p.Name] = true
+		}
+		return out
+	}
+	for tier, tmpl := range map[string]corev1.PodTemplateSpec{"gateway": r.gateway.Spec.Template, "agent": r.agent.Spec.Template} {
+		assert.True(t, sel.Matches(labels.Set(tmpl.Labels)), "the PodMonitor does not select the %s pods (%v)", tier, tmpl.Labels)
+		other := maps.Clone(tmpl.Labels)
+		other["app.kubernetes.io/instance"] = "another-release"
+		assert.False(t, sel.Matches(labels.Set(other)), "the PodMonitor selects another release's %s pods", tier)
+		assert.True(t, named(tmpl.Spec)["telemetry"], "%s: no port named telemetry", tier)
+	}
+	assert.Equal(t, []string{"telemetry", "metrics"}, ports)
+	assert.True(t, named(r.gateway.Spec.Template.Spec)["metrics"], "gateway: no port named metrics")
 }
