@@ -86,6 +86,27 @@ done
 stamp "Kubernetes suite, second half: $live_tool_tests"
 go test "${testflags[@]}" -run "$live_tool_tests" "$live_pkg" & live_second=$!
 
+# Native fuzzing of the in-house components on hostile input, each target
+# for FUZZTIME on top of its committed corpus (testdata/fuzz) and seeds; a
+# failing input is written to that testdata/fuzz for a regression test.
+# In the background from here: most of it is the instrumented build of the
+# components' dependencies (~7 of its 10 minutes cold), which was the run's
+# tail after the tests; here it overlaps the suite's second half, which
+# mostly waits on its cluster. At normal priority: a fuzzing worker starved
+# by idle scheduling could be taken for a hung one.
+stamp "fuzzing each of the components' Fuzz targets for ${FUZZTIME:?}, in the background"
+{
+  fuzz_status=0
+  for c in "${components[@]}"; do
+    for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$c"/*_test.go 2>/dev/null | cut -d' ' -f2); do
+      (cd "$c" && exec go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 2s .) & wait $! ||
+        { echo "make test: fuzzing $c $target failed" >&2; fuzz_status=1; }
+    done
+  done
+  stamp "fuzzing done"
+  exit $fuzz_status
+} & fuzz=$!
+
 run idle "$make" --no-print-directory tools || fail "building ocb and mdatagen failed"
 run idle scripts/install-go-tool.sh cyclonedx-gomod || fail "building cyclonedx-gomod failed"
 run idle scripts/build-platform-binary.sh arm64 || fail "building the arm64 binary failed"
@@ -102,17 +123,7 @@ for c in "${components[@]}"; do
 done
 run go test "${testflags[@]}" "${others[@]}" || status=1
 
-# Native fuzzing of the in-house components on hostile input, each target
-# for FUZZTIME on top of its committed corpus (testdata/fuzz) and seeds; a
-# failing input is written to that testdata/fuzz for a regression test.
-stamp "fuzzing each of the components' Fuzz targets for ${FUZZTIME:?}"
-for c in "${components[@]}"; do
-  for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$c"/*_test.go 2>/dev/null | cut -d' ' -f2); do
-    (cd "$c" && exec go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 2s .) & wait $! ||
-      fail "fuzzing $c $target failed"
-  done
-done
-
+wait "$fuzz" || status=1
 wait "$e2e" || status=1
 stamp "end-to-end tests done; waiting for the Kubernetes suite"
 wait "$live_first" || status=1
