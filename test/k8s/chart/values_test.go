@@ -266,9 +266,9 @@ func TestValuesReachTheTiers(t *testing.T) {
 		{"config: agent log level", []string{"--set", "agent.config.service.telemetry.logs.level=warn"}, "agent", []string{"service", "telemetry", "logs", "level"}, "warn"},
 		{"dns resolver, gateways", []string{"--set", "resolver=dns"}, "gateway", []string{"processors", "rebalance_guard/dns", "resolver", "dns", "hostname"}, "tailgate-gateway-headless.observability.svc.cluster.local"},
 		{"dns resolver, agents", []string{"--set", "resolver=dns"}, "agent", []string{"exporters", "load_balancing/dns", "resolver", "dns", "hostname"}, "tailgate-gateway-headless.observability.svc.cluster.local"},
-		{"extra env", []string{"--set", "gateway.env[0].name=TAILGATE_GATEWAY_OTLP_PORT", "--set", "gateway.env[0].value=4999"}, "gateway", []string{"receivers", "otlp", "protocols", "grpc", "endpoint"}, "[127.0.0.1]:4999"},
-		{"extra env wins over the chart's", []string{"--set", "gateway.env[0].name=TAILGATE_GATEWAY_RESOLVER", "--set", "gateway.env[0].value=dns"}, "gateway", []string{"service", "pipelines", "traces/sampling", "processors"}, []any{"rebalance_guard/dns", "tail_sampling", "filter/rebalance_guard_dns_markers", "batch"}},
-		{"agent extra env wins", []string{"--set", "agent.env[0].name=TAILGATE_GATEWAY_RESOLVER", "--set", "agent.env[0].value=dns"}, "agent", []string{"service", "pipelines", "traces", "exporters"}, []any{"load_balancing/dns"}},
+		{"extra env", []string{"--set", "gateway.extraEnvs[0].name=TAILGATE_GATEWAY_OTLP_PORT", "--set", "gateway.extraEnvs[0].value=4999"}, "gateway", []string{"receivers", "otlp", "protocols", "grpc", "endpoint"}, "[127.0.0.1]:4999"},
+		{"extra env wins over the chart's", []string{"--set", "gateway.extraEnvs[0].name=TAILGATE_GATEWAY_RESOLVER", "--set", "gateway.extraEnvs[0].value=dns"}, "gateway", []string{"service", "pipelines", "traces/sampling", "processors"}, []any{"rebalance_guard/dns", "tail_sampling", "filter/rebalance_guard_dns_markers", "batch"}},
+		{"agent extra env wins", []string{"--set", "agent.extraEnvs[0].name=TAILGATE_GATEWAY_RESOLVER", "--set", "agent.extraEnvs[0].value=dns"}, "agent", []string{"service", "pipelines", "traces", "exporters"}, []any{"load_balancing/dns"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -151,7 +151,7 @@ headless Service name. */}}
 {{- end -}}
 
 {{/* A container's environment: the chart's variables, then the user's
-(gateway.env, agent.env). A variable the user sets replaces the chart's of
+(gateway.extraEnvs, agent.extraEnvs). A variable the user sets replaces the chart's of
 that name, which is left out: a name twice in one env is refused by
 server-side apply (Helm 4's default) and ambiguous anywhere. */}}
 {{- define "tailgate.mergeEnv" -}}
