@@ -39,7 +39,7 @@ TEST_ENV := CGO_ENABLED=0 GOFLAGS="$(strip $(GOFLAGS) -trimpath)"
 # (Prometheus and prometheus-adapter, Helm, Jaeger): make test runs them in
 # a second test process, once those tools are built (scripts/test.sh); a
 # test checks that it names exactly the suite's tests that run those tools.
-LIVE_TOOL_TESTS := ^(TestHPAScalesGatewaysOnTheirLoad|TestHelmInstallUpgradeUninstall|TestJaegerJoinsTheHalvesOfSplitTraces)$$
+LIVE_TOOL_TESTS := ^(TestHPAScalesGatewaysOnTheirLoad|TestHelmInstallUpgradeUninstall|TestJaegerJoinsTheHalvesOfSplitTraces|TestKubePrometheusStackSelectsTheChartsObjects)$$
 
 CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker || true)
 # The release's version (builder-config.yaml dist.version before its "+").
