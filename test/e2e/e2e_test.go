@@ -1,5 +1,6 @@
 // Package e2e runs the built tailgate binary as real agent and gateway
-// processes, from the shipped profiles with environment overrides only, and
+// processes, from the shipped profiles with collector --set flags and
+// overlays as a user would give them, and
 // checks what reaches the backend against the generator's ground truth.
 //
 // Traffic is a flag: go test ./test/e2e -args -e2e.traces=5000 -e2e.rate=300 -e2e.seed=7

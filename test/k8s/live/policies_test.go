@@ -37,7 +37,7 @@ const usersPolicies = `# Ours: errors, slow, every trace through fraud, 10% of t
 `
 
 // TestChangingPoliciesRollsTheGateways: under traffic through the agents,
-// the user replaces the tailgate-policies ConfigMap through their overlay
+// the user replaces the tailgate-gateway-overlay ConfigMap through their overlay
 // (a file that names no guard policy, keeping every trace through the fraud
 // service). The Deployment rolls the gateways one by one, every step a
 // membership change the guard handles: every error and slow trace sent

@@ -534,7 +534,7 @@ func TestConfigMapsComeFromConfigs(t *testing.T) {
 }
 
 // TestUsersPoliciesRollTheGateways: an overlay that replaces
-// tailgate-policies with the user's file (README.md's way) mounts it into
+// tailgate-gateway-overlay with the user's policies (README.md's way) mounts it into
 // the gateways under a new name, so the Deployment rolls, and leaves the
 // agents alone.
 func TestUsersPoliciesRollTheGateways(t *testing.T) {
