@@ -46,7 +46,7 @@ func TestDashboardAndAlertsInPrometheus(t *testing.T) {
 		return map[string]string{
 			"TAILGATE_GATEWAY_RESOLVER":         "static",
 			"TAILGATE_GATEWAY_STATIC_HOSTNAMES": fmt.Sprintf("[localhost:%d]", p.OTLPGRPC),
-		}, withGatewaySet("exporters::otlp_grpc/backend_memory::endpoint="+topo.Sink.Endpoint())
+		}, withGatewaySet("exporters::otlp_grpc/backend_memory::endpoint=" + topo.Sink.Endpoint())
 	})
 
 	dir := t.TempDir()

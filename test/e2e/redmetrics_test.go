@@ -161,7 +161,7 @@ func TestClusterIdentityOnEverySpanAndSeries(t *testing.T) {
 			topo := startTopology(t, harness.TopologyConfig{
 				Agents: 1, Gateways: 2, GatewaySet: gatewaySet, SinkAttrKeys: []string{"k8s.cluster.name"},
 				GatewayEnv: map[string]string{"TAILGATE_CLUSTER_NAME": tc.gateways},
-				AgentEnv: map[string]string{"TAILGATE_CLUSTER_NAME": tc.agents},
+				AgentEnv:   map[string]string{"TAILGATE_CLUSTER_NAME": tc.agents},
 			})
 			shop := startShop(t, topo)
 			serveShop(t, shop, 60, 100)
