@@ -31,13 +31,7 @@ func validate(t *testing.T, profile string, r run) (string, error) {
 	bin, err := harness.BinaryPath()
 	require.NoError(t, err)
 	args := []string{"validate", "--config", harness.ProfilePath(profile)}
-	for _, o := range r.overlays {
-		args = append(args, "--config", o)
-	}
-	for _, s := range r.set {
-		args = append(args, "--set="+s)
-	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, append(args, harness.ConfigFlags(r.overlays, r.set...)...)...)
 	cmd.Env = harness.Environ(r.env)
 	out, err := cmd.CombinedOutput()
 	return string(out), err

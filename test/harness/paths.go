@@ -64,6 +64,21 @@ func RunArgs(profile, config string) []string {
 	return []string{"--config", config}
 }
 
+// ConfigFlags are the collector flags that merge overlays (one more
+// --config each, in order) over a configuration and then set (--set
+// flags, "a::b::c=value", which win over every --config), as a user
+// passes them.
+func ConfigFlags(overlays []string, set ...string) []string {
+	var flags []string
+	for _, o := range overlays {
+		flags = append(flags, "--config", o)
+	}
+	for _, s := range set {
+		flags = append(flags, "--set="+s)
+	}
+	return flags
+}
+
 // BinaryPath is the tailgate binary under test: $TAILGATE_BIN, else bin/tailgate.
 // It fails when the binary is missing instead of building it behind the
 // caller's back: `make build` (or `make test`) builds it.

@@ -65,7 +65,8 @@ func PickPorts() (NodePorts, error) {
 	return NodePorts{p[0], p[1], p[2], p[3], p[4], p[5], p[6], ""}, nil
 }
 
-// Env is the environment of a collector on these ports: the pod IP (Host), and for a gateway the OTLP/gRPC port the agents send to, which
+// Env is the environment of a collector on these ports: the pod IP
+// (Host), and for a gateway the OTLP/gRPC port the agents send to, which
 // its rebalance_guard expects every gateway on (the guard refuses a self
 // whose port the resolver would never list).
 func (p NodePorts) Env(profile string) map[string]string {
@@ -102,15 +103,8 @@ func (p NodePorts) host() string {
 }
 
 // Args are the arguments a collector of profile runs with on these ports
-// from config and the overlays after it: RunArgs, each overlay as one more
-// --config, then Set and the extra --set flags (which win).
+// from config and the overlays after it: RunArgs, then ConfigFlags with
+// Set and the extra --set flags (which win).
 func (p NodePorts) Args(profile, config string, overlays []string, extraSet ...string) []string {
-	args := RunArgs(profile, config)
-	for _, o := range overlays {
-		args = append(args, "--config", o)
-	}
-	for _, s := range append(p.Set(profile), extraSet...) {
-		args = append(args, "--set="+s)
-	}
-	return args
+	return append(RunArgs(profile, config), ConfigFlags(overlays, append(p.Set(profile), extraSet...)...)...)
 }

@@ -84,12 +84,9 @@ func TestImageRunsFromItsOwnFilesystemAsItsUser(t *testing.T) {
 			}
 			ports, err := harness.PickPorts()
 			require.NoError(t, err)
-			args = slices.Clone(args)
-			for _, s := range append(ports.Set(c.name), c.set...) {
-				args = append(args, "--set="+s)
-			}
+			args = slices.Concat(cfg.Entrypoint[1:], args, harness.ConfigFlags(nil, append(ports.Set(c.name), c.set...)...))
 			p, err := harness.StartProcess(cfg.Entrypoint[0], harness.ProcessSpec{
-				Name: "image-" + c.name, Args: append(cfg.Entrypoint[1:], args...), Env: ports.Env(c.name),
+				Name: "image-" + c.name, Args: args, Env: ports.Env(c.name),
 				HealthPort: ports.Health, LogDir: t.TempDir(), Root: rootfs, RunAs: user,
 			})
 			require.NoError(t, err)

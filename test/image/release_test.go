@@ -100,10 +100,7 @@ func TestArm64ImageRunsUnderEmulation(t *testing.T) {
 	t.Run("gateway starts healthy", func(t *testing.T) {
 		ports, err := harness.PickPorts()
 		require.NoError(t, err)
-		args := slices.Concat(cfg.Entrypoint, cfg.Cmd)
-		for _, s := range append(ports.Set("gateway"), harness.BackendsSet("otlp_grpc/backend_disk")) {
-			args = append(args, "--set="+s)
-		}
+		args := slices.Concat(cfg.Entrypoint, cfg.Cmd, harness.ConfigFlags(nil, append(ports.Set("gateway"), harness.BackendsSet("otlp_grpc/backend_disk"))...))
 		start := time.Now()
 		p, err := harness.StartProcess(emulator, harness.ProcessSpec{
 			Name: "image-arm64-gateway", Args: args, Env: ports.Env("gateway"),

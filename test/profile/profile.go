@@ -49,13 +49,7 @@ func EffectiveWith(name string, env map[string]string, overlays []string, set ..
 		return nil, err
 	}
 	args := []string{"print-config", "--mode", "unredacted", "--config", harness.ProfilePath(name)}
-	for _, o := range overlays {
-		args = append(args, "--config", o)
-	}
-	for _, s := range set {
-		args = append(args, "--set="+s)
-	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, append(args, harness.ConfigFlags(overlays, set...)...)...)
 	cmd.Env = harness.Environ(env)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

@@ -365,10 +365,7 @@ func ceilingSettings(c tierConfig, ports harness.NodePorts, dir string, endpoint
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, s := range append(ports.Set(c.tier), set...) {
-		args = append(args, "--set="+s)
-	}
-	return env, args, nil
+	return env, append(args, harness.ConfigFlags(nil, append(ports.Set(c.tier), set...)...)...), nil
 }
 
 // ceilingSet are the --set flags of a tailgate configuration c: its first
@@ -483,11 +480,7 @@ func (t *tierTLS) args(tier string) []string {
 	if tier == "gateway" {
 		set = harness.GatewayMTLSSet(t.gatewayDir, time.Minute)
 	}
-	args := []string{"--config", harness.MTLSOverlay(tier)}
-	for _, s := range set {
-		args = append(args, "--set="+s)
-	}
-	return args
+	return harness.ConfigFlags([]string{harness.MTLSOverlay(tier)}, set...)
 }
 
 // startAndIdle starts a gateway config idleRuns times (nothing sent to
