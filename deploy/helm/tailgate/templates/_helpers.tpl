@@ -135,20 +135,6 @@ lists replace). */}}
 {{- toYaml (mustMergeOverwrite $overlay (deepCopy .Values.gateway.config)) -}}
 {{- end -}}
 
-{{/* The agents' overlay: agent.config. */}}
-{{- define "tailgate.agentOverlay" -}}
-{{- toYaml .Values.agent.config -}}
-{{- end -}}
-
-{{/* The mTLS overlays (mtls.enabled), deploy/kubernetes/mtls's, merged
-after the user's: the agents verify the gateways by this release's
-headless Service name. */}}
-{{- define "tailgate.gatewayMTLSConfig" -}}
-{{ .Files.Get "files/gateway-mtls.yaml" }}
-{{- end -}}
-{{- define "tailgate.agentMTLSConfig" -}}
-{{ .Files.Get "files/agent-mtls.yaml" | replace "tailgate-gateway-headless.observability.svc" (printf "%s.%s.svc" (include "tailgate.headless" .) .Release.Namespace) }}
-{{- end -}}
 
 {{/* A container's environment: the chart's variables, then the user's
 (gateway.extraEnvs, agent.extraEnvs). A variable the user sets replaces the chart's of
