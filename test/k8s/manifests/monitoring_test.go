@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -90,12 +91,52 @@ func TestPrometheusRules(t *testing.T) {
 	out, err = exec.Command(promtool, "test", "rules", filepath.Join(dir, "rules-test.yaml")).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 
+	// The same series from a plain collector (the same metric names, no
+	// tailgate_tier label) fire nothing.
+	plain := plainCollectorReplay(t, tests)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "plain-collector-test.yaml"), plain, 0o644))
+	out, err = exec.Command(promtool, "test", "rules", filepath.Join(dir, "plain-collector-test.yaml")).CombinedOutput()
+	require.NoError(t, err, "an alert fires on a plain collector's series:\n%s", out)
+
 	// Every alert has at least one unit test.
 	for _, g := range rule.Spec.Groups {
 		for _, r := range g.Rules {
 			assert.True(t, strings.Contains(string(tests), "alertname: "+r.Alert), "alert %s has no promtool test", r.Alert)
 		}
 	}
+}
+
+// tierLabel is the label the profiles put on every internal metric
+// (service::telemetry::resource tailgate.tier).
+var tierLabel = regexp.MustCompile(`tailgate_tier="[a-z]+",?`)
+
+// plainCollectorReplay turns promtool's unit tests of the alerts into their
+// over-match test: every input series without the tailgate_tier label, as
+// a collector that is not tailgate exposes the same metrics, and every
+// alert expected to stay silent at every evaluation.
+func plainCollectorReplay(t *testing.T, tests []byte) []byte {
+	t.Helper()
+	var file map[string]any
+	require.NoError(t, yaml.Unmarshal(tests, &file))
+	labelled := 0
+	for _, tc := range file["tests"].([]any) {
+		tc := tc.(map[string]any)
+		for _, in := range tc["input_series"].([]any) {
+			in := in.(map[string]any)
+			series := in["series"].(string)
+			if tierLabel.MatchString(series) {
+				labelled++
+			}
+			in["series"] = tierLabel.ReplaceAllString(series, "")
+		}
+		for _, at := range tc["alert_rule_test"].([]any) {
+			at.(map[string]any)["exp_alerts"] = []any{}
+		}
+	}
+	require.NotZero(t, labelled, "no test series carries tailgate_tier")
+	out, err := yaml.Marshal(file)
+	require.NoError(t, err)
+	return out
 }
 
 // TestGrafanaDashboardConfigMap: the monitoring component ships
