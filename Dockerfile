@@ -45,5 +45,5 @@ USER 10001:10001
 EXPOSE 4317 4318 13133 8888 8889
 ENTRYPOINT ["/tailgate"]
 # recordpolicy (an alpha gate of tail_sampling): kept spans name the policy
-# that kept them (README.md, "Why a trace was kept").
+# that kept them (docs/policies.md, "Why a trace was kept").
 CMD ["--config", "/etc/tailgate/gateway.yaml", "--feature-gates=+processor.tailsamplingprocessor.recordpolicy"]

@@ -164,7 +164,7 @@ bench: $(BIN) $(OCB) ## Benchmark tailgate against an ocb-built upstream baselin
 
 # The churn suite (real control plane) measures rebalance_guard's cost per
 # membership change; this publishes it in docs/benchmarks.md. CHURN_RUNS=5
-# for the figures the README quotes (~8 min per run).
+# for a figure worth publishing (~8 min per run).
 CHURN_RUNS ?= 1
 bench-churn: $(BIN) controlplane ## Measure rebalance_guard's cost per membership change (churn suite); writes its section of docs/benchmarks.md.
 	rm -f bin/churn-report.jsonl

@@ -1,7 +1,6 @@
 package distribution
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -13,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tailgate-dev/tailgate/test/docs"
 	"github.com/tailgate-dev/tailgate/test/harness"
 	"github.com/tailgate-dev/tailgate/test/profile"
 )
@@ -145,7 +145,8 @@ var remainingVariables = []string{
 }
 
 // TestEveryProfileVariableIsDocumented: the profiles read exactly
-// remainingVariables, and README.md's variable table lists exactly them.
+// remainingVariables, and docs/configuration.md's variable table lists
+// exactly them.
 func TestEveryProfileVariableIsDocumented(t *testing.T) {
 	used := map[string]bool{}
 	for _, p := range profile.Names {
@@ -157,18 +158,18 @@ func TestEveryProfileVariableIsDocumented(t *testing.T) {
 	}
 	assert.Equal(t, remainingVariables, sortedKeys(used), "the variables the profiles read")
 	documented := map[string]bool{}
-	for _, row := range readmeTable(t, "## Profiles") {
+	for _, row := range configurationTable(t, "## Environment variables") {
 		documented[strings.Trim(row[0], "`")] = true
 	}
-	assert.Equal(t, remainingVariables, sortedKeys(documented), "README.md's variable table")
+	assert.Equal(t, remainingVariables, sortedKeys(documented), "docs/configuration.md's variable table")
 }
 
-// TestRetiredVariablesMapToKeys: README.md's migration table names, for
+// TestRetiredVariablesMapToKeys: docs/configuration.md's migration table names, for
 // each retired variable, a key the profile of its tier has, or the section
 // it goes in (<resolver> read as each resolver), and no variable a profile
 // still reads.
 func TestRetiredVariablesMapToKeys(t *testing.T) {
-	rows := readmeTable(t, "### Migrating from environment variables")
+	rows := configurationTable(t, "## Migrating from environment variables")
 	require.GreaterOrEqual(t, len(rows), 70-len(remainingVariables), "a row for every retired variable")
 	raw := map[string]map[string]any{}
 	for _, p := range profile.Names {
@@ -201,55 +202,25 @@ func TestRetiredVariablesMapToKeys(t *testing.T) {
 	}
 }
 
-// readmeTable is the rows (cells, trimmed) of the first table after the
-// heading in README.md, its header and separator left out.
-func readmeTable(t *testing.T, heading string) [][]string {
+// configurationTable is the rows of the first table under a heading of
+// docs/configuration.md.
+func configurationTable(t *testing.T, heading string) [][]string {
 	t.Helper()
-	readme, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "README.md"))
+	rows, err := docs.Table("docs/configuration.md", heading)
 	require.NoError(t, err)
-	text := string(readme)
-	start := strings.Index(text, "\n"+heading+"\n")
-	require.NotEqual(t, -1, start, "README.md has no %q", heading)
-	var rows [][]string
-	inTable := false
-	for _, line := range strings.Split(text[start+1:], "\n")[1:] {
-		if !strings.HasPrefix(line, "|") {
-			if inTable {
-				break
-			}
-			continue
-		}
-		inTable = true
-		if strings.HasPrefix(line, "|---") {
-			continue
-		}
-		var cells []string
-		for _, c := range strings.Split(strings.Trim(line, "|"), " | ") {
-			cells = append(cells, strings.TrimSpace(c))
-		}
-		rows = append(rows, cells)
-	}
-	require.NotEmpty(t, rows, "no table after %q", heading)
-	return rows[1:]
+	return rows
 }
 
-// TestReferenceMappingNamesDocumentedVariables: every variable README.md's
-// "Coming from the reference configs" section names is one of the table's,
-// and the section maps at least the settings its table rows promise.
+// TestReferenceMappingNamesDocumentedVariables: every variable the
+// "Coming from the reference configs" section of docs/configuration.md
+// names is one of the variable table's.
 func TestReferenceMappingNamesDocumentedVariables(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "README.md"))
-	require.NoError(t, err)
-	text := string(readme)
 	documented := map[string]bool{}
 	for _, name := range remainingVariables {
 		documented[name] = true
 	}
-	start := strings.Index(text, "### Coming from the reference configs")
-	require.NotEqual(t, -1, start, "README.md has no section \"Coming from the reference configs\"")
-	section := text[start:]
-	if end := strings.Index(section[1:], "\n#"); end >= 0 {
-		section = section[:end+1]
-	}
+	section, err := docs.Section("docs/configuration.md", "## Coming from the reference configs")
+	require.NoError(t, err)
 	named := regexp.MustCompile("`((?:TAILGATE_|MY_|K8S_)[A-Z0-9_]+)").FindAllStringSubmatch(section, -1)
 	require.NotEmpty(t, named)
 	for _, m := range named {

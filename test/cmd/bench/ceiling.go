@@ -638,11 +638,10 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		{name: "tailgate gateway, Go's default GC", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, optional: true},
 		// What recordpolicy (kept spans name their policy) costs.
 		{name: "tailgate gateway, no recordpolicy", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), env: gatewayGC, optional: true},
-		// What mutual TLS between the tiers costs each side (README,
-		// "Securing the tiers").
+		// What mutual TLS between the tiers costs each side (docs/security.md).
 		{name: "tailgate agent, mTLS", tier: "agent", bin: tailgate, config: harness.ProfilePath("agent"), env: agentGC, mtls: true, optional: true},
 		{name: "tailgate gateway, mTLS", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, mtls: true, optional: true},
-		// tail_sampling's own levers (README, "Gateway levers"): its event
+		// tail_sampling's own levers (docs/policies.md, "Gateway levers"): its event
 		// loops (num_shards, 2 as shipped) on one CPU and on two, and
 		// deciding at ingest.
 		{name: "tailgate gateway, num_shards 1", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, set: []string{"processors::tail_sampling::num_shards=1"}},

@@ -431,7 +431,7 @@ W = 10 s, with the constants above:
   is the 1 GiB request.
 
 For 100k spans/s in traces of 20 spans: %d gateways of this size (the HPA's
-minimum should hold the steady load; see deploy/kubernetes/README.md).
+minimum should hold the steady load; see docs/scaling.md).
 `, time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.Version(), runtime.NumCPU(), host,
 		m.heapPerSpan, m.rssPerSpan, m.cacheEntry, m.idleBase, m.idlePerNumTrace, m.idleRSS, m.cpuPer10k,
 		rate, m.meanSpans, hold, m.heapSamples, m.bufferedSpans, m.cacheTraces,

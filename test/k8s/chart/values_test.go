@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/tailgate-dev/tailgate/test/docs"
 	"github.com/tailgate-dev/tailgate/test/harness"
 	"github.com/tailgate-dev/tailgate/test/k8s/render"
 	"github.com/tailgate-dev/tailgate/test/profile"
@@ -53,8 +54,8 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"misspelt deep key", []string{"--set", "monitoring.dashboard.enable=true"}, "at '/monitoring/dashboard': additional properties 'enable' not allowed"},
 		{"string for an integer", []string{"--set-string", "gateway.replicaCount=lots"}, "at '/gateway/replicaCount': got string, want integer"},
 		{"integer for a boolean", []string{"--set", "mtls.enabled=1"}, "at '/mtls/enabled': got number, want boolean"},
-		// Retired values (README.md, "Migrating from environment
-		// variables"): refused by name, not ignored.
+		// Retired values (docs/configuration.md, "Migrating from
+		// environment variables"): refused by name, not ignored.
 		{"a retired value", []string{"--set", "sampling.decisionWait=10s"}, "at '': additional properties 'sampling' not allowed"},
 		{"value outside the enum", []string{"--set", "autoscaling.mode=sometimes"}, "at '/autoscaling/mode': value must be one of"},
 		{"resolver outside the enum", []string{"--set", "resolver=static"}, "at '/resolver': value must be one of"},
@@ -73,7 +74,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 
 // TestValuesAreDescribedAndDocumented: every key of values.yaml is in the
 // schema with a description, every key of the schema is in values.yaml, and
-// README.md's values table lists exactly the leaves of values.yaml.
+// docs/install.md's values table lists exactly the leaves of values.yaml.
 func TestValuesAreDescribedAndDocumented(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(render.ChartDir(), "values.yaml"))
 	require.NoError(t, err)
@@ -89,17 +90,14 @@ func TestValuesAreDescribedAndDocumented(t *testing.T) {
 	assert.ElementsMatch(t, valueLeaves, slices.DeleteFunc(slices.Clone(schemaLeaves), func(k string) bool { return k == "global" }),
 		"values.yaml and values.schema.json list other keys")
 
-	readme, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "README.md"))
+	section, err := docs.Section("docs/install.md", "### Chart values")
 	require.NoError(t, err)
-	_, section, found := strings.Cut(string(readme), "\n### Chart values\n")
-	require.True(t, found, "README.md has no '### Chart values' section")
-	section, _, _ = strings.Cut(section, "\n#")
 	row := regexp.MustCompile("(?m)^\\| `([A-Za-z0-9.]+)` \\|")
 	var documented []string
 	for _, m := range row.FindAllStringSubmatch(section, -1) {
 		documented = append(documented, m[1])
 	}
-	assert.ElementsMatch(t, valueLeaves, documented, "README.md's chart values table and values.yaml")
+	assert.ElementsMatch(t, valueLeaves, documented, "docs/install.md's chart values table and values.yaml")
 }
 
 // leaves are the dotted paths of a values document's leaves (a map with

@@ -30,7 +30,7 @@ import (
 // dns they keep routing to it for up to the interval plus the timeout.
 // Asserted: with k8s no interesting trace in flight breaks; with dns at
 // most the victim's share of the traces in flight within the dns lag. The
-// figures are reported; deploy/kubernetes/README.md ("Exits") quotes them.
+// figures are reported; docs/operations.md ("Exits") quotes them.
 func TestAbruptGatewayExitOnTheAgents(t *testing.T) {
 	t.Cleanup(func() { useResolver(t, "k8s", 3) })
 	for i, resolver := range []string{"k8s", "dns"} {

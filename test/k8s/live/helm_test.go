@@ -71,7 +71,9 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 			assert.Equal(t, "Helm", p.Labels["app.kubernetes.io/managed-by"], "pod %s", p.Name)
 		}
 	}
-	assert.Contains(t, notes, "tailgate-agent."+namespace+".svc:4317", "NOTES.txt tells where to send traces")
+	// Both OTLP endpoints, each with the SDK setting that picks it.
+	assert.Contains(t, notes, "OTEL_EXPORTER_OTLP_ENDPOINT=http://tailgate-agent."+namespace+".svc:4318", "NOTES.txt gives the OTLP/HTTP endpoint")
+	assert.Contains(t, notes, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc\n    OTEL_EXPORTER_OTLP_ENDPOINT=http://tailgate-agent."+namespace+".svc:4317", "NOTES.txt gives the OTLP/gRPC endpoint with its protocol setting")
 	assert.Contains(t, notes, "monitoring.dashboard.enabled", "NOTES.txt tells where the dashboard is")
 
 	gen := harness.DefaultGeneratorConfig()
