@@ -87,7 +87,9 @@ func (p NodePorts) Set(profile string) []string {
 		"extensions::pprof::endpoint=127.0.0.1:" + strconv.Itoa(p.Pprof),
 		"extensions::zpages::endpoint=127.0.0.1:" + strconv.Itoa(p.Zpages),
 		"receivers::otlp::protocols::http::endpoint=" + on(p.OTLPHTTP),
-		fmt.Sprintf("service::telemetry::metrics::readers=[{pull: {exporter: {prometheus: {host: %q, port: %d}}}}]", p.host(), p.Telemetry),
+		// The whole reader, as a user's overlay gives it (lists replace),
+		// with the tier label the shipped alerts select by.
+		fmt.Sprintf("service::telemetry::metrics::readers=[{pull: {exporter: {prometheus: {host: %q, port: %d, with_resource_constant_labels: {included: [tailgate_tier]}}}}}]", p.host(), p.Telemetry),
 	}
 	if profile == "gateway" {
 		return append(set, "exporters::prometheus::endpoint="+on(p.Prometheus))

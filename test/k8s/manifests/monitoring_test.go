@@ -107,7 +107,7 @@ func TestPrometheusRules(t *testing.T) {
 }
 
 // tierLabel is the label the profiles put on every internal metric
-// (service::telemetry::resource tailgate.tier).
+// (service::telemetry::resource tailgate_tier).
 var tierLabel = regexp.MustCompile(`tailgate_tier="[a-z]+",?`)
 
 // plainCollectorReplay turns promtool's unit tests of the alerts into their
