@@ -36,17 +36,19 @@ FUZZTIME ?= 20s
 # (the tests' modules select the binary's library versions; a test checks).
 TEST_ENV := CGO_ENABLED=0 GOFLAGS="$(strip $(GOFLAGS) -trimpath)"
 # The Kubernetes suite's tests that run a tool besides the control plane
-# (Prometheus and prometheus-adapter, Helm, Jaeger): make test runs them in
+# (Prometheus and prometheus-adapter, Helm, Jaeger, the registry): make test runs them in
 # a second test process, once those tools are built (scripts/test.sh); a
 # test checks that it names exactly the suite's tests that run those tools.
-LIVE_TOOL_TESTS := ^(TestHPAScalesGatewaysOnTheirLoad|TestHelmInstallUpgradeUninstall|TestJaegerJoinsTheHalvesOfSplitTraces|TestKubePrometheusStackSelectsTheChartsObjects)$$
+LIVE_TOOL_TESTS := ^(TestHPAScalesGatewaysOnTheirLoad|TestHelmInstallUpgradeUninstall|TestJaegerJoinsTheHalvesOfSplitTraces|TestKubePrometheusStackSelectsTheChartsObjects|TestReleaseInstallsFromARegistryAndUpgrades)$$
 
 CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker || true)
 # The release's version (builder-config.yaml dist.version before its "+").
 VERSION := $(shell scripts/release-info.sh VERSION)
-IMAGE_REPO ?= localhost/tailgate
-# The tag the kustomize base names: `make image` gives it the host
-# platform's image (the release is the manifest list $(IMAGE_REPO):$(VERSION)).
+# Where a release publishes the image (make release REGISTRY=ghcr.io/tailgate-dev):
+# the chart's and the kustomize base's default; a test keeps the three equal.
+IMAGE_REPO ?= ghcr.io/tailgate-dev/tailgate
+# `make image` also tags the host platform's image so, for `podman run`
+# (the release is the manifest list $(IMAGE_REPO):$(VERSION)).
 IMAGE ?= $(IMAGE_REPO):dev
 PLATFORMS ?= linux/amd64 linux/arm64
 # Static binaries of the image's platforms, cross-compiled on the host.
@@ -57,7 +59,7 @@ BIN_ARM64 := bin/linux-arm64/tailgate
 BIN_SOURCES := builder-config.yaml cmd/tailgate/go.mod cmd/tailgate/go.sum \
 	$(shell find cmd/tailgate components -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: all build generate tools controlplane jaeger prometheus adapter helm test-tools test test-churn run image sbom chart lint bench bench-churn sizing clean help
+.PHONY: all build generate tools controlplane jaeger prometheus adapter helm test-tools test test-churn run image sbom chart release lint bench bench-churn sizing clean help
 
 all: build
 
@@ -85,10 +87,10 @@ prometheus: ## Build Prometheus and promtool (with Kubernetes service discovery)
 # other tools share nothing with them or each other and build beside them,
 # one at a time, with the arm64 binary the image tests run under emulation.
 # Each is a no-op once cached; a failure of any fails the target.
-test-tools: ## Build every tool the tests run (control plane, Helm, Prometheus, prometheus-adapter, Jaeger, telemetrygen, cyclonedx-gomod) into $(TOOLS_DIR), fetch cert-manager's and prometheus-operator's CRDs, and cross-compile $(BIN_ARM64).
+test-tools: ## Build every tool the tests run (control plane, Helm, Prometheus, prometheus-adapter, Jaeger, telemetrygen, cyclonedx-gomod, the registry, ORAS) into $(TOOLS_DIR), fetch cert-manager's and prometheus-operator's CRDs, and cross-compile $(BIN_ARM64).
 	@export TOOLS_DIR=$(TOOLS_DIR); \
 	{ scripts/install-controlplane.sh && for t in helm prometheus prometheus-adapter; do scripts/install-go-tool.sh $$t || exit 1; done; } >/dev/null & kube=$$!; \
-	{ scripts/build-platform-binary.sh arm64 && for t in jaeger telemetrygen cyclonedx-gomod; do scripts/install-go-tool.sh $$t || exit 1; done && scripts/install-crds.sh cert-manager && scripts/install-crds.sh prometheus-operator; } >/dev/null & others=$$!; \
+	{ scripts/build-platform-binary.sh arm64 && for t in jaeger telemetrygen cyclonedx-gomod registry oras; do scripts/install-go-tool.sh $$t || exit 1; done && scripts/install-crds.sh cert-manager && scripts/install-crds.sh prometheus-operator; } >/dev/null & others=$$!; \
 	status=0; wait $$kube || status=1; wait $$others || status=1; exit $$status
 
 helm: ## Build the Helm CLI the chart's tests run into $(TOOLS_DIR), once (~1 min after the control plane, ~4 without).
@@ -120,9 +122,9 @@ bin/linux-%/tailgate: $(BIN_SOURCES)
 
 # One image per platform ($(IMAGE_REPO):$(VERSION)-<arch>, FROM scratch: no
 # emulation needed to build) in one manifest list, $(IMAGE_REPO):$(VERSION),
-# also written as an OCI layout to bin/oci (push it with `podman manifest
-# push --all` or `skopeo copy --all`); the host's image is also tagged
-# $(IMAGE), the tag the kustomize base names.
+# also written as an OCI layout to bin/oci (`make release` publishes it
+# with every platform); the host's image is also tagged
+# $(IMAGE).
 image: $(PLATFORM_BINS) sbom ## Build the image for $(PLATFORMS) with podman: one manifest list $(IMAGE_REPO):$(VERSION) (OCI layout in bin/oci), $(IMAGE) for the host, and the SBOMs.
 	@test -n "$(CONTAINER_ENGINE)" || { echo "make image: podman not found (apt-get install podman)"; exit 1; }
 	scripts/build-image-index.sh $(IMAGE_REPO):$(VERSION) bin/oci $(foreach p,$(PLATFORMS),$(notdir $(p))=bin/$(subst /,-,$(p))/tailgate)
@@ -139,6 +141,14 @@ sbom: $(PLATFORM_BINS) ## Write the CycloneDX SBOM of each platform's binary to 
 
 chart: ## Package the Helm chart (deploy/helm/tailgate, its links to configs/ resolved) into bin/.
 	$$(TOOLS_DIR=$(TOOLS_DIR) scripts/install-go-tool.sh helm | tail -1)/helm package deploy/helm/tailgate -d bin
+
+# Publishes the release to an OCI registry (scripts/release.sh): the image
+# with every platform, each platform's SBOM attached to it, and the chart
+# with that image as its default, by digest. PLAIN_HTTP=1 for a registry
+# without TLS. Log in first (`oras login`, `helm registry login`).
+release: image ## Publish the image (every platform), its SBOMs and the chart to REGISTRY (e.g. REGISTRY=ghcr.io/tailgate-dev).
+	@test -n "$(REGISTRY)" || { echo "make release: set REGISTRY, e.g. REGISTRY=ghcr.io/tailgate-dev"; exit 1; }
+	TOOLS_DIR=$(TOOLS_DIR) PLAIN_HTTP=$(PLAIN_HTTP) scripts/release.sh $(REGISTRY)
 
 # scripts/test.sh builds what the tests need (the binary, ocb, mdatagen,
 # the test tools) in the order that keeps a cold run short, and runs every

@@ -5,12 +5,12 @@
 # outside the clone keyed by the version the wrapper pins. Idempotent: a
 # later run with the binaries present does nothing.
 #
-#   scripts/install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod
+#   scripts/install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod|registry|oras
 #
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-name=${1:?usage: install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod}
+name=${1:?usage: install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod|registry|oras}
 tags="" wrapper=$name
 case $name in
   # Jaeger v2 all-in-one: the tests' real tracing backend. ~3 min, ~85 MB.
@@ -29,6 +29,12 @@ case $name in
   helm) module=helm.sh/helm/v4 bins=(helm=cmd/helm) wrapper=kubernetes ;;
   # CycloneDX bill of materials of the shipped binary (`make sbom`). ~30 s, ~20 MB.
   cyclonedx-gomod) module=github.com/CycloneDX/cyclonedx-gomod bins=(cyclonedx-gomod=cmd/cyclonedx-gomod) ;;
+  # The CNCF Distribution registry: the real OCI registry the release test
+  # publishes to and installs from. ~1 min, ~30 MB.
+  registry) module=github.com/distribution/distribution/v3 bins=(registry=cmd/registry) ;;
+  # The ORAS CLI: `make release` copies the image's OCI layout and attaches
+  # the SBOMs as referrers. ~30 s, ~15 MB.
+  oras) module=oras.land/oras bins=(oras=cmd/oras) ;;
   *) echo "install-go-tool.sh: unknown tool $name" >&2; exit 2 ;;
 esac
 mod=$root/build/tools/$wrapper

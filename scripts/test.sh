@@ -19,10 +19,11 @@
 #   only the CPU the tests leave, so running tests keep the machine they
 #   have warm. Each group of tests starts, at normal priority, once its
 #   tools are built, so no test waits on an idle build: telemetrygen (the
-#   end-to-end tests); Helm, Prometheus, prometheus-adapter and Jaeger (the
-#   suite's other half: its Helm, HPA and Jaeger tests); ocb, mdatagen,
-#   cyclonedx-gomod and the arm64 binary (the components' tests and the
-#   other packages, compiled at idle priority too).
+#   end-to-end tests); Helm, Prometheus, prometheus-adapter, Jaeger, the
+#   registry, ORAS and cyclonedx-gomod (the suite's other half: its Helm,
+#   HPA, Jaeger and release tests); ocb, mdatagen and the arm64 binary (the
+#   components' tests and the other packages, compiled at idle priority
+#   too).
 #
 # Environment (from the Makefile): GOTESTFLAGS, COMPONENT_MODULES,
 # LIVE_TOOL_TESTS, FUZZTIME, MAKE, and what the tests read (TOOLS_DIR, TAILGATE_BIN,
@@ -80,7 +81,9 @@ run idle scripts/install-go-tool.sh telemetrygen || fail "building telemetrygen 
 stamp "end-to-end tests"
 go test "${testflags[@]}" "$e2e_pkg" & e2e=$!
 
-for tool in helm prometheus prometheus-adapter jaeger; do
+# The release test's make release needs cyclonedx-gomod (the SBOMs) and
+# ORAS, and publishes to a registry.
+for tool in helm prometheus prometheus-adapter jaeger registry oras cyclonedx-gomod; do
   run idle scripts/install-go-tool.sh $tool || fail "building $tool failed"
 done
 stamp "Kubernetes suite, second half: $live_tool_tests"
@@ -108,7 +111,6 @@ stamp "fuzzing each of the components' Fuzz targets for ${FUZZTIME:?}, in the ba
 } & fuzz=$!
 
 run idle "$make" --no-print-directory tools || fail "building ocb and mdatagen failed"
-run idle scripts/install-go-tool.sh cyclonedx-gomod || fail "building cyclonedx-gomod failed"
 run idle scripts/build-platform-binary.sh arm64 || fail "building the arm64 binary failed"
 mapfile -t others < <(go list ./... | grep -vx -e "$live_pkg" -e "$e2e_pkg")
 # Compiled at idle priority too; they run below, at normal priority.

@@ -288,7 +288,7 @@ func packageModules(t *testing.T, dir, pattern string) map[string]string {
 var liveToolStarters = []string{
 	"render.Helm", "render.HelmBinary", "render.Chart",
 	"harness.StartPrometheus", "cluster.StartCustomMetricsAPI",
-	"harness.StartJaeger", "harness.JaegerBinary", "harness.ToolBinary",
+	"harness.StartJaeger", "harness.JaegerBinary", "harness.ToolBinary", "harness.StartRegistry",
 }
 
 // TestLiveToolTestsAreTheSuitesToolUsers: make test runs the Kubernetes
@@ -360,7 +360,7 @@ func TestLiveToolTestsAreTheSuitesToolUsers(t *testing.T) {
 	for _, name := range listed {
 		assert.Contains(t, tests, name, "LIVE_TOOL_TESTS names no test of test/k8s/live")
 	}
-	assert.ElementsMatch(t, users, listed, "LIVE_TOOL_TESTS must name the suite's tests that run Helm, Prometheus, prometheus-adapter or Jaeger")
+	assert.ElementsMatch(t, users, listed, "LIVE_TOOL_TESTS must name the suite's tests that run Helm, Prometheus, prometheus-adapter, Jaeger or the registry")
 }
 
 // TestKubernetesLibrariesPinnedOnce: the binary (through k8s_attributes,

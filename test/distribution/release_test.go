@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -71,6 +72,42 @@ func TestChartVersionIsTheRelease(t *testing.T) {
 	assert.Equal(t, info["VERSION"], chart.AppVersion, "Chart.yaml appVersion")
 	assert.Equal(t, info["OTELCOL_CORE"], chart.Annotations["tailgate.dev/otelcol-core"])
 	assert.Equal(t, info["OTELCOL_CONTRIB"], chart.Annotations["tailgate.dev/otelcol-contrib"])
+}
+
+// TestDefaultImageIsWhereAReleasePublishes: the chart's and the kustomize
+// base's default image is the one `make release` publishes (the Makefile's
+// IMAGE_REPO), at the release's version, so an install that sets nothing
+// pulls what the release pushed.
+func TestDefaultImageIsWhereAReleasePublishes(t *testing.T) {
+	info, err := harness.ReleaseInfo()
+	require.NoError(t, err)
+	makefile, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "Makefile"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^IMAGE_REPO \?= (\S+)$`).FindSubmatch(makefile)
+	require.NotNil(t, m, "the Makefile sets no IMAGE_REPO default")
+	published := string(m[1])
+
+	data, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "deploy", "helm", "tailgate", "values.yaml"))
+	require.NoError(t, err)
+	var values struct {
+		Image struct{ Repository, Tag string } `yaml:"image"`
+	}
+	require.NoError(t, yaml.Unmarshal(data, &values))
+	assert.Equal(t, published, values.Image.Repository, "the chart's image.repository")
+	assert.Empty(t, values.Image.Tag, "the chart's image.tag: empty, the appVersion (TestChartVersionIsTheRelease)")
+
+	data, err = os.ReadFile(filepath.Join(harness.RepoRoot(), "deploy", "kubernetes", "base", "kustomization.yaml"))
+	require.NoError(t, err)
+	var base struct {
+		Images []struct {
+			NewName string `yaml:"newName"`
+			NewTag  string `yaml:"newTag"`
+		} `yaml:"images"`
+	}
+	require.NoError(t, yaml.Unmarshal(data, &base))
+	require.Len(t, base.Images, 1)
+	assert.Equal(t, published, base.Images[0].NewName, "the base's image")
+	assert.Equal(t, info["VERSION"], base.Images[0].NewTag, "the base's image tag")
 }
 
 // TestSBOMListsEveryComponent: the CycloneDX bill of materials `make sbom`

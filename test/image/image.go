@@ -73,9 +73,33 @@ func BuildFor(tag, platform, binary, rootfs string) (*Image, error) {
 	if _, err := output(filepath.Join(harness.RepoRoot(), "scripts", "build-image.sh"), tag, platform, binary); err != nil {
 		return nil, err
 	}
+	return img, img.export()
+}
+
+// Pull pulls ref (a tag or a digest) of the host's platform from its
+// registry, as a node's container runtime does, and exports its filesystem
+// into rootfs (which must exist). The registries a test starts serve plain
+// HTTP on loopback, so TLS is not asked for.
+func Pull(ref, rootfs string) (*Image, error) {
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		return nil, fmt.Errorf("podman is required to pull the image: %w", err)
+	}
+	platform := "linux/" + runtime.GOARCH
+	img := &Image{Tag: ref, Platform: platform, RootFS: rootfs, podman: podman}
+	if _, err := output(podman, "pull", "--quiet", "--tls-verify=false", "--platform", platform, ref); err != nil {
+		return nil, err
+	}
+	return img, img.export()
+}
+
+// export reads the image's config and annotations from podman's store and
+// exports its filesystem into RootFS.
+func (img *Image) export() error {
+	podman, tag, platform, rootfs := img.podman, img.Tag, img.Platform, img.RootFS
 	out, err := output(podman, "image", "inspect", tag)
 	if err != nil {
-		return img, err
+		return err
 	}
 	var inspected []struct {
 		Os, Architecture string
@@ -83,30 +107,30 @@ func BuildFor(tag, platform, binary, rootfs string) (*Image, error) {
 		Annotations      map[string]string
 	}
 	if err := json.Unmarshal([]byte(out), &inspected); err != nil || len(inspected) != 1 {
-		return img, fmt.Errorf("podman image inspect %s: %v\n%s", tag, err, out)
+		return fmt.Errorf("podman image inspect %s: %v\n%s", tag, err, out)
 	}
 	img.Config, img.Annotations = inspected[0].Config, inspected[0].Annotations
 	if got := inspected[0].Os + "/" + inspected[0].Architecture; got != platform {
-		return img, fmt.Errorf("image %s is for %s, not %s", tag, got, platform)
+		return fmt.Errorf("image %s is for %s, not %s", tag, got, platform)
 	}
 	cid, err := output(podman, "create", "--platform", platform, tag)
 	if err != nil {
-		return img, err
+		return err
 	}
 	defer exec.Command(podman, "rm", "-f", cid).Run()
 	scratch, err := os.MkdirTemp("", "tailgate-image-export-")
 	if err != nil {
-		return img, err
+		return err
 	}
 	defer os.RemoveAll(scratch)
 	tarball := filepath.Join(scratch, "rootfs.tar")
 	if _, err := output(podman, "export", "-o", tarball, cid); err != nil {
-		return img, err
+		return err
 	}
 	if _, err := output("tar", "-xf", tarball, "-C", rootfs, "--same-owner"); err != nil {
-		return img, err
+		return err
 	}
-	return img, nil
+	return nil
 }
 
 // StageContext stages a build context for the Dockerfile, with the binary

@@ -374,7 +374,7 @@ func TestUpstreamChartValuesReachTheObjects(t *testing.T) {
 		wantAbsent bool
 	}{
 		{"image.digest", []string{"--set", "image.digest=" + digest}, "Deployment", "-gateway",
-			[]string{"spec", "template", "spec", "containers", "0", "image"}, "localhost/tailgate@" + digest, false},
+			[]string{"spec", "template", "spec", "containers", "0", "image"}, "ghcr.io/tailgate-dev/tailgate@" + digest, false},
 		{"nameOverride", []string{"--set", "nameOverride=tg"}, "Deployment", "tailgate-tg-gateway",
 			[]string{"metadata", "name"}, "tailgate-tg-gateway", false},
 		{"podLabels", []string{"--set", "gateway.podLabels.team=observability"}, "Deployment", "-gateway",

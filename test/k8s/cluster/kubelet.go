@@ -21,8 +21,9 @@ import (
 // (an overlay over the exported rootfs, with the pod's volumes, service
 // account token, /proc and /sys mounted, as its user), reports pod status
 // from the pod's real readiness probe, and on deletion honours preStop and
-// the grace period. Pods of other images get an IP and run nothing: they
-// stand for applications.
+// the grace period. It pulls images from the registries a test names
+// (PullFrom) and runs them the same way. Pods of other images get an IP and
+// run nothing: they stand for applications.
 //
 // It needs root and its own mount namespace (the test binary runs under
 // `unshare --net --mount`), and pod IPs in 10.244.0.0/16 routed to lo.
@@ -41,12 +42,15 @@ type Kubelet struct {
 	dir    string
 	Nodes  []string
 
-	mu     sync.Mutex
-	pods   map[types.UID]*podRun
-	nextIP int
-	rr     int
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu         sync.Mutex
+	registries map[string]bool // hosts it may pull images from (PullFrom)
+	pullMu     sync.Mutex
+	pulled     map[string]containerImage // by reference, guarded by pullMu
+	pods       map[types.UID]*podRun
+	nextIP     int
+	rr         int
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 }
 
 type podRun struct {
@@ -63,7 +67,8 @@ func (r *podRun) halt() { r.halted.Do(func() { close(r.stop) }) }
 
 // StartKubelet registers nodes and starts reconciling pods.
 func StartKubelet(cp *ControlPlane, rootfs, image string, entrypoint []string, dir string, nodes int) (*Kubelet, error) {
-	k := &Kubelet{cp: cp, rootfs: rootfs, image: image, entry: entrypoint, dir: dir, pods: map[types.UID]*podRun{}, nextIP: 10}
+	k := &Kubelet{cp: cp, rootfs: rootfs, image: image, entry: entrypoint, dir: dir, pods: map[types.UID]*podRun{}, nextIP: 10,
+		registries: map[string]bool{}, pulled: map[string]containerImage{}}
 	ctx := context.Background()
 	for i := range nodes {
 		name := fmt.Sprintf("node-%d", i+1)
@@ -154,6 +159,7 @@ func (k *Kubelet) Stop() {
 	}
 	k.mu.Unlock()
 	k.wg.Wait()
+	k.removePulled()
 }
 
 // LogTails returns the tail of every pod process's log.

@@ -17,8 +17,9 @@ import (
 )
 
 // prepareRoot builds the container's root: an overlay over the image's
-// filesystem with the pod's volumes, service account token, /proc and /sys.
-func (k *Kubelet) prepareRoot(pod *corev1.Pod, run *podRun) (string, error) {
+// filesystem (rootfs) with the pod's volumes, service account token, /proc
+// and /sys.
+func (k *Kubelet) prepareRoot(pod *corev1.Pod, run *podRun, rootfs string) (string, error) {
 	ctx := context.Background()
 	base := filepath.Join(k.dir, "pods", string(pod.UID))
 	upper, work, root, vols := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "root"), filepath.Join(base, "volumes")
@@ -27,7 +28,7 @@ func (k *Kubelet) prepareRoot(pod *corev1.Pod, run *podRun) (string, error) {
 			return "", err
 		}
 	}
-	if err := syscall.Mount("overlay", root, "overlay", 0, "lowerdir="+k.rootfs+",upperdir="+upper+",workdir="+work); err != nil {
+	if err := syscall.Mount("overlay", root, "overlay", 0, "lowerdir="+rootfs+",upperdir="+upper+",workdir="+work); err != nil {
 		return "", fmt.Errorf("overlay: %w", err)
 	}
 	run.mounts = append(run.mounts, root)

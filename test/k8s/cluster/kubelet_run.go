@@ -36,14 +36,22 @@ func (k *Kubelet) startPod(pod *corev1.Pod) {
 }
 
 func (k *Kubelet) runPod(pod *corev1.Pod, run *podRun) error {
-	if len(pod.Spec.Containers) != 1 || pod.Spec.Containers[0].Image != k.image {
+	var img containerImage
+	runs := false
+	if len(pod.Spec.Containers) == 1 {
+		var err error
+		if img, runs, err = k.imageFor(pod.Spec.Containers[0].Image); err != nil {
+			return err
+		}
+	}
+	if !runs {
 		// An application pod: it has an address and is ready; nothing runs.
 		k.setStatus(pod, run, corev1.PodRunning, true, "")
 		<-run.stop
 		return nil
 	}
 	c := pod.Spec.Containers[0]
-	root, err := k.prepareRoot(pod, run)
+	root, err := k.prepareRoot(pod, run, img.rootfs)
 	if err != nil {
 		return err
 	}
@@ -69,7 +77,7 @@ func (k *Kubelet) runPod(pod *corev1.Pod, run *podRun) error {
 	if sc := c.SecurityContext; sc != nil && sc.RunAsUser != nil {
 		uid = *sc.RunAsUser
 	}
-	cmd := k.entry
+	cmd := img.entry
 	if len(c.Command) > 0 {
 		cmd = c.Command
 	}

@@ -44,13 +44,13 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	})
 
 	// What a user's values file sets here: the backend, the cluster's name,
-	// the locally built image (the chart's default is the release's tag),
-	// and a config that adds a second backend and a processor.
+	// and a config that adds a second backend and a processor. The image is
+	// the chart's default, the release's, which the suite built locally.
 	second, err := harness.NewSink(releaseAttribute)
 	require.NoError(t, err)
 	t.Cleanup(second.Close)
 	values := []string{
-		"--set", "image.tag=dev", "--set", "clusterName=" + clusterName,
+		"--set", "clusterName=" + clusterName,
 		"--set-json", "gateway.config=" + gatewayConfig(env.sink.Endpoint(), second.Endpoint(), "helm-install"),
 	}
 	start := time.Now()

@@ -29,8 +29,11 @@ import (
 
 const (
 	namespace = "observability"
-	imageRef  = "localhost/tailgate:dev" // the image the base's kustomization names
 )
+
+// imageRef is the image the base's kustomization (and the chart) names,
+// the release's; the suite builds it locally under that reference.
+var imageRef string
 
 // env is the shared cluster the tests run against.
 var env struct {
@@ -83,6 +86,9 @@ func setUp(m *testing.M) (int, error) {
 	}
 	rootfs := filepath.Join(env.dir, "image-rootfs")
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		return 0, err
+	}
+	if imageRef, err = render.BaseImage(); err != nil {
 		return 0, err
 	}
 	img, err := image.Build(imageRef, rootfs)

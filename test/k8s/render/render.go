@@ -22,6 +22,28 @@ func BaseDir() string {
 	return filepath.Join(harness.RepoRoot(), "deploy", "kubernetes", "base")
 }
 
+// BaseImage is the image reference the kustomize base's pods run: its
+// kustomization's images: entry, the release's image.
+func BaseImage() (string, error) {
+	data, err := os.ReadFile(filepath.Join(BaseDir(), "kustomization.yaml"))
+	if err != nil {
+		return "", err
+	}
+	var k struct {
+		Images []struct {
+			NewName string `json:"newName"`
+			NewTag  string `json:"newTag"`
+		} `json:"images"`
+	}
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		return "", err
+	}
+	if len(k.Images) != 1 {
+		return "", fmt.Errorf("the base's kustomization names %d images, not 1", len(k.Images))
+	}
+	return k.Images[0].NewName + ":" + k.Images[0].NewTag, nil
+}
+
 // Build renders a kustomization directory to multi-document YAML.
 func Build(dir string) ([]byte, error) {
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
