@@ -33,15 +33,7 @@ const helmRelease = "tailgate"
 func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	settleGateways(t, 3, "k8s")
 	time.Sleep(decisionWait) // earlier tests' traces decided
-	removeBase(t)
-	t.Cleanup(func() {
-		// Also after a failure: the release goes and the base comes back.
-		_, _ = helmCmd("uninstall", helmRelease, "--wait", "--timeout", "3m", "--ignore-not-found")
-		require.NoError(t, applyBase())
-		_, err := env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
-		assert.NoError(t, err)
-		settleGateways(t, 3, "k8s")
-	})
+	makeRoomForRelease(t)
 
 	// What a user's values file sets here: the backend, the cluster's name,
 	// and a config that adds a second backend and a processor. The image is
@@ -168,6 +160,21 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 // package's namespace.
 func helmCmd(args ...string) (string, error) {
 	return render.Helm(append(args, "--kubeconfig", env.cp.Kubeconfig, "--namespace", namespace)...)
+}
+
+// makeRoomForRelease removes the base for a Helm release of the test's,
+// and when the test ends, also after a failure, uninstalls the release and
+// brings the base back.
+func makeRoomForRelease(t *testing.T) {
+	t.Helper()
+	removeBase(t)
+	t.Cleanup(func() {
+		_, _ = helmCmd("uninstall", helmRelease, "--wait", "--timeout", "3m", "--ignore-not-found")
+		require.NoError(t, applyBase())
+		_, err := env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
+		assert.NoError(t, err)
+		settleGateways(t, 3, "k8s")
+	})
 }
 
 // removeBase deletes every object of the base but its Namespace, and waits

@@ -46,14 +46,7 @@ func TestReleaseInstallsFromARegistryAndUpgrades(t *testing.T) {
 	timeline("make release pushed %s", first)
 	requirePublished(t, published, version)
 
-	removeBase(t)
-	t.Cleanup(func() {
-		_, _ = helmCmd("uninstall", helmRelease, "--wait", "--timeout", "3m", "--ignore-not-found")
-		require.NoError(t, applyBase())
-		_, err := env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
-		assert.NoError(t, err)
-		settleGateways(t, 3, "k8s")
-	})
+	makeRoomForRelease(t)
 	chart := "oci://" + published + "/charts/tailgate"
 	backend := `{"exporters":{"otlp_grpc/backend_memory":{"endpoint":"` + env.sink.Endpoint() + `"}}}`
 	_, err = helmCmd("install", helmRelease, chart, "--version", version, "--plain-http",
