@@ -1,6 +1,7 @@
 package distribution
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -46,6 +47,20 @@ func TestProfilesValidateWithNoEnvironment(t *testing.T) {
 			assert.NoError(t, err, "tailgate validate --config configs/%s.yaml with no env:\n%s", p, out)
 		})
 	}
+}
+
+// TestReadmeOverlayValidates: the gateway overlay README.md gives a
+// newcomer (a backend and a first policy list) is one the binary accepts.
+func TestReadmeOverlayValidates(t *testing.T) {
+	section, err := docs.Section("README.md", "## Your backend and your first policy")
+	require.NoError(t, err)
+	_, block, ok := strings.Cut(section, "```yaml\n")
+	require.True(t, ok, "the section has no YAML block")
+	block, _, _ = strings.Cut(block, "```")
+	overlay := filepath.Join(t.TempDir(), "gateway-overlay.yaml")
+	require.NoError(t, os.WriteFile(overlay, []byte(block), 0o644))
+	out, err := validate(t, "gateway", run{overlays: []string{overlay}})
+	assert.NoError(t, err, "README.md's overlay:\n%s\n%s", block, out)
 }
 
 // TestAgentResolversValidate: each resolver the agent offers is a complete
