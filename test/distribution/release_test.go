@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/k8s/render"
 )
 
 // The release's identity lives in builder-config.yaml's dist.version
@@ -96,18 +97,9 @@ func TestDefaultImageIsWhereAReleasePublishes(t *testing.T) {
 	assert.Equal(t, published, values.Image.Repository, "the chart's image.repository")
 	assert.Empty(t, values.Image.Tag, "the chart's image.tag: empty, the appVersion (TestChartVersionIsTheRelease)")
 
-	data, err = os.ReadFile(filepath.Join(harness.RepoRoot(), "deploy", "kubernetes", "base", "kustomization.yaml"))
+	base, err := render.BaseImage()
 	require.NoError(t, err)
-	var base struct {
-		Images []struct {
-			NewName string `yaml:"newName"`
-			NewTag  string `yaml:"newTag"`
-		} `yaml:"images"`
-	}
-	require.NoError(t, yaml.Unmarshal(data, &base))
-	require.Len(t, base.Images, 1)
-	assert.Equal(t, published, base.Images[0].NewName, "the base's image")
-	assert.Equal(t, info["VERSION"], base.Images[0].NewTag, "the base's image tag")
+	assert.Equal(t, published+":"+info["VERSION"], base, "the base's image: the release's, at its version")
 }
 
 // TestSBOMListsEveryComponent: the CycloneDX bill of materials `make sbom`

@@ -49,8 +49,16 @@ func (k *Kubelet) imageFor(ref string) (img containerImage, ok bool, err error) 
 	if img, ok := k.pulled[ref]; ok {
 		return img, true, nil
 	}
-	rootfs := filepath.Join(k.dir, "images", fmt.Sprint(len(k.pulled)))
-	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+	images := filepath.Join(k.dir, "images")
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		return containerImage{}, true, err
+	}
+	// A directory of its own per pull: a failed pull leaves its part behind.
+	rootfs, err := os.MkdirTemp(images, "rootfs-")
+	if err != nil {
+		return containerImage{}, true, err
+	}
+	if err := os.Chmod(rootfs, 0o755); err != nil {
 		return containerImage{}, true, err
 	}
 	pulled, err := image.Pull(ref, rootfs)
