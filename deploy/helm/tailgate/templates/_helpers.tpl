@@ -71,9 +71,9 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end }}
 {{- end -}}
 
-{{/* Garbage collection derived from the pod's size, as the base derives it:
-GOMEMLIMIT is the container's memory request (half its limit: memory_limiter's
-soft limit), GOGC under it. */}}
+{{/* Garbage collection derived from the pod's size: GOMEMLIMIT is half the
+container's memory limit (memory_limiter's soft limit; the base takes its
+memory request, which it keeps at half the limit), GOGC under it. */}}
 {{- define "tailgate.gcEnv" -}}
 - name: GOMEMLIMIT
   value: {{ include "tailgate.gomemlimit" .resources.limits.memory | quote }}
