@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/profile"
 )
 
 // TestReadmeIsTheFrontDoor: README.md stays short, and opens with the two
@@ -241,6 +242,37 @@ func TestRunbookFixesNameRealSettings(t *testing.T) {
 				}
 			}
 			assert.True(t, found, "runbook %s names the profile setting %s, which no profile has", name, m[1])
+		}
+	}
+}
+
+// variableName is how a tailgate environment variable reads.
+var variableName = regexp.MustCompile(`\bTAILGATE_[A-Z0-9_]+\b`)
+
+// TestAlertsNameOnlyLiveVariables: the alerts and their runbooks name no
+// environment variable the profiles stopped reading (the settings that
+// were variables are YAML keys now, and a fix must name those).
+func TestAlertsNameOnlyLiveVariables(t *testing.T) {
+	read := map[string]bool{}
+	for _, name := range profile.Names {
+		vars, err := profile.Variables(name)
+		require.NoError(t, err)
+		for v := range vars {
+			read[v] = true
+		}
+	}
+	var texts []string
+	for name, annotations := range alertRules(t) {
+		for _, text := range annotations {
+			texts = append(texts, name+": "+text)
+		}
+	}
+	runbooks, err := Section("docs/operations.md", "## Alerts")
+	require.NoError(t, err)
+	texts = append(texts, runbooks)
+	for _, text := range texts {
+		for _, v := range variableName.FindAllString(text, -1) {
+			assert.True(t, read[v], "%s is named in an alert or runbook, but no profile reads it:\n%.200s", v, text)
 		}
 	}
 }
