@@ -205,12 +205,9 @@ func TestRunbookFixesNameRealSettings(t *testing.T) {
 	var values map[string]any
 	require.NoError(t, yaml.Unmarshal(data, &values))
 	profiles := map[string]map[string]any{}
-	for _, name := range []string{"agent", "gateway"} {
-		data, err := os.ReadFile(harness.ProfilePath(name))
+	for _, name := range profile.Names {
+		profiles[name], err = profile.Raw(name)
 		require.NoError(t, err)
-		var doc map[string]any
-		require.NoError(t, yaml.Unmarshal(data, &doc))
-		profiles[name] = doc
 	}
 	for name := range alertRules(t) {
 		runbook, err := Section("docs/operations.md", "### "+name)
@@ -226,7 +223,7 @@ func TestRunbookFixesNameRealSettings(t *testing.T) {
 		for _, m := range helmValue.FindAllStringSubmatch(runbook, -1) {
 			for _, tier := range []string{"gateway", "agent"} {
 				path := strings.Split(strings.ReplaceAll(m[1], "<tier>", tier), ".")
-				assert.NotNil(t, lookup(values, path), "runbook %s names the Helm value %s, which values.yaml does not have", name, m[1])
+				assert.NotNil(t, profile.Get(values, path...), "runbook %s names the Helm value %s, which values.yaml does not have", name, m[1])
 			}
 		}
 		for _, m := range profileKey.FindAllStringSubmatch(runbook, -1) {
@@ -238,7 +235,7 @@ func TestRunbookFixesNameRealSettings(t *testing.T) {
 				path := strings.Split(strings.ReplaceAll(m[1], "<resolver>", resolver), "::")
 				for _, doc := range profiles {
 					// The key, or the component it is a setting of.
-					found = found || lookup(doc, path) != nil || lookup(doc, path[:len(path)-1]) != nil
+					found = found || profile.Get(doc, path...) != nil || profile.Get(doc, path[:len(path)-1]...) != nil
 				}
 			}
 			assert.True(t, found, "runbook %s names the profile setting %s, which no profile has", name, m[1])
@@ -253,14 +250,8 @@ var variableName = regexp.MustCompile(`\bTAILGATE_[A-Z0-9_]+\b`)
 // environment variable the profiles stopped reading (the settings that
 // were variables are YAML keys now, and a fix must name those).
 func TestAlertsNameOnlyLiveVariables(t *testing.T) {
-	read := map[string]bool{}
-	for _, name := range profile.Names {
-		vars, err := profile.Variables(name)
-		require.NoError(t, err)
-		for v := range vars {
-			read[v] = true
-		}
-	}
+	read, err := profile.AllVariables()
+	require.NoError(t, err)
 	var texts []string
 	for name, annotations := range alertRules(t) {
 		for _, text := range annotations {
@@ -272,24 +263,8 @@ func TestAlertsNameOnlyLiveVariables(t *testing.T) {
 	texts = append(texts, runbooks)
 	for _, text := range texts {
 		for _, v := range variableName.FindAllString(text, -1) {
-			assert.True(t, read[v], "%s is named in an alert or runbook, but no profile reads it:\n%.200s", v, text)
+			_, isRead := read[v]
+			assert.True(t, isRead, "%s is named in an alert or runbook, but no profile reads it:\n%.200s", v, text)
 		}
 	}
-}
-
-// lookup follows keys through nested maps; nil when a key is missing.
-func lookup(doc any, keys []string) any {
-	for _, k := range keys {
-		m, ok := doc.(map[string]any)
-		if !ok {
-			return nil
-		}
-		if doc, ok = m[k]; !ok {
-			return nil
-		}
-		if doc == nil {
-			doc = map[string]any{}
-		}
-	}
-	return doc
 }

@@ -7,6 +7,7 @@ package profile
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"regexp"
@@ -90,6 +91,20 @@ func Variables(name string) (map[string]string, error) {
 		}
 	}
 	return vars, nil
+}
+
+// AllVariables are the variables either profile reads, with their
+// defaults as written (the gateway's where both read one).
+func AllVariables() (map[string]string, error) {
+	out := map[string]string{}
+	for _, name := range Names {
+		vars, err := Variables(name)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(out, vars)
+	}
+	return out, nil
 }
 
 // Get walks a parsed YAML document by keys, a list by the index a key

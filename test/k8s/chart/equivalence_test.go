@@ -251,12 +251,8 @@ func normaliseBase(t *testing.T, objs []*unstructured.Unstructured) []*unstructu
 // profileDefaults are the defaults of every variable the profiles read.
 func profileDefaults(t *testing.T) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	for _, name := range []string{"agent", "gateway"} {
-		vars, err := profile.Variables(name)
-		require.NoError(t, err)
-		maps.Copy(out, vars)
-	}
+	out, err := profile.AllVariables()
+	require.NoError(t, err)
 	return out
 }
 
