@@ -20,10 +20,8 @@ oci=${OCI_DIR:-$root/bin/oci}
 sboms=${SBOM_DIR:-$root/bin/sbom}
 oras=$("$root/scripts/install-go-tool.sh" oras | tail -1)/oras
 helm=$("$root/scripts/install-go-tool.sh" helm | tail -1)/helm
-plain=()
-if [ -n "${PLAIN_HTTP:-}" ]; then plain=(--plain-http); fi
-to_plain=()
-if [ -n "${PLAIN_HTTP:-}" ]; then to_plain=(--to-plain-http); fi
+plain=() to_plain=() # oras cp names the destination's flag apart
+if [ -n "${PLAIN_HTTP:-}" ]; then plain=(--plain-http) to_plain=(--to-plain-http); fi
 image=$registry/tailgate
 
 [ -f "$oci/index.json" ] || { echo "release: no image layout at $oci (make image)" >&2; exit 1; }
