@@ -15,7 +15,7 @@ import (
 
 // TestGuardThatCannotFindItselfIsLoud: a gateway whose rebalance_guard does
 // not find its own address (self) in the gateway set it follows treats
-// every trace as owned elsewhere and keeps all of them. Misconfigured the
+// every trace as owned elsewhere and cannot protect its own at a change. Misconfigured the
 // ways a user would (the agents' port differs from the receiver's; a static
 // list that names the gateways), the gateway says so: self_in_ring is 0 and
 // its log warns, naming self. Configured right, self_in_ring is 1 and it

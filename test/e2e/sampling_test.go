@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -103,6 +104,46 @@ func TestTailSamplingKeepsInterestingTracesWhole(t *testing.T) {
 			assert.Positive(t, series, "%s exposes no span metrics", g.Name)
 		}
 	})
+}
+
+// TestSenderStraightAtOneGatewayGetsThePolicyShare: a sender that does
+// not route by trace ID (another collector, an SDK pointed at a gateway
+// pod) sends every span to one of three gateways while the set is steady.
+// Two thirds of its traces belong, by the ring, to other gateways; no
+// agent could have routed them here. They are sampled by the policies
+// like any other: normal traces at the probabilistic share, not kept
+// because the guard took them for a lagging agent's (it did: 70% of
+// normal traces kept where the policy keeps 10%), and every error and slow
+// trace whole.
+func TestSenderStraightAtOneGatewayGetsThePolicyShare(t *testing.T) {
+	topo := startTopology(t, harness.TopologyConfig{Gateways: 3, GatewaySet: gatewaySet})
+	// A gateway in the static set it starts with cannot know where
+	// traces begun before its start were routed: for the agents' lag plus
+	// the clock skew (the profile's static defaults, 10s + 2s) it keeps
+	// traces owned elsewhere. This test is about the steady state after.
+	time.Sleep(13 * time.Second)
+	plans := plan(t, 1200, 7)
+	straight := topo.Gateways[0].OTLPEndpoint()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// One connection per node of the plan, both to the same gateway.
+	sent, err := harness.Send(ctx, plans, []string{straight, straight}, nil)
+	require.NoError(t, err)
+	require.Zero(t, sent.SpansFailed, "the gateway refused spans")
+	settle(t, topo, 3*time.Second, 2*time.Minute)
+
+	ev := harness.Evaluate(plans, sent, topo.Sink)
+	for _, k := range harness.Kinds {
+		o := ev.ByKind[k]
+		t.Logf("%-6s sent %5d complete %5d partial %d lost %5d", k, o.Sent, o.Complete, o.Partial, o.Lost)
+	}
+	scrape, err := harness.ScrapeMetrics(topo.Gateways[0].Ports.Telemetry)
+	require.NoError(t, err)
+	notOwned := scrape.Sum(harness.MetricGuardSpansNotOwned)
+	t.Logf("spans the ring gives to other gateways: %.0f of %d; traces kept by policy %v", notOwned, sent.SpansSent, topo.Counters().KeptByPolicy)
+	require.Positive(t, notOwned, "the traffic must include traces other gateways own, or this proves nothing")
+	assertKeptWhole(t, ev)
+	assertNormalRate(t, ev)
 }
 
 func callsKey(service string, isError bool) string {

@@ -22,7 +22,7 @@ import (
 const (
 	reasonMovedOut = "moved_out" // active here, the new ring gives it to another gateway
 	reasonMovedIn  = "moved_in"  // moved here with a recent change: a half may be elsewhere
-	reasonNotOwned = "not_owned" // spans arrive for a trace another gateway owns (agents lag)
+	reasonNotOwned = "not_owned" // spans arrive for a trace a replaced ring gave here (agents lag)
 	reasonShutdown = "shutdown"  // active here when this gateway shut down
 )
 
@@ -174,8 +174,9 @@ func (g *guard) onMembership(members []string) {
 	if !selfInRing && !next.empty() {
 		// Normal for a moment while a new gateway waits to be published;
 		// lasting, it means self does not match how the resolver lists this
-		// gateway, and every trace here counts as owned elsewhere.
-		g.logger.Warn("rebalance_guard: this gateway (self) is not in the gateway set; until it is, every trace here is kept", fields...)
+		// gateway: every trace here counts as owned elsewhere, and the guard
+		// marks only what a replaced ring gave to a gateway it was not.
+		g.logger.Warn("rebalance_guard: this gateway (self) is not in the gateway set; until it is, it cannot tell its own traces, and traces split by a membership change may be decided in halves", fields...)
 	} else {
 		g.logger.Info("rebalance_guard: gateway set changed", fields...)
 	}
@@ -216,8 +217,11 @@ func (g *guard) inject(ctx context.Context, ids []pcommon.TraceID, reason string
 	}
 }
 
-// ConsumeTraces tracks every trace and marks the spans of traces another
-// gateway owns, or that moved here with a recent change.
+// ConsumeTraces tracks every trace and marks the spans of traces that moved
+// here with a recent change, or that a ring replaced recently gave here
+// (agents that have not switched yet). A span of a trace owned elsewhere
+// that no recent ring gave here came from a sender that does not route by
+// trace ID: it is not marked, so the policies decide its trace.
 func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 	if n, service := g.reserved.stripAll(td); n > 0 {
 		g.reportReserved(ctx, n, service)
@@ -234,7 +238,10 @@ func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 	var lastID pcommon.TraceID
 	var last *traceEntry
 	var lastMark, lastNotOwned bool
-	var movedInBefore int64 // spans of the current run that started before this count as moved in
+	// Spans of the current run that started before this are marked: those
+	// of a trace that moved here, or of a trace owned elsewhere that a
+	// lagging agent may have sent (see history.go).
+	var markBefore int64
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		sss := rss.At(i).ScopeSpans()
@@ -250,19 +257,22 @@ func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 					last, lastID = g.tracker.touch(id, now), id
 					sum := traceIDChecksum(id) // once, for the current and the replaced rings
 					lastNotOwned = !ring.empty() && ring.ownerOfChecksum(sum) != self
-					movedInBefore = 0
-					if !lastNotOwned && !ring.empty() && !last.marked {
-						movedInBefore = g.history.movedInBefore(sum, now)
+					lastMark, markBefore = last.marked, 0
+					switch {
+					case lastMark || ring.empty():
+					case lastNotOwned:
+						markBefore = g.history.routedHereBefore(sum, now)
+					default:
+						markBefore = g.history.movedInBefore(sum, now)
 					}
-					if lastNotOwned && !last.marked {
-						last.marked = true
-						newlyNotOwned++
-					}
-					lastMark = last.marked
 				}
-				if !lastMark && movedInBefore > 0 && int64(sp.StartTimestamp()) < movedInBefore {
+				if !lastMark && markBefore > 0 && int64(sp.StartTimestamp()) < markBefore {
 					last.marked, lastMark = true, true
-					newlyMovedIn++
+					if lastNotOwned {
+						newlyNotOwned++
+					} else {
+						newlyMovedIn++
+					}
 				}
 				if lastNotOwned {
 					notOwned++

@@ -200,15 +200,100 @@ func TestOwnedTracesPassUnmarked(t *testing.T) {
 	assert.Zero(t, markers)
 }
 
-func TestSpansOfTracesOwnedElsewhereAreMarked(t *testing.T) {
+// TestSpansNoRingRoutedHereAreSampledByThePolicies: while the set is
+// steady, a span of a trace another gateway owns was not sent by an agent
+// (every agent routes by the ring the guard follows) but by a sender that
+// does not route by trace ID: an SDK or a collector pointed at one
+// gateway. Marking it would keep (N-1)/N of that sender's traces whatever
+// the policies say; it is counted, not marked.
+func TestSpansNoRingRoutedHereAreSampledByThePolicies(t *testing.T) {
 	members := []string{gwA, gwB, gwC}
 	f := newFixture(t, gwA, members)
 	f.clock.advance(time.Minute)
 	id := traceOwnedBy(t, members, gwB, nil, "")
 	consume(t, f, id, 3)
-	kept, markers, _ := keptSpans(f, id)
-	assert.Equal(t, 3, kept, "an agent still routing by an old ring: keep this half")
+	kept, markers, total := keptSpans(f, id)
+	assert.Equal(t, 3, total)
+	assert.Zero(t, kept, "no agent sent this here: the policies decide it")
 	assert.Zero(t, markers)
+}
+
+// TestSpansALaggingAgentSendsAreMarked: after a change, an agent that has
+// not switched yet still sends here the traces the replaced ring gave
+// here. Their spans sent before it switched (started before the change +
+// agent_lag + clock_skew) are marked: the rest of the trace goes to its new
+// owner. A trace the replaced ring gave to a third gateway is no agent's.
+func TestSpansALaggingAgentSendsAreMarked(t *testing.T) {
+	before := []string{gwA, gwB}
+	after := []string{gwA, gwB, gwC} // scale-out: gwC takes traces from gwA
+	f := newFixture(t, gwA, before)
+	f.clock.advance(time.Minute)
+	change := f.clock.Now()
+	f.src.onChange(after)
+	f.clock.advance(5 * time.Second)
+
+	lagging := nthTraceOwnedBy(t, 0, before, gwA, after, gwC)
+	late := nthTraceOwnedBy(t, 1, before, gwA, after, gwC)
+	notRouted := nthTraceOwnedBy(t, 0, before, gwB, after, gwB)
+	consumeStarted(t, f, lagging, 2, change.Add(1900*time.Millisecond))
+	consumeStarted(t, f, late, 2, change.Add(2100*time.Millisecond))
+	consumeStarted(t, f, notRouted, 2, change.Add(-time.Second))
+	kept, _, _ := keptSpans(f, lagging)
+	assert.Equal(t, 2, kept, "sent by an agent still on the replaced ring: keep this half")
+	kept, _, _ = keptSpans(f, late)
+	assert.Zero(t, kept, "started after every agent switched: no agent sent it here")
+	kept, _, _ = keptSpans(f, notRouted)
+	assert.Zero(t, kept, "no ring gave it here")
+
+	// After moved_in_window the replaced ring is forgotten.
+	f.clock.advance(f.cfg.MovedInWindow)
+	old := nthTraceOwnedBy(t, 2, before, gwA, after, gwC)
+	consumeStarted(t, f, old, 1, change.Add(-time.Second))
+	kept, _, _ = keptSpans(f, old)
+	assert.Zero(t, kept)
+}
+
+// TestGuardLearningAChangeAfterTheAgentsMarksWhatTheySentAhead: with the
+// dns resolver the agents may see a change before this gateway does, and
+// send it traces its stale ring gives to another gateway. Those are not
+// marked on arrival (no ring this guard knows gave them here); when the
+// guard catches up, the ring gives them here and the earlier half is on
+// the old owner: each still undecided gets a marker.
+func TestGuardLearningAChangeAfterTheAgentsMarksWhatTheySentAhead(t *testing.T) {
+	before := []string{gwA, gwB, gwC}
+	after := []string{gwA, gwB} // scale-in: gwC's traces move to gwA and gwB
+	f := newFixture(t, gwA, before)
+	f.clock.advance(time.Minute)
+	ahead := traceOwnedBy(t, before, gwC, after, gwA)
+	consume(t, f, ahead, 2)
+	kept, _, _ := keptSpans(f, ahead)
+	require.Zero(t, kept)
+
+	f.clock.advance(3 * time.Second)
+	f.src.onChange(after)
+	kept, markers, _ := keptSpans(f, ahead)
+	assert.Equal(t, 1, markers, "a marker keeps the half here")
+	assert.Equal(t, 1, kept)
+}
+
+// TestGatewayStartingInTheSetMarksTracesOwnedElsewhereBegunBeforeItsStart:
+// a gateway in the first set it learns (a static list) cannot know where
+// the agents routed before it started: spans of traces owned elsewhere
+// begun before its start + agent_lag + clock_skew are marked, later ones
+// are not.
+func TestGatewayStartingInTheSetMarksTracesOwnedElsewhereBegunBeforeItsStart(t *testing.T) {
+	members := []string{gwA, gwB, gwC}
+	f := newFixture(t, gwA, members)
+	begun := f.clock.Now()
+	f.clock.advance(5 * time.Second)
+	early := nthTraceOwnedBy(t, 0, members, gwB, nil, "")
+	late := nthTraceOwnedBy(t, 1, members, gwB, nil, "")
+	consumeStarted(t, f, early, 1, begun.Add(1900*time.Millisecond))
+	consumeStarted(t, f, late, 1, begun.Add(2100*time.Millisecond))
+	kept, _, _ := keptSpans(f, early)
+	assert.Equal(t, 1, kept)
+	kept, _, _ = keptSpans(f, late)
+	assert.Zero(t, kept)
 }
 
 func TestActiveTracesMovingOutGetAMarker(t *testing.T) {

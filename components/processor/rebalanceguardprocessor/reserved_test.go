@@ -91,13 +91,16 @@ func TestSendersCannotSetTheGuardsAttributes(t *testing.T) {
 }
 
 // TestTheGuardStillMarksWhatItOwns: a forged marker on a span of a trace
-// the guard must keep (owned elsewhere) is removed, and the guard's own
-// keep attribute is set: the span is kept, not deleted as a marker.
+// the guard must keep (a lagging agent's, after a change moved it to
+// another gateway) is removed, and the guard's own keep attribute is set:
+// the span is kept, not deleted as a marker.
 func TestTheGuardStillMarksWhatItOwns(t *testing.T) {
-	members := []string{gwA, gwB, gwC}
-	f := newFixture(t, gwA, members)
+	before := []string{gwA, gwB}
+	after := []string{gwA, gwB, gwC}
+	f := newFixture(t, gwA, before)
 	f.clock.advance(time.Minute)
-	id := traceOwnedBy(t, members, gwB, nil, "")
+	f.src.onChange(after)
+	id := traceOwnedBy(t, before, gwA, after, gwC)
 	require.NoError(t, f.g.ConsumeTraces(context.Background(), forged(id, f.clock.Now().Add(-time.Second), f.clock.Now())))
 	kept, markers, total := keptSpans(f, id)
 	assert.Equal(t, 5, total)

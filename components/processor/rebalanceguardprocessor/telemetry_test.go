@@ -39,7 +39,7 @@ var ignoreTime = []metricdatatest.Option{metricdatatest.IgnoreTimestamp(), metri
 
 // TestSelfMissingFromTheRingIsLoud: a gateway whose self does not match how
 // the resolver lists it (here: the set lists other addresses only) would
-// keep every trace. self_in_ring says 0 and a warning names self and the
+// not know its own traces. self_in_ring says 0 and a warning names self and the
 // members; once the set holds self, self_in_ring says 1.
 func TestSelfMissingFromTheRingIsLoud(t *testing.T) {
 	f, tt, logs := telemetryFixture(t, gwA, []string{gwB, gwC})
@@ -61,18 +61,20 @@ func TestTelemetryCountsTheGuardsWork(t *testing.T) {
 	after := []string{gwA, gwB, gwC}
 	f, tt, _ := telemetryFixture(t, gwA, before)
 	f.clock.advance(time.Minute)
-	moving := traceOwnedBy(t, before, gwA, after, gwC)
-	elsewhere := traceOwnedBy(t, after, gwB, nil, "")
+	moving := nthTraceOwnedBy(t, 0, before, gwA, after, gwC)
+	lagging := nthTraceOwnedBy(t, 1, before, gwA, after, gwC)
+	notRouted := traceOwnedBy(t, before, gwB, after, gwB)
 	consume(t, f, moving, 2)
 	f.clock.advance(time.Second)
-	f.src.onChange(after) // moving gets a moved_out marker
-	consume(t, f, elsewhere, 3)
+	f.src.onChange(after)       // moving gets a moved_out marker
+	consume(t, f, lagging, 3)   // an agent still on the replaced ring: marked not_owned
+	consume(t, f, notRouted, 4) // a sender that does not route: counted, not marked
 
 	metadatatest.AssertEqualProcessorRebalanceGuardRingChanges(t, tt, []metricdata.DataPoint[int64]{point(2)}, ignoreTime...)
 	metadatatest.AssertEqualProcessorRebalanceGuardRingMembers(t, tt, []metricdata.DataPoint[int64]{point(3)}, ignoreTime...)
 	metadatatest.AssertEqualProcessorRebalanceGuardMarkersInjected(t, tt, []metricdata.DataPoint[int64]{point(1)}, ignoreTime...)
 	metadatatest.AssertEqualProcessorRebalanceGuardSpansMarked(t, tt, []metricdata.DataPoint[int64]{point(3)}, ignoreTime...)
-	metadatatest.AssertEqualProcessorRebalanceGuardSpansNotOwned(t, tt, []metricdata.DataPoint[int64]{point(3)}, ignoreTime...)
+	metadatatest.AssertEqualProcessorRebalanceGuardSpansNotOwned(t, tt, []metricdata.DataPoint[int64]{point(7)}, ignoreTime...)
 	metadatatest.AssertEqualProcessorRebalanceGuardTracesMarked(t, tt, []metricdata.DataPoint[int64]{
 		point(1, attribute.String("reason", reasonMovedOut)),
 		point(1, attribute.String("reason", reasonNotOwned)),

@@ -87,7 +87,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ProcessorRebalanceGuardSelfInRing, err = builder.meter.Int64Gauge(
 		"otelcol_processor_rebalance_guard_self_in_ring",
-		metric.WithDescription("1 when this gateway (self) is a member of the current non-empty hash ring, else 0. A ring that settles without self means self does not match how the agents' resolver lists this gateway, and the guard keeps every trace. [Development]"),
+		metric.WithDescription("1 when this gateway (self) is a member of the current non-empty hash ring, else 0. A ring that settles without self means self does not match how the agents' resolver lists this gateway, and the guard cannot tell its own traces, so a membership change may split traces it does not mark. [Development]"),
 		metric.WithUnit("1"),
 	)
 	errs = errors.Join(errs, err)
@@ -99,7 +99,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ProcessorRebalanceGuardSpansNotOwned, err = builder.meter.Int64Counter(
 		"otelcol_processor_rebalance_guard_spans_not_owned",
-		metric.WithDescription("Spans received for traces that the current ring gives to another gateway. [Development]"),
+		metric.WithDescription("Spans received for traces that the current ring gives to another gateway. For seconds after a change they come from agents that have not switched; steadily, from a sender that does not route by trace ID (alert TailgateSpansNotRoutedByTraceID). [Development]"),
 		metric.WithUnit("{span}"),
 	)
 	errs = errors.Join(errs, err)

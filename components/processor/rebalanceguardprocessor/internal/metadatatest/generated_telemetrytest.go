@@ -70,7 +70,7 @@ func AssertEqualProcessorRebalanceGuardRingMembers(t *testing.T, tt *componentte
 func AssertEqualProcessorRebalanceGuardSelfInRing(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_processor_rebalance_guard_self_in_ring",
-		Description: "1 when this gateway (self) is a member of the current non-empty hash ring, else 0. A ring that settles without self means self does not match how the agents' resolver lists this gateway, and the guard keeps every trace. [Development]",
+		Description: "1 when this gateway (self) is a member of the current non-empty hash ring, else 0. A ring that settles without self means self does not match how the agents' resolver lists this gateway, and the guard cannot tell its own traces, so a membership change may split traces it does not mark. [Development]",
 		Unit:        "1",
 		Data: metricdata.Gauge[int64]{
 			DataPoints: dps,
@@ -100,7 +100,7 @@ func AssertEqualProcessorRebalanceGuardSpansMarked(t *testing.T, tt *componentte
 func AssertEqualProcessorRebalanceGuardSpansNotOwned(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_processor_rebalance_guard_spans_not_owned",
-		Description: "Spans received for traces that the current ring gives to another gateway. [Development]",
+		Description: "Spans received for traces that the current ring gives to another gateway. For seconds after a change they come from agents that have not switched; steadily, from a sender that does not route by trace ID (alert TailgateSpansNotRoutedByTraceID). [Development]",
 		Unit:        "{span}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
