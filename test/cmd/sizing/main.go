@@ -25,6 +25,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
@@ -66,7 +67,7 @@ func run() error {
 	}
 	report := render(m, *rate, *hold)
 	fmt.Print(report)
-	return os.WriteFile(*out, []byte(report), 0o644)
+	return os.WriteFile(*out, []byte(report+ringSkewSection(*out)), 0o644)
 }
 
 // measured are the constants docs/sizing.md publishes.
@@ -437,4 +438,21 @@ minimum should hold the steady load; see docs/scaling.md).
 		rate, m.meanSpans, hold, m.heapSamples, m.bufferedSpans, m.cacheTraces,
 		podSpans, podTraces, podTraces, podTraces*11*1.5, m.numTraces, m.expectedRate, m.cacheSize,
 		live/(1<<20), 0.5*2048/2, int(math.Ceil(100_000/podSpans)))
+}
+
+// ringSkewSection is the section of the page at path that `make ring-skew`
+// writes (rebalanceguardprocessor/internal/ringskew: the ring's hottest
+// gateway against the mean), kept as it is: it is computed, not measured.
+func ringSkewSection(path string) string {
+	const begin, end = "<!-- ring skew:", "<!-- ring skew end -->"
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	s := string(data)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
+	if i < 0 || j < i {
+		return ""
+	}
+	return "\n" + s[i:j+len(end)] + "\n"
 }
