@@ -98,26 +98,27 @@ func (h *ringHistory) movedInBefore(sum uint32, now int64) int64 {
 	return before
 }
 
-// routedHereBefore is, for a trace the current ring gives to another
-// gateway (by its traceIDChecksum), the start time (unix nanos) before
-// which its spans arriving here count as sent by an agent that has not
-// switched yet: the latest replacedAt + margin over the rings replaced
-// within the window that gave the trace to this gateway, and this
+// changedBefore is, for a trace the current ring gives to another
+// gateway, the start time (unix nanos) before which its spans arriving
+// here count as sent by an agent that has not switched yet: the latest
+// replacedAt + margin over the rings replaced within the window, and this
 // gateway's start + margin when it started in the ring (where the agents
-// routed before is unknown). 0 when no ring did: then no agent routing by
-// trace ID sent the span here, only a sender that does not route (an SDK
-// or collector pointed at a gateway), whose traces the policies decide
-// like any other. The largest time while flapping. Call expire first.
-func (h *ringHistory) routedHereBefore(sum uint32, now int64) int64 {
+// routed before is unknown). Any replaced ring counts, not only those that
+// gave the trace here: a lagging agent may follow a set this gateway never
+// saw (with the dns resolver each party polls at its own moments and skips
+// the sets in between), so which gateway its ring gives the trace to is
+// unknown here. 0 when the set has not changed within the window: then no
+// agent routes by another ring, and a span owned elsewhere came from a
+// sender that does not route by trace ID (an SDK or collector pointed at
+// a gateway), whose traces the policies decide like any other. The
+// largest time while flapping. Call expire first.
+func (h *ringHistory) changedBefore(now int64) int64 {
 	if now < h.overflowUntil {
 		return math.MaxInt64
 	}
 	var before int64
 	for i := range h.rings {
-		r := &h.rings[i]
-		if r.unknown || r.self >= 0 && r.ring.ownerOfChecksum(sum) == r.self {
-			before = max(before, r.replacedAt+h.margin)
-		}
+		before = max(before, h.rings[i].replacedAt+h.margin)
 	}
 	return before
 }

@@ -22,7 +22,7 @@ import (
 const (
 	reasonMovedOut = "moved_out" // active here, the new ring gives it to another gateway
 	reasonMovedIn  = "moved_in"  // moved here with a recent change: a half may be elsewhere
-	reasonNotOwned = "not_owned" // spans arrive for a trace a replaced ring gave here (agents lag)
+	reasonNotOwned = "not_owned" // spans arrive for a trace another gateway owns, begun before a recent change (agents lag)
 	reasonShutdown = "shutdown"  // active here when this gateway shut down
 )
 
@@ -120,8 +120,8 @@ func (g *guard) sweep() {
 // onMembership applies a (possibly) new gateway set. On a real change every
 // trace still undecided here whose owner changed gets a marker, and spans
 // arriving in the next moved_in_window for traces a replaced ring gave to
-// another gateway are marked if they started before the agents can have
-// switched (see history.go). The first set learned is the starting point,
+// another gateway, or that another gateway owns now, are marked if they
+// started before the agents can have switched (see history.go). The first set learned is the starting point,
 // not a change: with the dns and k8s resolvers a new gateway is not in it
 // yet (it is published once ready), and its own arrival later is an
 // ordinary change. A gateway that is in its first set (a static list, a
@@ -175,7 +175,7 @@ func (g *guard) onMembership(members []string) {
 		// Normal for a moment while a new gateway waits to be published;
 		// lasting, it means self does not match how the resolver lists this
 		// gateway: every trace here counts as owned elsewhere, and the guard
-		// marks only what a replaced ring gave to a gateway it was not.
+		// marks spans only around changes, by their start times.
 		g.logger.Warn("rebalance_guard: this gateway (self) is not in the gateway set; until it is, it cannot tell its own traces, and traces split by a membership change may be decided in halves", fields...)
 	} else {
 		g.logger.Info("rebalance_guard: gateway set changed", fields...)
@@ -218,10 +218,11 @@ func (g *guard) inject(ctx context.Context, ids []pcommon.TraceID, reason string
 }
 
 // ConsumeTraces tracks every trace and marks the spans of traces that moved
-// here with a recent change, or that a ring replaced recently gave here
-// (agents that have not switched yet). A span of a trace owned elsewhere
-// that no recent ring gave here came from a sender that does not route by
-// trace ID: it is not marked, so the policies decide its trace.
+// here with a recent change, or that another gateway owns and that began
+// before a recent change (agents that have not switched yet). A span of a
+// trace owned elsewhere while the set is steady came from a sender that
+// does not route by trace ID: it is not marked, so the policies decide its
+// trace.
 func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 	if n, service := g.reserved.stripAll(td); n > 0 {
 		g.reportReserved(ctx, n, service)
@@ -261,7 +262,7 @@ func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 					switch {
 					case lastMark || ring.empty():
 					case lastNotOwned:
-						markBefore = g.history.routedHereBefore(sum, now)
+						markBefore = g.history.changedBefore(now)
 					default:
 						markBefore = g.history.movedInBefore(sum, now)
 					}

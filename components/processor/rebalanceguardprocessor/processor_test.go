@@ -219,10 +219,13 @@ func TestSpansNoRingRoutedHereAreSampledByThePolicies(t *testing.T) {
 }
 
 // TestSpansALaggingAgentSendsAreMarked: after a change, an agent that has
-// not switched yet still sends here the traces the replaced ring gave
-// here. Their spans sent before it switched (started before the change +
-// agent_lag + clock_skew) are marked: the rest of the trace goes to its new
-// owner. A trace the replaced ring gave to a third gateway is no agent's.
+// not switched yet still sends here traces of the ring it follows. Their
+// spans sent before it switched (started before the change + agent_lag +
+// clock_skew) are marked: the rest of the trace goes to its owner. Which
+// ring the agent follows is not known here: with the dns resolver it may
+// be a set between two this gateway saw (it polls at other moments), so a
+// trace no ring this guard saw gave here counts too. Traces begun after
+// that, and everything once moved_in_window has passed, are the policies'.
 func TestSpansALaggingAgentSendsAreMarked(t *testing.T) {
 	before := []string{gwA, gwB}
 	after := []string{gwA, gwB, gwC} // scale-out: gwC takes traces from gwA
@@ -234,23 +237,45 @@ func TestSpansALaggingAgentSendsAreMarked(t *testing.T) {
 
 	lagging := nthTraceOwnedBy(t, 0, before, gwA, after, gwC)
 	late := nthTraceOwnedBy(t, 1, before, gwA, after, gwC)
-	notRouted := nthTraceOwnedBy(t, 0, before, gwB, after, gwB)
+	unseenRing := nthTraceOwnedBy(t, 0, before, gwB, after, gwB)
 	consumeStarted(t, f, lagging, 2, change.Add(1900*time.Millisecond))
 	consumeStarted(t, f, late, 2, change.Add(2100*time.Millisecond))
-	consumeStarted(t, f, notRouted, 2, change.Add(-time.Second))
+	consumeStarted(t, f, unseenRing, 2, change.Add(-time.Second))
 	kept, _, _ := keptSpans(f, lagging)
 	assert.Equal(t, 2, kept, "sent by an agent still on the replaced ring: keep this half")
 	kept, _, _ = keptSpans(f, late)
 	assert.Zero(t, kept, "started after every agent switched: no agent sent it here")
-	kept, _, _ = keptSpans(f, notRouted)
-	assert.Zero(t, kept, "no ring gave it here")
+	kept, _, _ = keptSpans(f, unseenRing)
+	assert.Equal(t, 2, kept, "in flight at the change: an agent on a ring this guard never saw may have sent it")
 
-	// After moved_in_window the replaced ring is forgotten.
+	// After moved_in_window the set is steady again.
 	f.clock.advance(f.cfg.MovedInWindow)
 	old := nthTraceOwnedBy(t, 2, before, gwA, after, gwC)
 	consumeStarted(t, f, old, 1, change.Add(-time.Second))
 	kept, _, _ = keptSpans(f, old)
 	assert.Zero(t, kept)
+}
+
+// TestAGuardThatSkippedASetKeepsWhatItsAgentsSent reproduces what the live
+// churn suite found on the dns resolver (node DNS caches, a rolling
+// restart): a gateway's guard went from {A, B, C} straight to {D, E, F},
+// while an agent followed {A, B, D}, between the two, and sent this
+// gateway (B) a trace that {A, B, D} gives to B and {A, B, C} to C. Only
+// marking by the change, not by the rings this guard saw, keeps that half.
+func TestAGuardThatSkippedASetKeepsWhatItsAgentsSent(t *testing.T) {
+	const gwD, gwE, gwF = "10.0.0.4:4317", "10.0.0.5:4317", "10.0.0.6:4317"
+	seen := []string{gwA, gwB, gwC}
+	skipped := []string{gwA, gwB, gwD}
+	now := []string{gwD, gwE, gwF}
+	f := newFixture(t, gwB, seen)
+	f.clock.advance(time.Minute)
+	change := f.clock.Now()
+	f.src.onChange(now)
+	f.clock.advance(time.Second)
+	id := nthTracePlaced(t, 0, placement{seen, gwC}, placement{skipped, gwB})
+	consumeStarted(t, f, id, 3, change.Add(500*time.Millisecond))
+	kept, _, _ := keptSpans(f, id)
+	assert.Equal(t, 3, kept)
 }
 
 // TestGuardLearningAChangeAfterTheAgentsMarksWhatTheySentAhead: with the

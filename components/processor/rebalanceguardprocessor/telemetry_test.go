@@ -66,9 +66,12 @@ func TestTelemetryCountsTheGuardsWork(t *testing.T) {
 	notRouted := traceOwnedBy(t, before, gwB, after, gwB)
 	consume(t, f, moving, 2)
 	f.clock.advance(time.Second)
-	f.src.onChange(after)       // moving gets a moved_out marker
-	consume(t, f, lagging, 3)   // an agent still on the replaced ring: marked not_owned
-	consume(t, f, notRouted, 4) // a sender that does not route: counted, not marked
+	f.src.onChange(after)     // moving gets a moved_out marker
+	consume(t, f, lagging, 3) // an agent still on the replaced ring: marked not_owned
+	// Past the change + agent_lag + clock_skew: a sender that does not
+	// route, counted but not marked.
+	f.clock.advance(3 * time.Second)
+	consume(t, f, notRouted, 4)
 
 	metadatatest.AssertEqualProcessorRebalanceGuardRingChanges(t, tt, []metricdata.DataPoint[int64]{point(2)}, ignoreTime...)
 	metadatatest.AssertEqualProcessorRebalanceGuardRingMembers(t, tt, []metricdata.DataPoint[int64]{point(3)}, ignoreTime...)
