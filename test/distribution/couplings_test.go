@@ -125,13 +125,23 @@ func TestSamplingFollowsTheGuardsAttributes(t *testing.T) {
 // pipeline tail_sampling's, and the guard's active_window is either unset
 // (derived from decision_wait, which the component's tests show exceeds
 // it) or longer. print-config validates the guard, which rejects an
-// active_window at or below decision_wait.
+// active_window at or below decision_wait, and, with the dns resolver, a
+// decision_wait the tier cannot agree on a change within.
 func TestGuardOutlivesDecisionWait(t *testing.T) {
+	// The profile's dns agreement time: 5s of cluster DNS caching + the
+	// 1s interval + the 1s timeout (rebalance_guard README).
+	const dnsAgreement = 7 * time.Second
 	for _, wait := range []time.Duration{time.Second, 10 * time.Second, 45 * time.Second, 5 * time.Minute} {
 		for _, resolver := range resolvers {
 			t.Run(wait.String()+"/"+resolver, func(t *testing.T) {
 				gateway, err := profile.Effective("gateway", map[string]string{"TAILGATE_GATEWAY_RESOLVER": resolver},
 					"processors::tail_sampling::decision_wait="+wait.String())
+				if resolver == "dns" && wait <= dnsAgreement {
+					// The tier cannot agree on a change before such a
+					// decision_wait: refused, naming the setting to change.
+					require.ErrorContains(t, err, "rebalance_guard/dns: resolver::dns::interval")
+					return
+				}
 				require.NoError(t, err)
 				assert.Equal(t, wait.String(), profile.Get(gateway, "processors", "tail_sampling", "decision_wait"))
 				guard := "rebalance_guard/" + resolver

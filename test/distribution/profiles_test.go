@@ -94,6 +94,11 @@ func TestInvalidSettingsNameTheKey(t *testing.T) {
 		// one of its own would be a second window.
 		{"a guard's own decision_wait", "gateway", run{set: []string{"processors::rebalance_guard/dns::decision_wait=30s"}},
 			[]string{"processors::rebalance_guard/dns::decision_wait: 30s", "processors::tail_sampling::decision_wait is 10s"}},
+		// Through the dns resolver the tier must agree on a change (5s of
+		// cluster DNS caching + interval + timeout) before tail_sampling
+		// decides what the change split: upstream's 5s interval does not.
+		{"dns interval", "gateway", run{env: map[string]string{"TAILGATE_GATEWAY_RESOLVER": "dns"}, set: []string{"processors::rebalance_guard/dns::resolver::dns::interval=5s"}},
+			[]string{"rebalance_guard/dns", "resolver::dns::interval", "11s", "decision_wait (10s)"}},
 		{"metrics exporter", "gateway", run{set: []string{"service::pipelines::metrics/spanmetrics::exporters=[nosuchexporter]"}}, []string{"metrics/spanmetrics", "nosuchexporter"}},
 		{"resolver", "agent", run{env: map[string]string{"TAILGATE_GATEWAY_RESOLVER": "consul"}}, []string{"traces", "load_balancing/consul"}},
 		// A gateway bound to 0.0.0.0 cannot tell its guard which address the

@@ -41,10 +41,10 @@ type Config struct {
 	DecisionWait time.Duration `mapstructure:"decision_wait"`
 
 	// AgentLag is how much later than this gateway the agents may switch to
-	// a new gateway set. Unset (0): the dns resolver's interval plus its
-	// timeout (both sides poll independently), 2s for the k8s resolver (both
-	// watch the same EndpointSlices), 10s for a static list (changed by
-	// restarts).
+	// a new gateway set. Unset (0): the dns resolver's agreement time
+	// (dnsAgreement: both sides poll independently, through caches), 2s for
+	// the k8s resolver (both watch the same EndpointSlices), 10s for a
+	// static list (changed by restarts).
 	AgentLag time.Duration `mapstructure:"agent_lag"`
 
 	// ClockSkew bounds how far the clocks of the applications (span start
@@ -127,20 +127,37 @@ func (c *Config) maxTraces() int {
 	return max(1000, int(int64(c.NumTraces)*int64(c.activeWindow())/int64(c.DecisionWait)))
 }
 
+// clusterDNSCache is how long after a change the cluster's DNS may still
+// answer with the gateway set before it: CoreDNS's kubernetes plugin gives
+// a headless Service's records a 5s TTL (its `ttl` default), and its cache
+// (and NodeLocal DNSCache) serves an answer that long. Each agent and
+// gateway may ask a different cache, filled at a different moment.
+const clusterDNSCache = 5 * time.Second
+
+// dnsAgreement is how long after a change of the gateway set every agent
+// and gateway following it through the dns resolver may take to see it:
+// a cached answer's age, the wait for the next poll, and the poll itself.
+// Each party is somewhere in that span, so it bounds both how much later
+// than this gateway an agent switches and how much later this gateway may
+// learn what an agent already follows.
+func (r *DNSResolver) dnsAgreement() time.Duration {
+	interval, timeout := r.Interval, r.Timeout
+	if interval == 0 {
+		interval = defaultDNSInterval
+	}
+	if timeout == 0 {
+		timeout = defaultDNSTimeout
+	}
+	return clusterDNSCache + interval + timeout
+}
+
 // agentLag is the effective agent_lag.
 func (c *Config) agentLag() time.Duration {
 	switch {
 	case c.AgentLag > 0:
 		return c.AgentLag
 	case c.Resolver.DNS != nil:
-		interval, timeout := c.Resolver.DNS.Interval, c.Resolver.DNS.Timeout
-		if interval == 0 {
-			interval = defaultDNSInterval
-		}
-		if timeout == 0 {
-			timeout = defaultDNSTimeout
-		}
-		return interval + timeout
+		return c.Resolver.DNS.dnsAgreement()
 	case c.Resolver.K8s != nil:
 		return 2 * time.Second
 	}
@@ -177,6 +194,12 @@ func (c *Config) Validate() error {
 		}
 		if c.Resolver.DNS.Interval < 0 || c.Resolver.DNS.Timeout < 0 {
 			errs = append(errs, errors.New("resolver::dns::interval and timeout must not be negative"))
+		} else if agree := c.Resolver.DNS.dnsAgreement(); c.Enabled && c.DecisionWait > 0 && agree >= c.DecisionWait {
+			// A gateway that learns of a change after tail_sampling has
+			// decided the traces the change moved away from it cannot mark
+			// them: their halves here are decided alone.
+			errs = append(errs, fmt.Errorf("resolver::dns::interval: with %s between polls, a %s timeout and %s of cluster DNS caching the gateways and agents may take %s to agree on a change, not less than decision_wait (%s): traces split by a change would be decided in halves; poll more often (the agents' load_balancing resolver too) or raise decision_wait",
+				orDefault(c.Resolver.DNS.Interval, defaultDNSInterval), orDefault(c.Resolver.DNS.Timeout, defaultDNSTimeout), clusterDNSCache, agree, c.DecisionWait))
 		}
 	}
 	if c.Resolver.K8s != nil {
@@ -243,4 +266,11 @@ func (c *Config) validateSelf(host string) []error {
 		return []error{fmt.Errorf("self: host %q must be this gateway's IP as the agents' resolver lists it (the dns and k8s resolvers list pod IPs; 0.0.0.0 and names never match): set MY_POD_IP to the pod IP, or disable the guard for a lone gateway", host)}
 	}
 	return nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
 }

@@ -34,7 +34,7 @@ func TestLoadConfig(t *testing.T) {
 		})},
 		{name: "dns", want: with(func(c *Config) {
 			c.Resolver.DNS = &DNSResolver{Hostname: "tailgate-gateway-headless.observability.svc.cluster.local", Port: "4317", Interval: 2 * time.Second}
-			c.Self, c.MaxTraces, c.DecisionWait, c.ActiveWindow, c.MovedInWindow = "10.0.0.1:4317", 1000, 5*time.Second, 20*time.Second, 45*time.Second
+			c.Self, c.MaxTraces, c.DecisionWait, c.ActiveWindow, c.MovedInWindow = "10.0.0.1:4317", 1000, 10*time.Second, 20*time.Second, 45*time.Second
 		})},
 		{name: "k8s", want: with(func(c *Config) {
 			c.Resolver.K8s = &K8sResolver{Service: "tailgate-gateway-headless.observability", Ports: []int32{4317}}
@@ -53,6 +53,12 @@ func TestLoadConfig(t *testing.T) {
 		{name: "no_decision_wait", wantErr: []string{"decision_wait must be positive"}},
 		{name: "dns_self_unspecified", wantErr: []string{`self: host "0.0.0.0" must be this gateway's IP`}},
 		{name: "k8s_bad_service", wantErr: []string{`resolver::k8s::service "tailgate-gateway-headless.observability.cluster.local": the third DNS label must be 'svc'`}},
+		{name: "dns_agreement_over_decision_wait", wantErr: []string{"resolver::dns::interval: with 5s between polls, a 1s timeout and 5s of cluster DNS caching the gateways and agents may take 11s to agree on a change, not less than decision_wait (10s)"}},
+		{name: "dns_agreement_disabled", want: with(func(c *Config) {
+			c.Enabled = false
+			c.Resolver.DNS = &DNSResolver{Hostname: "gw.example", Port: "4317", Interval: 5 * time.Second}
+			c.Self, c.DecisionWait = "10.0.0.1:4317", 10*time.Second
+		})},
 		{name: "k8s_hostnames", want: with(func(c *Config) {
 			c.Resolver.K8s = &K8sResolver{Service: "tailgate-gateway-headless.observability", Ports: []int32{4317}, ReturnHostnames: true}
 			c.Self = "tailgate-gateway-0.tailgate-gateway-headless.observability:4317"
