@@ -72,3 +72,38 @@ func SizingConstants() (Sizing, error) {
 	}
 	return s, nil
 }
+
+// RingSkewWorst is the largest hottest/mean ratio of docs/sizing.md's ring
+// skew table (written by `make ring-skew`): how much more than the mean
+// share of spans and traces the hottest gateway gets, at any tier size.
+func RingSkewWorst() (float64, error) {
+	path := filepath.Join(RepoRoot(), "docs", "sizing.md")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	s := string(data)
+	i, j := strings.Index(s, "<!-- ring skew:"), strings.Index(s, "<!-- ring skew end -->")
+	if i < 0 || j < i {
+		return 0, fmt.Errorf("%s has no ring skew section: run `make ring-skew`", path)
+	}
+	worst := 0.0
+	for _, line := range strings.Split(s[i:j], "\n") {
+		cells := strings.Split(strings.Trim(line, "| "), "|")
+		if len(cells) < 3 {
+			continue
+		}
+		if _, err := strconv.Atoi(strings.TrimSpace(cells[0])); err != nil {
+			continue // the header and its rule
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(cells[2]), 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: ring skew row %q: %w", path, line, err)
+		}
+		worst = max(worst, v)
+	}
+	if worst == 0 {
+		return 0, fmt.Errorf("%s: the ring skew table has no rows", path)
+	}
+	return worst, nil
+}
