@@ -21,6 +21,9 @@ type ChurnRecord struct {
 	KeptShareOn, KeptShareOff       float64
 	InFlight, CompleteOn            int
 	CompleteOff, PartialOff         int
+	// AgreementSeconds: the slowest time, over both runs' changes, from an
+	// EndpointSlice change to every agent and guard holding the new ring.
+	AgreementSeconds float64
 }
 
 // AppendChurnRecord adds rec to the record file at path.

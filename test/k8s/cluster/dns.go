@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -13,43 +14,106 @@ import (
 
 // ClusterDNS answers, like a cluster's DNS for headless Services, A queries
 // for <service>.<namespace>.svc.cluster.local with the Service's ready
-// endpoint addresses from its EndpointSlices (TTL 5s). It listens on
-// 127.0.0.1:53 in the test's network namespace, where a pod's resolver
-// looks when its filesystem has no /etc/resolv.conf (Go's default), as in
-// the tailgate image.
+// endpoint addresses from its EndpointSlices. It listens on 127.0.0.1:53 in
+// the test's network namespace, where a pod's resolver looks when its
+// filesystem has no /etc/resolv.conf (Go's default), as in the tailgate
+// image, and answers from the API at every query.
+//
+// ServeNodeCaches adds what a production cluster puts between a pod and
+// that answer: a cache per node (NodeLocal DNSCache; CoreDNS's own cache
+// behaves alike), which keeps an answer for its TTL (recordTTL, CoreDNS's
+// kubernetes plugin default). Each node's cache is filled at its own
+// moment, so after a change pods on different nodes see the new set up to
+// a TTL apart.
 type ClusterDNS struct {
-	cp   *ControlPlane
-	conn net.PacketConn
+	cp    *ControlPlane
+	mu    sync.Mutex
+	conns []net.PacketConn
 }
+
+// recordTTL is the TTL of every answer, and how long a node cache keeps it.
+const recordTTL = 5 * time.Second
 
 // StartDNS starts serving until Stop.
 func StartDNS(cp *ControlPlane) (*ClusterDNS, error) {
-	conn, err := net.ListenPacket("udp", "127.0.0.1:53")
-	if err != nil {
+	d := &ClusterDNS{cp: cp}
+	if err := d.listen("127.0.0.1", d.readyAddresses); err != nil {
 		return nil, err
 	}
-	d := &ClusterDNS{cp: cp, conn: conn}
-	go d.serve()
 	return d, nil
 }
 
-// Stop stops serving.
-func (d *ClusterDNS) Stop() { _ = d.conn.Close() }
+// ServeNodeCaches serves a caching resolver on port 53 of each address
+// (the nodes' IPs), each with a cache of its own.
+func (d *ClusterDNS) ServeNodeCaches(addrs []string) error {
+	for _, a := range addrs {
+		c := &nodeCache{lookup: d.readyAddresses, entries: map[string]cachedAnswer{}}
+		if err := d.listen(a, c.addresses); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-func (d *ClusterDNS) serve() {
+func (d *ClusterDNS) listen(addr string, lookup func(svc, ns string) []net.IP) error {
+	conn, err := net.ListenPacket("udp", net.JoinHostPort(addr, "53"))
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.conns = append(d.conns, conn)
+	d.mu.Unlock()
+	go serveDNS(conn, lookup)
+	return nil
+}
+
+// Stop stops serving.
+func (d *ClusterDNS) Stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.conns {
+		_ = c.Close()
+	}
+}
+
+// nodeCache keeps each answer for recordTTL from when it was fetched.
+type nodeCache struct {
+	lookup  func(svc, ns string) []net.IP
+	mu      sync.Mutex
+	entries map[string]cachedAnswer
+}
+
+type cachedAnswer struct {
+	ips     []net.IP
+	fetched time.Time
+}
+
+func (c *nodeCache) addresses(svc, ns string) []net.IP {
+	key := svc + "." + ns
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[key]; ok && time.Since(e.fetched) < recordTTL {
+		return e.ips
+	}
+	ips := c.lookup(svc, ns)
+	c.entries[key] = cachedAnswer{ips: ips, fetched: time.Now()}
+	return ips
+}
+
+func serveDNS(conn net.PacketConn, lookup func(svc, ns string) []net.IP) {
 	buf := make([]byte, 1500)
 	for {
-		n, addr, err := d.conn.ReadFrom(buf)
+		n, addr, err := conn.ReadFrom(buf)
 		if err != nil {
 			return
 		}
-		if resp, err := d.answer(buf[:n]); err == nil {
-			_, _ = d.conn.WriteTo(resp, addr)
+		if resp, err := answer(buf[:n], lookup); err == nil {
+			_, _ = conn.WriteTo(resp, addr)
 		}
 	}
 }
 
-func (d *ClusterDNS) answer(query []byte) ([]byte, error) {
+func answer(query []byte, lookup func(svc, ns string) []net.IP) ([]byte, error) {
 	var p dnsmessage.Parser
 	h, err := p.Start(query)
 	if err != nil {
@@ -65,7 +129,7 @@ func (d *ClusterDNS) answer(query []byte) ([]byte, error) {
 	if svc, ns, ok := headless(name); ok {
 		rh.RCode = dnsmessage.RCodeSuccess
 		if q.Type == dnsmessage.TypeA {
-			ips = d.readyAddresses(svc, ns)
+			ips = lookup(svc, ns)
 		}
 	}
 	b := dnsmessage.NewBuilder(nil, rh)
@@ -82,7 +146,7 @@ func (d *ClusterDNS) answer(query []byte) ([]byte, error) {
 	for _, ip := range ips {
 		var a [4]byte
 		copy(a[:], ip.To4())
-		if err := b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 5}, dnsmessage.AResource{A: a}); err != nil {
+		if err := b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: uint32(recordTTL / time.Second)}, dnsmessage.AResource{A: a}); err != nil {
 			return nil, err
 		}
 	}

@@ -44,13 +44,15 @@ type Kubelet struct {
 
 	mu         sync.Mutex
 	registries map[string]bool // hosts it may pull images from (PullFrom)
-	pullMu     sync.Mutex
-	pulled     map[string]containerImage // by reference, guarded by pullMu
-	pods       map[types.UID]*podRun
-	nextIP     int
-	rr         int
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
+	// nodeDNS: pods resolve through their node's DNS cache (UseNodeDNS).
+	nodeDNS bool
+	pullMu  sync.Mutex
+	pulled  map[string]containerImage // by reference, guarded by pullMu
+	pods    map[types.UID]*podRun
+	nextIP  int
+	rr      int
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 type podRun struct {
@@ -183,3 +185,22 @@ func deref(p *int64) int64 {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// UseNodeDNS makes the pods started from now on resolve names through a
+// DNS server on their node's IP, as a kubelet's --cluster-dns does with
+// NodeLocal DNSCache: it writes each pod's /etc/resolv.conf. The test
+// serves one there (ClusterDNS.ServeNodeCaches, with NodeIPs).
+func (k *Kubelet) UseNodeDNS() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.nodeDNS = true
+}
+
+// NodeIPs are the registered nodes' IPs.
+func (k *Kubelet) NodeIPs() []string {
+	ips := make([]string, len(k.Nodes))
+	for i := range k.Nodes {
+		ips[i] = NodeIP(i)
+	}
+	return ips
+}

@@ -32,6 +32,19 @@ func (k *Kubelet) prepareRoot(pod *corev1.Pod, run *podRun, rootfs string) (stri
 		return "", fmt.Errorf("overlay: %w", err)
 	}
 	run.mounts = append(run.mounts, root)
+	k.mu.Lock()
+	nodeDNS := k.nodeDNS
+	k.mu.Unlock()
+	if nodeDNS {
+		// As a kubelet with --cluster-dns writes it for dnsPolicy
+		// ClusterFirst; the pod's node runs the cache (UseNodeDNS).
+		if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(root, "etc", "resolv.conf"), []byte("nameserver "+k.nodeIP(pod.Spec.NodeName)+"\n"), 0o644); err != nil {
+			return "", err
+		}
+	}
 
 	var fsGroup int64 = -1
 	if sc := pod.Spec.SecurityContext; sc != nil && sc.FSGroup != nil {

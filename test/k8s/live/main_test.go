@@ -104,6 +104,13 @@ func setUp(m *testing.M) (int, error) {
 	if env.kubelet, err = cluster.StartKubelet(env.cp, rootfs, imageRef, img.Config.Entrypoint, env.dir, 2); err != nil {
 		return 0, err
 	}
+	// Pods resolve through a DNS cache on their node, as in production
+	// clusters: the dns resolver's agents and gateways then see a change
+	// up to a TTL apart (rebalance_test.go measures how far).
+	if err := env.dns.ServeNodeCaches(env.kubelet.NodeIPs()); err != nil {
+		return 0, err
+	}
+	env.kubelet.UseNodeDNS()
 	if env.sink, err = harness.NewSink("k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.deployment.name", "k8s.node.name", "k8s.cluster.name", "tailgate.rebalance.keep", "tailsampling.policy"); err != nil {
 		return 0, err
 	}

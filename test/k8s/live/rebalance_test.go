@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -21,31 +22,84 @@ import (
 )
 
 // membershipLog records when the gateways' ready endpoint set changes, as
-// the EndpointSlices (and so the agents' k8s resolver) publish it.
+// the EndpointSlices (and so the agents' k8s resolver) publish it, and how
+// long every agent (and guard, when on) took to follow a change. The
+// agents and guards report only the size of their ring, so only a change
+// of size after a quiet spell counts: the tier held the old size when it
+// came, and a pod at the new size has switched. That is the scale-out,
+// the scale-in and the first step of the rolling restart.
 type membershipLog struct {
-	mu      sync.Mutex
-	changes []time.Time
+	mu        sync.Mutex
+	changes   []time.Time
+	agreement []time.Duration
 }
 
-func watchMembership(t *testing.T, ctx context.Context) *membershipLog {
+// quietBeforeMeasuring is how long the set must have been steady before a
+// change for its agreement time to be measured: longer than any
+// resolver's agreement time.
+const quietBeforeMeasuring = 15 * time.Second
+
+func watchMembership(t *testing.T, ctx context.Context, resolver string, guard bool) *membershipLog {
 	l := &membershipLog{}
 	go func() {
-		last := ""
+		last, size := "", 0
+		var changedAt time.Time
+		measuring := false
 		for ctx.Err() == nil {
 			eps := readyEndpointsQuiet()
 			sort.Strings(eps)
 			if cur := strings.Join(eps, ","); cur != last {
+				now := time.Now()
 				if last != "" {
+					measuring = now.Sub(changedAt) >= quietBeforeMeasuring && len(eps) != size
+					changedAt = now
 					l.mu.Lock()
-					l.changes = append(l.changes, time.Now())
+					l.changes = append(l.changes, changedAt)
 					l.mu.Unlock()
+				} else {
+					changedAt = now.Add(-quietBeforeMeasuring) // settled before the run
 				}
-				last = cur
+				last, size = cur, len(eps)
+			} else if measuring && tierFollows(ctx, resolver, guard, size) {
+				measuring = false
+				l.mu.Lock()
+				l.agreement = append(l.agreement, time.Since(changedAt))
+				l.mu.Unlock()
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
 	return l
+}
+
+// tierFollows reports whether every running agent's load balancer, and
+// with the guard on every running gateway's guard, holds a ring of n
+// gateways.
+func tierFollows(ctx context.Context, resolver string, guard bool, n int) bool {
+	list, err := env.cp.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name in (tailgate-agent, tailgate-gateway)"})
+	if err != nil {
+		return false
+	}
+	for _, p := range list.Items {
+		if p.DeletionTimestamp != nil || p.Status.PodIP == "" {
+			continue
+		}
+		s, err := harness.ScrapeMetricsAt(net.JoinHostPort(p.Status.PodIP, "8888"))
+		if err != nil {
+			return false
+		}
+		seen := s.Sum(harness.MetricGuardRingMembers)
+		switch {
+		case p.Labels["app.kubernetes.io/name"] == "tailgate-agent":
+			seen = s.Sum("otelcol_loadbalancer_num_backends", "resolver", resolver)
+		case !guard:
+			continue // a guard that is off follows nothing
+		}
+		if seen != float64(n) {
+			return false
+		}
+	}
+	return true
 }
 
 // TestRebalanceGuardKeepsSplitTracesWhole runs the same membership churn
@@ -104,6 +158,7 @@ func TestRebalanceGuardKeepsSplitTracesWhole(t *testing.T) {
 					BackendSpansOn: r.backendSpans, BackendSpansOff: stock.backendSpans,
 					KeptShareOn: r.keptShare, KeptShareOff: stock.keptShare,
 					InFlight: r.judged, CompleteOn: r.complete, CompleteOff: stock.complete, PartialOff: stock.partial,
+					AgreementSeconds: max(r.agreement, stock.agreement).Seconds(),
 				})
 			})
 		}
@@ -123,7 +178,9 @@ func TestRebalanceGuardKeepsSplitTracesWhole(t *testing.T) {
 func costPerChangeBound(resolver string) float64 {
 	lag := 2 * time.Second // the guard's k8s default
 	if resolver == "dns" {
-		lag = 5*time.Second + time.Second // the profile's dns interval + timeout
+		// The guard's dns default: 5s of cluster DNS caching + the
+		// profile's 1s interval + 1s timeout.
+		lag = 5*time.Second + time.Second + time.Second
 	}
 	const clockSkew, spread, tick = 2 * time.Second, 4600 * time.Millisecond, time.Second
 	inFlight := decisionWait + tick + spread + lag + clockSkew
@@ -132,12 +189,13 @@ func costPerChangeBound(resolver string) float64 {
 
 // churnResult is what one churn run measured.
 type churnResult struct {
-	changes          int     // membership changes seen during the run
-	judged, complete int     // interesting traces in flight during a change, and those complete
-	partial          int     // of those, arrived partial
-	backendSpans     int     // distinct planned spans at the backend
-	keptShare        float64 // share of the spans sent that carry the guard's keep attribute
-	spansPerSecond   float64 // offered load
+	changes          int           // membership changes seen during the run
+	judged, complete int           // interesting traces in flight during a change, and those complete
+	partial          int           // of those, arrived partial
+	backendSpans     int           // distinct planned spans at the backend
+	keptShare        float64       // share of the spans sent that carry the guard's keep attribute
+	spansPerSecond   float64       // offered load
+	agreement        time.Duration // slowest time for the tier to follow a change
 }
 
 // recordChurn appends rec to $TAILGATE_CHURN_REPORT, when set.
@@ -158,7 +216,7 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) churnResul
 	env.sink.Reset() // the other run sent the same traces
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	changes := watchMembership(t, ctx)
+	changes := watchMembership(t, ctx, resolver, guard)
 	kubectl := func(args ...string) func() {
 		return func() {
 			if _, err := env.cp.Kubectl(append([]string{"-n", namespace}, args...)...); err != nil {
@@ -198,18 +256,23 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) churnResul
 
 	changes.mu.Lock()
 	times := append([]time.Time(nil), changes.changes...)
+	agreement := slices.Max(append([]time.Duration{0}, changes.agreement...))
+	t.Logf("REPORT resolver=%s guard=%v: every agent and guard followed a change within %.1f s (slowest of %d changes measured: %v)",
+		resolver, guard, agreement.Seconds(), len(changes.agreement), changes.agreement)
 	changes.mu.Unlock()
 	require.NotEmpty(t, times, "the gateway set never changed")
 
 	// In flight during a change: the change fell between the trace's first
 	// and last span (give or take a second of agent batching).
-	var inFlight []harness.TracePlan
+	var inFlight, normalInFlight []harness.TracePlan
 	for _, p := range plans {
-		if p.Kind == harness.Normal {
+		first, last := start.Add(p.Start-time.Second), start.Add(p.LastSendAt()+time.Second)
+		if !slices.ContainsFunc(times, func(c time.Time) bool { return !c.Before(first) && !c.After(last) }) {
 			continue
 		}
-		first, last := start.Add(p.Start-time.Second), start.Add(p.LastSendAt()+time.Second)
-		if slices.ContainsFunc(times, func(c time.Time) bool { return !c.Before(first) && !c.After(last) }) {
+		if p.Kind == harness.Normal {
+			normalInFlight = append(normalInFlight, p)
+		} else {
 			inFlight = append(inFlight, p)
 		}
 	}
@@ -250,6 +313,19 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) churnResul
 	require.GreaterOrEqual(t, judged, 20, "too few interesting traces in flight during the changes to judge")
 	if guard {
 		assert.Empty(t, ev.Breaches(), "with the guard on, every interesting trace in flight during a change arrives complete")
+		// A normal trace is kept whole (both halves marked, or both kept
+		// by the probabilistic policy's trace ID hash) or not at all: in
+		// part, one gateway missed a change it should have marked.
+		normal := harness.Evaluate(normalInFlight, sent, env.sink).ByKind[harness.Normal]
+		t.Logf("REPORT resolver=%s: normal traces in flight during a change: %d, complete %d, partial %d, lost %d", resolver, normal.Sent, normal.Complete, normal.Partial, normal.Lost)
+		for _, id := range normal.PartialIDs {
+			i := slices.IndexFunc(normalInFlight, func(p harness.TracePlan) bool { return p.ID == id })
+			t.Log(describeSplit(normalInFlight[i], env.sink.SpansOf(id), start, times))
+		}
+		if len(normal.PartialIDs)+len(ev.Breaches()) > 0 {
+			t.Log(guardTimeline(start))
+		}
+		assert.Zero(t, normal.Partial, "with the guard on, no trace in flight during a change arrives in part")
 		require.NoError(t, steadyErr)
 		t.Logf("REPORT resolver=%s: spans the guards counted as not owned while the set was steady (first 7s): %.0f", resolver, notOwnedSteady)
 		assert.Zero(t, notOwnedSteady, "the guards' ring disagrees with the agents' while nothing changes")
@@ -257,6 +333,7 @@ func runChurn(t *testing.T, resolver string, guard bool, seed uint64) churnResul
 	return churnResult{
 		changes: len(times), judged: judged, complete: complete, partial: partial, backendSpans: backendSpans,
 		keptShare:      float64(keptSpans) / float64(sent.SpansSent),
+		agreement:      agreement,
 		spansPerSecond: float64(sent.SpansSent) / sent.Elapsed.Seconds(),
 	}
 }
@@ -310,4 +387,31 @@ func describeSplit(p harness.TracePlan, arrived map[pcommon.SpanID]int, start ti
 func keptByGuard(id pcommon.SpanID) bool {
 	v, ok := env.sink.SpanAttr(id, "tailgate.rebalance.keep")
 	return ok && v == "true"
+}
+
+// guardTimeline is, from every gateway pod's log (the pods that ended
+// too), each ring its guard adopted, as an offset from start: what it
+// takes to tell which guard learned a change late.
+func guardTimeline(start time.Time) string {
+	files, _ := filepath.Glob(filepath.Join(env.dir, "logs", "*tailgate-gateway*"))
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "guards' ring changes (run started %s):\n", start.UTC().Format(time.RFC3339Nano))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if !strings.Contains(line, "rebalance_guard: ") || !strings.Contains(line, "gateway set") {
+				continue
+			}
+			at, err := time.Parse(time.RFC3339Nano, strings.Fields(line)[0])
+			if err != nil || at.Before(start.Add(-time.Minute)) {
+				continue
+			}
+			fields := line[strings.LastIndex(line, "\"members\""):]
+			fmt.Fprintf(&sb, "  %+.2fs %s %s\n", at.Sub(start).Seconds(), filepath.Base(f), fields)
+		}
+	}
+	return sb.String()
 }
