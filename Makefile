@@ -59,7 +59,7 @@ BIN_ARM64 := bin/linux-arm64/tailgate
 BIN_SOURCES := builder-config.yaml cmd/tailgate/go.mod cmd/tailgate/go.sum \
 	$(shell find cmd/tailgate components -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: all build generate tools controlplane jaeger prometheus adapter helm test-tools test test-churn run image sbom chart release lint bench bench-churn sizing ring-skew clean help
+.PHONY: all build generate tools controlplane jaeger prometheus adapter helm test-tools test test-churn run image sbom chart release lint bench bench-churn bench-guard sizing ring-skew clean help
 
 all: build
 
@@ -176,6 +176,9 @@ bench: $(BIN) $(OCB) ## Benchmark tailgate against an ocb-built upstream baselin
 # membership change; this publishes it in docs/benchmarks.md. CHURN_RUNS=5
 # for a figure worth publishing (~8 min per run).
 CHURN_RUNS ?= 1
+bench-guard: ## Measure rebalance_guard's cost of one membership change at 3, 50 and 200 gateways; writes its section of docs/benchmarks.md (~1 min).
+	$(GO) run ./test/cmd/bench -membership-only
+
 bench-churn: $(BIN) controlplane ## Measure rebalance_guard's cost per membership change (churn suite); writes its section of docs/benchmarks.md.
 	rm -f bin/churn-report.jsonl
 	TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_CHURN_REPORT=$(abspath bin/churn-report.jsonl) \

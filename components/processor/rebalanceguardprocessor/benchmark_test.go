@@ -2,6 +2,7 @@ package rebalanceguardprocessor
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -86,4 +87,73 @@ func benchmarkConsumeTraces(b *testing.B, members []string, changes [][]string) 
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/span")
+}
+
+// BenchmarkMembershipChange measures one change of the gateway set (a
+// gateway joins a tier of N) as the guard of one of the N takes it, with
+// 50000 traces in flight here (first seen a second ago, so undecided):
+// the new ring (N x 200 points), the scan of the traces in flight for the
+// ones whose owner changed, and a marker for each of them (about 1/(N+1)
+// moved to the new gateway). Reported per change; markers/op is how many
+// traces it marked.
+func BenchmarkMembershipChange(b *testing.B) {
+	for _, n := range []int{3, 50, 200} {
+		b.Run(fmt.Sprintf("gateways=%d", n), func(b *testing.B) { benchmarkMembershipChange(b, n) })
+	}
+}
+
+func benchmarkMembershipChange(b *testing.B, n int) {
+	const inFlight = 50_000
+	members := make([]string, n)
+	for i := range members {
+		members[i] = fmt.Sprintf("10.244.%d.%d:4317", i/250, i%250+1)
+	}
+	joined := append(slices.Clone(members), "10.244.99.1:4317")
+	self := members[0]
+	// The traces in flight, one span each, in batches as agents send them.
+	var batches []ptrace.Traces
+	for i := 0; i < inFlight; i += 1000 {
+		td := ptrace.NewTraces()
+		spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+		for j := i; j < min(i+1000, inFlight); j++ {
+			sp := spans.AppendEmpty()
+			sp.SetTraceID(pcommon.TraceID{byte(j >> 16), byte(j >> 8), byte(j), 0x7c, 1, 2, 3})
+			sp.SetSpanID(pcommon.SpanID{1})
+		}
+		batches = append(batches, td)
+	}
+	var markers int64
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		cfg := createDefaultConfig().(*Config)
+		cfg.Self, cfg.DecisionWait, cfg.MaxTraces = self, 10*time.Second, 2*inFlight
+		cfg.Resolver.Static = &StaticResolver{Hostnames: members}
+		clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+		sink := new(consumertest.TracesSink)
+		g, err := newGuard(processortest.NewNopSettings(metadata.Type), cfg, sink, &fakeMembership{initial: members}, clk)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := g.Start(context.Background(), nil); err != nil {
+			b.Fatal(err)
+		}
+		clk.advance(time.Minute)
+		for _, td := range batches {
+			if err := g.ConsumeTraces(context.Background(), td); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sink.Reset()
+		clk.advance(time.Second)
+		b.StartTimer()
+
+		g.onMembership(joined)
+
+		b.StopTimer()
+		markers += int64(sink.SpanCount())
+		_ = g.Shutdown(context.Background())
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(markers)/float64(b.N), "markers/op")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -66,12 +67,21 @@ func (d *dnsMembership) resolve(ctx context.Context) ([]string, error) {
 
 func (d *dnsMembership) start(ctx context.Context, onChange func([]string)) error {
 	ctx, d.cancel = context.WithCancel(context.Background())
+	var last []string
 	poll := func() {
 		eps, err := d.resolve(ctx)
 		if err != nil {
 			d.logger.Warn("rebalance_guard: DNS resolution failed; keeping the last gateway set", zap.String("hostname", d.cfg.Hostname), zap.Error(err))
 			return
 		}
+		// Reported only when it differs from the last answer, as the
+		// exporter's resolver does: the guard would build a ring (N x 200
+		// points, BenchmarkMembershipChange) to find it unchanged, every
+		// poll.
+		if last != nil && slices.Equal(eps, last) {
+			return
+		}
+		last = eps
 		onChange(eps)
 	}
 	poll()

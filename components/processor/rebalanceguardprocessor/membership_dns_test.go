@@ -86,9 +86,22 @@ func TestDNSMembershipWithoutAPortListsAddresses(t *testing.T) {
 	assert.Equal(t, []string{"10.0.0.1", "[fd00::1]"}, rec.last())
 }
 
+// TestDNSMembershipReportsOnlyChanges: polls that find the set unchanged
+// report nothing (each report costs the guard a ring); a change does.
+func TestDNSMembershipReportsOnlyChanges(t *testing.T) {
+	rec, res := startDNS(t, DNSResolver{Hostname: "gw", Port: "4317", Interval: 5 * time.Millisecond},
+		fakeAnswer{ips: []string{"10.0.0.1"}}, fakeAnswer{ips: []string{"10.0.0.1"}}, fakeAnswer{ips: []string{"10.0.0.1"}},
+		fakeAnswer{ips: []string{"10.0.0.2", "10.0.0.1"}})
+	require.Eventually(t, func() bool { return len(rec.last()) == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { res.mu.Lock(); defer res.mu.Unlock(); return res.calls >= 8 }, 5*time.Second, 5*time.Millisecond)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	assert.Equal(t, [][]string{{"10.0.0.1:4317"}, {"10.0.0.1:4317", "10.0.0.2:4317"}}, rec.sets)
+}
+
 // TestDNSMembershipFollowsChangesAndKeepsTheSetOnFailure: each poll reports
-// the current records; a failed lookup reports nothing, so the last set
-// stays (an empty set would make the guard mark nothing).
+// the current records when they changed; a failed lookup reports nothing,
+// so the last set stays (an empty set would make the guard mark nothing).
 func TestDNSMembershipFollowsChangesAndKeepsTheSetOnFailure(t *testing.T) {
 	rec, res := startDNS(t, DNSResolver{Hostname: "gw", Port: "4317", Interval: 10 * time.Millisecond},
 		fakeAnswer{ips: []string{"10.0.0.1"}},

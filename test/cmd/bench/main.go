@@ -43,6 +43,7 @@ func run() error {
 		out       = flag.String("out", filepath.Join(harness.RepoRoot(), "docs", "benchmarks.md"), "report file")
 		cache     = flag.String("cache", filepath.Join(os.Getenv("HOME"), ".cache", "tailgate", "bench"), "baseline build cache")
 		churn     = flag.String("churn-report", "", "only write the churn section of -out from this record of churn runs (make bench-churn)")
+		guardOnly = flag.Bool("membership-only", false, "only write the section of -out on rebalance_guard's cost of one membership change (make bench-guard)")
 		ceiling   = flag.Bool("ceiling-only", false, "only measure each tier at its ceiling and print the section")
 		only      = flag.String("only", "", "with -ceiling-only: measure only the built-in configurations whose name matches this regexp (and every -extra one)")
 		extra     = flag.String("extra", "", "with -ceiling-only: more configurations to measure, `name=tier:config.yaml[:VAR=value,...]` separated by ';' (tailgate binary)")
@@ -50,6 +51,9 @@ func run() error {
 		compress  = flag.Bool("compression", false, "measure the compression between the tiers again (~3 min); without it the report keeps the section of the last run that did")
 	)
 	flag.Parse()
+	if *guardOnly {
+		return writeMembershipSection(*out)
+	}
 	if *churn != "" {
 		return writeChurnSection(*churn, *out)
 	}
@@ -128,6 +132,9 @@ func run() error {
 	fmt.Println(report)
 	if section := existingChurn(opts.out); section != "" {
 		report = spliceChurn(report, section)
+	}
+	if section := existing(opts.out, membershipBegin, membershipEnd); section != "" {
+		report = splice(report, section, membershipBegin, membershipEnd)
 	}
 	return os.WriteFile(opts.out, []byte(report), 0o644)
 }

@@ -116,4 +116,3 @@ func sectionOf(page string) string {
 	}
 	return page[i:j+len(end)] + "\n"
 }
-
