@@ -59,7 +59,7 @@ BIN_ARM64 := bin/linux-arm64/tailgate
 BIN_SOURCES := builder-config.yaml cmd/tailgate/go.mod cmd/tailgate/go.sum \
 	$(shell find cmd/tailgate components -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: all build generate tools controlplane jaeger prometheus adapter helm test-tools test test-churn run image sbom chart release lint bench bench-churn bench-guard sizing ring-skew clean help
+.PHONY: all build generate tools controlplane jaeger prometheus adapter helm test-tools test test-churn run image sbom chart release lint bench bench-churn bench-guard sizing sizing-walk ring-skew clean help
 
 all: build
 
@@ -187,6 +187,9 @@ bench-churn: $(BIN) controlplane ## Measure rebalance_guard's cost per membershi
 
 ring-skew: ## Compute how unevenly the agents' ring spreads trace IDs over 3-200 gateways; writes its section of docs/sizing.md (seconds).
 	cd components/processor/rebalanceguardprocessor/internal/ringskew && $(GO) run . -out $(abspath docs/sizing.md)
+
+sizing-walk: ## Rewrite docs/sizing.md's 5M spans/s walk from the committed figures (seconds).
+	$(GO) run ./test/cmd/sizing -walk
 
 sizing: $(BIN) ## Measure the gateway's memory and CPU constants on one gateway; writes docs/sizing.md (~3 min).
 	TAILGATE_BIN=$(abspath $(BIN)) $(GO) run ./test/cmd/sizing $(SIZING_ARGS)

@@ -73,37 +73,62 @@ func SizingConstants() (Sizing, error) {
 	return s, nil
 }
 
-// RingSkewWorst is the largest hottest/mean ratio of docs/sizing.md's ring
-// skew table (written by `make ring-skew`): how much more than the mean
-// share of spans and traces the hottest gateway gets, at any tier size.
-func RingSkewWorst() (float64, error) {
+// RingSkewRow is one tier size of docs/sizing.md's ring skew table
+// (written by `make ring-skew`): the hottest gateway's share over the
+// mean share, averaged over the random pod-IP sets and the worst of them.
+type RingSkewRow struct {
+	Gateways    int
+	Mean, Worst float64
+}
+
+// RingSkew reads docs/sizing.md's ring skew table, smallest tier first.
+func RingSkew() ([]RingSkewRow, error) {
 	path := filepath.Join(RepoRoot(), "docs", "sizing.md")
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	s := string(data)
 	i, j := strings.Index(s, "<!-- ring skew:"), strings.Index(s, "<!-- ring skew end -->")
 	if i < 0 || j < i {
-		return 0, fmt.Errorf("%s has no ring skew section: run `make ring-skew`", path)
+		return nil, fmt.Errorf("%s has no ring skew section: run `make ring-skew`", path)
 	}
-	worst := 0.0
+	var rows []RingSkewRow
 	for _, line := range strings.Split(s[i:j], "\n") {
 		cells := strings.Split(strings.Trim(line, "| "), "|")
 		if len(cells) < 3 {
 			continue
 		}
-		if _, err := strconv.Atoi(strings.TrimSpace(cells[0])); err != nil {
+		n, err := strconv.Atoi(strings.TrimSpace(cells[0]))
+		if err != nil {
 			continue // the header and its rule
 		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(cells[2]), 64)
-		if err != nil {
-			return 0, fmt.Errorf("%s: ring skew row %q: %w", path, line, err)
+		r := RingSkewRow{Gateways: n}
+		if r.Mean, err = strconv.ParseFloat(strings.TrimSpace(cells[1]), 64); err == nil {
+			r.Worst, err = strconv.ParseFloat(strings.TrimSpace(cells[2]), 64)
 		}
-		worst = max(worst, v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: ring skew row %q: %w", path, line, err)
+		}
+		rows = append(rows, r)
 	}
-	if worst == 0 {
-		return 0, fmt.Errorf("%s: the ring skew table has no rows", path)
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("%s: the ring skew table has no rows", path)
+	}
+	return rows, nil
+}
+
+// RingSkewWorst is the largest hottest/mean ratio of docs/sizing.md's ring
+// skew table: how much more than the mean share of spans and traces the
+// hottest gateway gets, at any tier size.
+func RingSkewWorst() (float64, error) {
+	rows, err := RingSkew()
+	if err != nil {
+		return 0, err
+	}
+	worst := 0.0
+	for _, r := range rows {
+		worst = max(worst, r.Worst)
 	}
 	return worst, nil
 }

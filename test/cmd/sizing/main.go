@@ -44,7 +44,11 @@ func run() error {
 	out := flag.String("out", filepath.Join(harness.RepoRoot(), "docs", "sizing.md"), "report file")
 	rate := flag.Float64("rate", 1000, "traces/s held while measuring the trace buffer")
 	hold := flag.Duration("hold", 40*time.Second, "how long the load is held")
+	walkOnly := flag.Bool("walk", false, "only rewrite the 5M spans/s walk of -out from the committed figures (make sizing-walk)")
 	flag.Parse()
+	if *walkOnly {
+		return writeWalk(*out)
+	}
 	bin, err := harness.BinaryPath()
 	if err != nil {
 		return err
@@ -67,7 +71,11 @@ func run() error {
 	}
 	report := render(m, *rate, *hold)
 	fmt.Print(report)
-	return os.WriteFile(*out, []byte(report+ringSkewSection(*out)), 0o644)
+	if err := os.WriteFile(*out, []byte(report+ringSkewSection(*out)), 0o644); err != nil {
+		return err
+	}
+	// The walk reads the constants just written.
+	return writeWalk(*out)
 }
 
 // measured are the constants docs/sizing.md publishes.
