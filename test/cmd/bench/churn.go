@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/test/docs"
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
 
@@ -76,10 +77,22 @@ func renderChurn(recs []harness.ChurnRecord) string {
 
 // spliceChurn replaces the churn section of report with section (appends
 // it when report has none).
-func spliceChurn(report, section string) string { return splice(report, section, churnBegin, churnEnd) }
+func spliceChurn(report, section string) string {
+	return docs.Splice(report, section, churnBegin, churnEnd)
+}
 
 // existingChurn is the churn section of the file at path, if any.
-func existingChurn(path string) string { return existing(path, churnBegin, churnEnd) }
+func existingChurn(path string) string { return existingSectionOf(path, churnBegin, churnEnd) }
+
+// existingSectionOf is the section between begin and end of the file at
+// path, "" when there is none (or no file).
+func existingSectionOf(path, begin, end string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return docs.Marked(string(data), begin, end)
+}
 
 func writeChurnSection(reportPath, out string) error {
 	recs, err := harness.ReadChurnRecords(reportPath)

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/test/docs"
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
 
@@ -133,8 +134,8 @@ func run() error {
 	if section := existingChurn(opts.out); section != "" {
 		report = spliceChurn(report, section)
 	}
-	if section := existing(opts.out, membershipBegin, membershipEnd); section != "" {
-		report = splice(report, section, membershipBegin, membershipEnd)
+	if section := existingSectionOf(opts.out, membershipBegin, membershipEnd); section != "" {
+		report = docs.Splice(report, section, membershipBegin, membershipEnd)
 	}
 	return os.WriteFile(opts.out, []byte(report), 0o644)
 }

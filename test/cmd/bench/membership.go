@@ -9,12 +9,10 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/docs"
 )
 
 const (
@@ -25,19 +23,7 @@ const (
 // membershipBenchmark runs the processor's membership-change benchmark and
 // returns its result lines.
 func membershipBenchmark() (string, error) {
-	cmd := exec.Command("go", "test", "-run", "^$", "-bench", "BenchmarkMembershipChange", "-benchmem", "-benchtime", "20x", "-count", "3", ".")
-	cmd.Dir = filepath.Join(harness.RepoRoot(), "components", "processor", "rebalanceguardprocessor")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("membership benchmark: %w\n%s", err, out)
-	}
-	var lines []string
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "Benchmark") || strings.HasPrefix(l, "cpu:") {
-			lines = append(lines, strings.TrimSpace(l))
-		}
-	}
-	return strings.Join(lines, "\n"), nil
+	return guardBenchmark("BenchmarkMembershipChange", "20x")
 }
 
 func renderMembership(lines string) string {
@@ -51,30 +37,6 @@ func renderMembership(lines string) string {
 	return b.String()
 }
 
-// splice replaces the section between begin and end in report with
-// section, or appends section.
-func splice(report, section, begin, end string) string {
-	i, j := strings.Index(report, begin), strings.Index(report, end)
-	if i < 0 || j < i {
-		return strings.TrimRight(report, "\n") + "\n\n" + section
-	}
-	return report[:i] + section + strings.TrimLeft(report[j+len(end):], "\n")
-}
-
-// existing is the section between begin and end of the file at path, if any.
-func existing(path, begin, end string) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	s := string(data)
-	i, j := strings.Index(s, begin), strings.Index(s, end)
-	if i < 0 || j < i {
-		return ""
-	}
-	return s[i:j+len(end)] + "\n"
-}
-
 func writeMembershipSection(out string) error {
 	lines, err := membershipBenchmark()
 	if err != nil {
@@ -86,5 +48,5 @@ func writeMembershipSection(out string) error {
 	}
 	section := renderMembership(lines)
 	fmt.Print(section)
-	return os.WriteFile(out, []byte(splice(string(data), section, membershipBegin, membershipEnd)), 0o644)
+	return os.WriteFile(out, []byte(docs.Splice(string(data), section, membershipBegin, membershipEnd)), 0o644)
 }

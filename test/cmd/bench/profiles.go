@@ -94,14 +94,20 @@ func baselineGatewayProfile() (string, error) {
 	return f.Name(), err
 }
 
-// guardMicrobenchmark runs the processor's Go benchmark and returns its
-// result lines.
+// guardMicrobenchmark runs the processor's per-span Go benchmark and
+// returns its result lines.
 func guardMicrobenchmark() (string, error) {
-	cmd := exec.Command("go", "test", "-run", "^$", "-bench", "BenchmarkConsumeTraces", "-benchmem", "-benchtime", "2s", "-count", "3", ".")
+	return guardBenchmark("BenchmarkConsumeTraces", "2s")
+}
+
+// guardBenchmark runs one of rebalance_guard's Go benchmarks three times
+// for benchtime each and returns its result lines and the CPU's.
+func guardBenchmark(name, benchtime string) (string, error) {
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", name, "-benchmem", "-benchtime", benchtime, "-count", "3", ".")
 	cmd.Dir = filepath.Join(harness.RepoRoot(), "components", "processor", "rebalanceguardprocessor")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("processor benchmark: %w\n%s", err, out)
+		return "", fmt.Errorf("%s: %w\n%s", name, err, out)
 	}
 	var lines []string
 	for _, l := range strings.Split(string(out), "\n") {

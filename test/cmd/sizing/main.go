@@ -25,9 +25,9 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/test/docs"
 	"github.com/tailgate-dev/tailgate/test/harness"
 	k8srender "github.com/tailgate-dev/tailgate/test/k8s/render"
 	"github.com/tailgate-dev/tailgate/test/profile"
@@ -452,15 +452,16 @@ minimum should hold the steady load; see docs/scaling.md).
 // writes (rebalanceguardprocessor/internal/ringskew: the ring's hottest
 // gateway against the mean), kept as it is: it is computed, not measured.
 func ringSkewSection(path string) string {
-	const begin, end = "<!-- ring skew:", "<!-- ring skew end -->"
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
-	s := string(data)
-	i, j := strings.Index(s, begin), strings.Index(s, end)
-	if i < 0 || j < i {
-		return ""
+	if section := docs.Marked(string(data), ringSkewBegin, ringSkewEnd); section != "" {
+		return "\n" + section
 	}
-	return "\n" + s[i:j+len(end)] + "\n"
+	return ""
 }
+
+// The markers of the ring skew section (rebalanceguardprocessor's
+// internal/ringskew writes them).
+const ringSkewBegin, ringSkewEnd = "<!-- ring skew:", "<!-- ring skew end -->"

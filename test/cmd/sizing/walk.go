@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tailgate-dev/tailgate/test/docs"
 	"github.com/tailgate-dev/tailgate/test/harness"
 	"github.com/tailgate-dev/tailgate/test/profile"
 )
@@ -176,12 +177,7 @@ func walkSection(path string) string {
 	if err != nil {
 		return ""
 	}
-	s := string(data)
-	i, j := strings.Index(s, walkBegin), strings.Index(s, walkEnd)
-	if i < 0 || j < i {
-		return ""
-	}
-	return s[i:j+len(walkEnd)] + "\n"
+	return docs.Marked(string(data), walkBegin, walkEnd)
 }
 
 // writeWalk rewrites the walk section of the page at path from the
@@ -196,17 +192,11 @@ func writeWalk(path string) error {
 		return err
 	}
 	page, section := string(data), renderWalk(in)
-	i, j := strings.Index(page, walkBegin), strings.Index(page, walkEnd)
-	switch {
-	case i >= 0 && j > i:
-		page = page[:i] + section + strings.TrimLeft(page[j+len(walkEnd):], "\n")
-	default:
-		// Before the ring skew section, after the measured sections.
-		if k := strings.Index(page, "<!-- ring skew:"); k >= 0 {
-			page = page[:k] + section + "\n" + page[k:]
-		} else {
-			page = strings.TrimRight(page, "\n") + "\n\n" + section
-		}
+	if k := strings.Index(page, ringSkewBegin); docs.Marked(page, walkBegin, walkEnd) == "" && k >= 0 {
+		// First written: after the measured sections, before the ring skew.
+		page = page[:k] + section + "\n" + page[k:]
+	} else {
+		page = docs.Splice(page, section, walkBegin, walkEnd)
 	}
 	fmt.Print(section)
 	return os.WriteFile(path, []byte(page), 0o644)
