@@ -75,10 +75,11 @@ func SizingConstants() (Sizing, error) {
 
 // RingSkewRow is one tier size of docs/sizing.md's ring skew table
 // (written by `make ring-skew`): the hottest gateway's share over the
-// mean share, averaged over the random pod-IP sets and the worst of them.
+// mean share across the random pod-IP sets: its median, 99th percentile
+// and worst.
 type RingSkewRow struct {
-	Gateways    int
-	Mean, Worst float64
+	Gateways           int
+	Median, P99, Worst float64
 }
 
 // RingSkew reads docs/sizing.md's ring skew table, smallest tier first.
@@ -103,12 +104,14 @@ func RingSkew() ([]RingSkewRow, error) {
 		if err != nil {
 			continue // the header and its rule
 		}
-		r := RingSkewRow{Gateways: n}
-		if r.Mean, err = strconv.ParseFloat(strings.TrimSpace(cells[1]), 64); err == nil {
-			r.Worst, err = strconv.ParseFloat(strings.TrimSpace(cells[2]), 64)
+		if len(cells) < 4 {
+			return nil, fmt.Errorf("%s: ring skew row %q: want gateways, median, p99, worst", path, line)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: ring skew row %q: %w", path, line, err)
+		r := RingSkewRow{Gateways: n}
+		for k, into := range []*float64{&r.Median, &r.P99, &r.Worst} {
+			if *into, err = strconv.ParseFloat(strings.TrimSpace(cells[k+1]), 64); err != nil {
+				return nil, fmt.Errorf("%s: ring skew row %q: %w", path, line, err)
+			}
 		}
 		rows = append(rows, r)
 	}

@@ -122,15 +122,16 @@ func readWalkInputs() (walkInputs, error) {
 	return in, nil
 }
 
-// skewAt is the worst hottest/mean ratio of the smallest tabulated tier
-// at least n gateways large (the largest one beyond the table).
+// skewAt is the 99th percentile of the hottest/mean ratio for the
+// smallest tabulated tier at least n gateways large (the largest one
+// beyond the table): what 99 tiers in 100 of that size stay within.
 func (in walkInputs) skewAt(n int) float64 {
 	for _, r := range in.skew {
 		if r.Gateways >= n {
-			return r.Worst
+			return r.P99
 		}
 	}
-	return in.skew[len(in.skew)-1].Worst
+	return in.skew[len(in.skew)-1].P99
 }
 
 func renderWalk(in walkInputs) string {
@@ -153,10 +154,14 @@ func renderWalk(in walkInputs) string {
 	w("%s\n## Worked example: 5M spans/s\n\n", walkBegin)
 	w("%d spans/s in traces of %d spans (%d traces/s), the base's gateway pod (%.0f CPU, %d GiB) and HPA, the profile's defaults (num_traces %.0f, decision_wait %s). Each figure comes from the constants above, the ring skew below, or docs/benchmarks.md.\n\n",
 		walkSpansPerSecond, walkSpansPerTrace, walkSpansPerSecond/walkSpansPerTrace, walkPodCPUs, walkPodMemory>>30, in.numTraces, in.wait)
-	w("- **Gateways, for the mean**: one pod at %.0f%% CPU takes %.0f spans/s (cpu_seconds_per_10k_spans), so %d gateways hold the mean at the CPU target. The ring gives the hottest of them up to %.2fx the mean share (the ring skew for that size): it would run at %.0f%%.\n",
+	w("- **Gateways, for the mean**: one pod at %.0f%% CPU takes %.0f spans/s (cpu_seconds_per_10k_spans), so %d gateways hold the mean at the CPU target. The ring gives the hottest of them up to %.2fx the mean share (the ring skew's 99th percentile for that size): it would run at %.0f%%.\n",
 		100*walkCPUTarget, podSpans, nMean, skew, 100*walkCPUTarget*skew)
-	w("- **Gateways, for the hottest**: %d x %.2f = **%d gateways** keep the hottest at %.0f%% CPU. With the custom-metrics HPA (%d spans/s per gateway, which already holds the hottest below the CPU target) the tier settles at %d.\n",
-		nMean, skew, nHot, 100*walkCPUTarget, walkSpansTarget, nCustom)
+	holds := "below"
+	if walkSpansTarget*skew > podSpans {
+		holds = "above"
+	}
+	w("- **Gateways, for the hottest**: %d x %.2f = **%d gateways** keep the hottest at %.0f%% CPU. With the custom-metrics HPA (%d spans/s per gateway: the hottest at %.0f, %s the CPU target) the tier settles at %d.\n",
+		nMean, skew, nHot, 100*walkCPUTarget, walkSpansTarget, walkSpansTarget*skew, holds, nCustom)
 	w("- **HPA range**: minReplicas holds the steady load, %d (CPU mode) or %d (custom metrics); maxReplicas for a %dx peak, %d or %d.\n",
 		nHot, nCustom, walkPeakFactor, walkPeakFactor*nHot, walkPeakFactor*nCustom)
 	w("- **num_traces**: the hottest of %d gateways gets %.0f new traces/s; x (decision_wait + 1 s) x 1.5 = %.0f, within the profile's %.0f.\n",
