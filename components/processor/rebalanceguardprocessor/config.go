@@ -140,15 +140,21 @@ const clusterDNSCache = 5 * time.Second
 // Each party is somewhere in that span, so it bounds both how much later
 // than this gateway an agent switches and how much later this gateway may
 // learn what an agent already follows.
-func (r *DNSResolver) dnsAgreement() time.Duration {
-	interval, timeout := r.Interval, r.Timeout
-	if interval == 0 {
-		interval = defaultDNSInterval
+func (r DNSResolver) dnsAgreement() time.Duration {
+	r = r.withDefaults()
+	return clusterDNSCache + r.Interval + r.Timeout
+}
+
+// withDefaults is r with the exporter's dns resolver defaults for what it
+// leaves unset.
+func (r DNSResolver) withDefaults() DNSResolver {
+	if r.Interval == 0 {
+		r.Interval = defaultDNSInterval
 	}
-	if timeout == 0 {
-		timeout = defaultDNSTimeout
+	if r.Timeout == 0 {
+		r.Timeout = defaultDNSTimeout
 	}
-	return clusterDNSCache + interval + timeout
+	return r
 }
 
 // agentLag is the effective agent_lag.
@@ -198,8 +204,9 @@ func (c *Config) Validate() error {
 			// A gateway that learns of a change after tail_sampling has
 			// decided the traces the change moved away from it cannot mark
 			// them: their halves here are decided alone.
+			dns := c.Resolver.DNS.withDefaults()
 			errs = append(errs, fmt.Errorf("resolver::dns::interval: with %s between polls, a %s timeout and %s of cluster DNS caching the gateways and agents may take %s to agree on a change, not less than decision_wait (%s): traces split by a change would be decided in halves; poll more often (the agents' load_balancing resolver too) or raise decision_wait",
-				orDefault(c.Resolver.DNS.Interval, defaultDNSInterval), orDefault(c.Resolver.DNS.Timeout, defaultDNSTimeout), clusterDNSCache, agree, c.DecisionWait))
+				dns.Interval, dns.Timeout, clusterDNSCache, agree, c.DecisionWait))
 		}
 	}
 	if c.Resolver.K8s != nil {
@@ -266,11 +273,4 @@ func (c *Config) validateSelf(host string) []error {
 		return []error{fmt.Errorf("self: host %q must be this gateway's IP as the agents' resolver lists it (the dns and k8s resolvers list pod IPs; 0.0.0.0 and names never match): set MY_POD_IP to the pod IP, or disable the guard for a lone gateway", host)}
 	}
 	return nil
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }

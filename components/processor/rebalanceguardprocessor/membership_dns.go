@@ -32,12 +32,7 @@ const (
 )
 
 func newDNSMembership(cfg DNSResolver, logger *zap.Logger) *dnsMembership {
-	if cfg.Interval == 0 {
-		cfg.Interval = defaultDNSInterval
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = defaultDNSTimeout
-	}
+	cfg = cfg.withDefaults()
 	return &dnsMembership{cfg: cfg, logger: logger, resolver: net.DefaultResolver}
 }
 

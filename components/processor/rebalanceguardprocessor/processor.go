@@ -121,10 +121,10 @@ func (g *guard) sweep() {
 // trace still undecided here whose owner changed gets a marker, and spans
 // arriving in the next moved_in_window for traces a replaced ring gave to
 // another gateway, or that another gateway owns now, are marked if they
-// started before the agents can have switched (see history.go). The first set learned is the starting point,
-// not a change: with the dns and k8s resolvers a new gateway is not in it
-// yet (it is published once ready), and its own arrival later is an
-// ordinary change. A gateway that is in its first set (a static list, a
+// started before the agents can have switched (see history.go). The first
+// set learned is the starting point, not a change: with the dns and k8s
+// resolvers a new gateway is not in it yet (it is published once ready),
+// and its own arrival later is an ordinary change. A gateway that is in its first set (a static list, a
 // restart in place) treats traces begun before its start as moved in.
 func (g *guard) onMembership(members []string) {
 	now := g.clock.Now()
@@ -241,8 +241,10 @@ func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 	var lastMark, lastNotOwned bool
 	// Spans of the current run that started before this are marked: those
 	// of a trace that moved here, or of a trace owned elsewhere that a
-	// lagging agent may have sent (see history.go).
+	// lagging agent may have sent (see history.go). The latter bound is the
+	// same for every trace of the batch.
 	var markBefore int64
+	notOwnedBefore := g.history.changedBefore(now)
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		sss := rss.At(i).ScopeSpans()
@@ -262,7 +264,7 @@ func (g *guard) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 					switch {
 					case lastMark || ring.empty():
 					case lastNotOwned:
-						markBefore = g.history.changedBefore(now)
+						markBefore = notOwnedBefore
 					default:
 						markBefore = g.history.movedInBefore(sum, now)
 					}
