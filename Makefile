@@ -39,7 +39,7 @@ TEST_ENV := CGO_ENABLED=0 GOFLAGS="$(strip $(GOFLAGS) -trimpath)"
 # (Prometheus and prometheus-adapter, Helm, Jaeger, the registry): make test runs them in
 # a second test process, once those tools are built (scripts/test.sh); a
 # test checks that it names exactly the suite's tests that run those tools.
-LIVE_TOOL_TESTS := ^(TestHPAScalesGatewaysOnTheirLoad|TestHelmInstallUpgradeUninstall|TestJaegerJoinsTheHalvesOfSplitTraces|TestKubePrometheusStackSelectsTheChartsObjects|TestReleaseInstallsFromARegistryAndUpgrades)$$
+LIVE_TOOL_TESTS := ^(TestHPAScalesOnTheHottestGateway|TestHelmInstallUpgradeUninstall|TestJaegerJoinsTheHalvesOfSplitTraces|TestKubePrometheusStackSelectsTheChartsObjects|TestReleaseInstallsFromARegistryAndUpgrades)$$
 
 CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker || true)
 # The release's version (builder-config.yaml dist.version before its "+").
@@ -185,8 +185,8 @@ bench-churn: $(BIN) controlplane ## Measure rebalance_guard's cost per membershi
 		$(GO) test -count=$(CHURN_RUNS) -timeout 90m -run TestRebalanceGuardKeepsSplitTracesWhole -v ./test/k8s/live/
 	$(GO) run ./test/cmd/bench -churn-report bin/churn-report.jsonl
 
-ring-skew: ## Compute how unevenly the agents' ring spreads trace IDs over 3-200 gateways; writes its section of docs/sizing.md (seconds).
-	cd components/processor/rebalanceguardprocessor/internal/ringskew && $(GO) run . -out $(abspath docs/sizing.md)
+ring-skew: ## Compute how unevenly the agents' ring spreads trace IDs over 3-200 gateways and simulate the HPA on it; writes sections of docs/sizing.md and docs/scaling.md (~30 s).
+	cd components/processor/rebalanceguardprocessor/internal/ringskew && $(GO) run . -out $(abspath docs/sizing.md) -scaling $(abspath docs/scaling.md)
 
 sizing-walk: ## Rewrite docs/sizing.md's 5M spans/s walk from the committed figures (seconds).
 	$(GO) run ./test/cmd/sizing -walk

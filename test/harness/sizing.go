@@ -135,3 +135,9 @@ func RingSkewWorst() (float64, error) {
 	}
 	return worst, nil
 }
+
+// HPATolerance is the HPA controller's default tolerance
+// (--horizontal-pod-autoscaler-tolerance, which the test controller-manager
+// keeps): within it of the target, the HPA does not scale, so a metric may
+// sit this far above its target for good.
+const HPATolerance = 0.1

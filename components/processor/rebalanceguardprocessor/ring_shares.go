@@ -1,5 +1,7 @@
 package rebalanceguardprocessor // import "github.com/tailgate-dev/tailgate/components/processor/rebalanceguardprocessor"
 
+import "go.opentelemetry.io/collector/pdata/pcommon"
+
 // RingShares returns, for a gateway set as the agents' resolver lists it,
 // each endpoint's share of all trace IDs on the ring the agents'
 // load_balancing exporter builds over it (the ring this processor
@@ -22,4 +24,11 @@ func RingShares(endpoints []string) map[string]float64 {
 		prev = int64(it.pos)
 	}
 	return shares
+}
+
+// RingOwner returns, for a gateway set as the agents' resolver lists it,
+// the endpoint the agents route each trace ID to: for tests that load one
+// gateway more than the ring would (the live autoscaling test).
+func RingOwner(endpoints []string) func(pcommon.TraceID) string {
+	return newHashRing(endpoints).owner
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // TestRingSharesAreWhatTheRingRoutes: the exact shares match where the
-// ring sends 400k random trace IDs, and add up to the whole ring.
+// ring (RingOwner) sends 400k random trace IDs, and add up to the whole
+// ring.
 func TestRingSharesAreWhatTheRingRoutes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, n := range []int{1, 3, 7} {
@@ -25,7 +26,7 @@ func TestRingSharesAreWhatTheRingRoutes(t *testing.T) {
 		}
 		assert.InDelta(t, 1, sum, 1e-9, "%d endpoints", n)
 
-		r := newHashRing(endpoints)
+		owner := RingOwner(endpoints)
 		counts := map[string]int{}
 		const ids = 400_000
 		for range ids {
@@ -33,7 +34,7 @@ func TestRingSharesAreWhatTheRingRoutes(t *testing.T) {
 			for j := range id {
 				id[j] = byte(rng.UintN(256))
 			}
-			counts[r.owner(id)]++
+			counts[owner(id)]++
 		}
 		for _, e := range endpoints {
 			// 400k samples: a share's standard error is under 0.1%.

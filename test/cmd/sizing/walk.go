@@ -33,7 +33,7 @@ const (
 	walkPodCPUs     = 1.0
 	walkPodMemory   = 2 << 30
 	walkCPUTarget   = 0.7
-	walkSpansTarget = 20_000 // the autoscaling component's spans/s per gateway
+	walkSpansTarget = 25_000 // the autoscaling component's spans/s for the hottest gateway
 )
 
 // walkInputs are the figures the walk starts from.
@@ -125,13 +125,19 @@ func readWalkInputs() (walkInputs, error) {
 // skewAt is the 99th percentile of the hottest/mean ratio for the
 // smallest tabulated tier at least n gateways large (the largest one
 // beyond the table): what 99 tiers in 100 of that size stay within.
-func (in walkInputs) skewAt(n int) float64 {
+func (in walkInputs) skewAt(n int) float64 { return in.skewRowAt(n).P99 }
+
+// medianSkewAt is the median hottest/mean ratio for such a tier: where a
+// tier of that size typically lands.
+func (in walkInputs) medianSkewAt(n int) float64 { return in.skewRowAt(n).Median }
+
+func (in walkInputs) skewRowAt(n int) harness.RingSkewRow {
 	for _, r := range in.skew {
 		if r.Gateways >= n {
-			return r.P99
+			return r
 		}
 	}
-	return in.skew[len(in.skew)-1].P99
+	return in.skew[len(in.skew)-1]
 }
 
 func renderWalk(in walkInputs) string {
@@ -146,7 +152,12 @@ func renderWalk(in walkInputs) string {
 	hotTraces := S / P / float64(nHot) * skew
 	neededTraces := hotTraces * (in.wait + time.Second).Seconds() * 1.5
 	live := in.consts.IdleHeap + in.numTraces*(in.consts.IdleHeapPerNumTrace+P*in.consts.HeapPerBufferedSpan) + 2*in.cacheSize*in.consts.DecisionCacheEntry
-	nCustom := int(math.Ceil(S / walkSpansTarget))
+	// The custom-metrics HPA holds the hottest gateway at its target: the
+	// tier settles at the mean's count times the skew of the ring it
+	// lands on, typically the median, at most the 99th percentile.
+	nCustomMean := S / walkSpansTarget
+	nCustom := int(math.Ceil(nCustomMean * in.medianSkewAt(int(nCustomMean))))
+	nCustomMax := int(math.Ceil(nCustomMean * in.skewAt(int(nCustomMean))))
 	inFlight := hotTraces * 3 * in.wait.Seconds() // the guard's active window, 3 x decision_wait
 	moved := 1 / float64(nHot+1)
 	costSeconds := in.churnCost * 4 * moved // the churn suite's change moves 1/4
@@ -156,14 +167,10 @@ func renderWalk(in walkInputs) string {
 		walkSpansPerSecond, walkSpansPerTrace, walkSpansPerSecond/walkSpansPerTrace, walkPodCPUs, walkPodMemory>>30, in.numTraces, in.wait)
 	w("- **Gateways, for the mean**: one pod at %.0f%% CPU takes %.0f spans/s (cpu_seconds_per_10k_spans), so %d gateways hold the mean at the CPU target. The ring gives the hottest of them up to %.2fx the mean share (the ring skew's 99th percentile for that size): it would run at %.0f%%.\n",
 		100*walkCPUTarget, podSpans, nMean, skew, 100*walkCPUTarget*skew)
-	holds := "below"
-	if walkSpansTarget*skew > podSpans {
-		holds = "above"
-	}
-	w("- **Gateways, for the hottest**: %d x %.2f = **%d gateways** keep the hottest at %.0f%% CPU. With the custom-metrics HPA (%d spans/s per gateway: the hottest at %.0f, %s the CPU target) the tier settles at %d.\n",
-		nMean, skew, nHot, 100*walkCPUTarget, walkSpansTarget, walkSpansTarget*skew, holds, nCustom)
+	w("- **Gateways, for the hottest**: %d x %.2f = **%d gateways** keep the hottest at %.0f%% CPU. The custom-metrics HPA holds the hottest gateway at %d spans/s, below that: the tier settles at %.0f gateways' worth of mean times the skew of the ring it lands on, typically %d gateways (the median skew), at most %d (the 99th percentile).\n",
+		nMean, skew, nHot, 100*walkCPUTarget, walkSpansTarget, nCustomMean, nCustom, nCustomMax)
 	w("- **HPA range**: minReplicas holds the steady load, %d (CPU mode) or %d (custom metrics); maxReplicas for a %dx peak, %d or %d.\n",
-		nHot, nCustom, walkPeakFactor, walkPeakFactor*nHot, walkPeakFactor*nCustom)
+		nHot, nCustomMax, walkPeakFactor, walkPeakFactor*nHot, walkPeakFactor*nCustomMax)
 	w("- **num_traces**: the hottest of %d gateways gets %.0f new traces/s; x (decision_wait + 1 s) x 1.5 = %.0f, within the profile's %.0f.\n",
 		nHot, hotTraces, neededTraces, in.numTraces)
 	w("- **Memory per gateway**, every buffer full at num_traces %.0f (step 3 above): %.0f MiB of live heap, under a quarter of the %d GiB limit; %d GiB for the tier's limits.\n",

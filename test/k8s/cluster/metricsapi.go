@@ -21,10 +21,11 @@ import (
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
 
-// CustomMetricsAPI is prometheus-adapter serving custom.metrics.k8s.io from
-// a Prometheus, registered with the cluster as a platform team installs it:
-// a Service in the monitoring namespace and an APIService the aggregation
-// layer of kube-apiserver proxies to (verifying the adapter's certificate
+// CustomMetricsAPI is prometheus-adapter serving custom.metrics.k8s.io and
+// external.metrics.k8s.io from a Prometheus, registered with the cluster as
+// a platform team installs it (its Helm chart with custom and external
+// rules): a Service in the monitoring namespace and an APIService for each
+// group, which the aggregation layer of kube-apiserver proxies to (verifying the adapter's certificate
 // against the APIService's caBundle). The adapter runs as a process on a pod
 // network address, behind a selector-less Service with a hand-written
 // EndpointSlice (the process kubelet only runs tailgate's image).
@@ -40,9 +41,16 @@ const (
 	// adapterAddress is a pod network address no node's pods get (the
 	// kubelet hands out 10.244.<node>.<n> from node 1 up).
 	adapterAddress = "10.244.255.1"
-	// CustomMetricsAPIService is the APIService the adapter serves.
-	CustomMetricsAPIService = "v1beta1.custom.metrics.k8s.io"
+	// CustomMetricsAPIService and ExternalMetricsAPIService are the
+	// APIServices the adapter serves.
+	CustomMetricsAPIService   = "v1beta1.custom.metrics.k8s.io"
+	ExternalMetricsAPIService = "v1beta1.external.metrics.k8s.io"
 )
+
+var adapterAPIServices = map[string]string{
+	CustomMetricsAPIService:   "custom.metrics.k8s.io",
+	ExternalMetricsAPIService: "external.metrics.k8s.io",
+}
 
 // StartCustomMetricsAPI starts prometheus-adapter (built once, cached by
 // version) with its rules file, reading prometheusURL, registers it and
@@ -130,48 +138,57 @@ func (m *CustomMetricsAPI) register(port int) error {
 	if err != nil {
 		return err
 	}
-	_, err = m.apiServices.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-		"metadata": map[string]any{"name": CustomMetricsAPIService},
-		"spec": map[string]any{
-			"service":              map[string]any{"namespace": adapterNamespace, "name": adapterService, "port": int64(443)},
-			"group":                "custom.metrics.k8s.io",
-			"version":              "v1beta1",
-			"caBundle":             base64.StdEncoding.EncodeToString(caBundle),
-			"groupPriorityMinimum": int64(100),
-			"versionPriority":      int64(100),
-		},
-	}}, metav1.CreateOptions{})
-	return err
+	for name, group := range adapterAPIServices {
+		if _, err := m.apiServices.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+			"metadata": map[string]any{"name": name},
+			"spec": map[string]any{
+				"service":              map[string]any{"namespace": adapterNamespace, "name": adapterService, "port": int64(443)},
+				"group":                group,
+				"version":              "v1beta1",
+				"caBundle":             base64.StdEncoding.EncodeToString(caBundle),
+				"groupPriorityMinimum": int64(100),
+				"versionPriority":      int64(100),
+			},
+		}}, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// waitAvailable waits for the APIService's Available condition: the
+// waitAvailable waits for each APIService's Available condition: the
 // aggregation layer reached the adapter through the Service and trusted it.
 func (m *CustomMetricsAPI) waitAvailable(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		if m.proc.Exited() {
-			return fmt.Errorf("prometheus-adapter exited:\n%s", m.proc.LogTail(30))
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		s, err := m.apiServices.Get(ctx, CustomMetricsAPIService, metav1.GetOptions{})
-		cancel()
-		if err == nil {
-			conditions, _, _ := unstructured.NestedSlice(s.Object, "status", "conditions")
-			for _, c := range conditions {
-				c, _ := c.(map[string]any)
-				if c["type"] == "Available" {
-					if c["status"] == "True" {
-						return nil
+	for name := range adapterAPIServices {
+		last := ""
+		for available := false; !available; {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("APIService %s not available after %s (%s):\n%s", name, timeout, last, m.proc.LogTail(30))
+			}
+			if m.proc.Exited() {
+				return fmt.Errorf("prometheus-adapter exited:\n%s", m.proc.LogTail(30))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			s, err := m.apiServices.Get(ctx, name, metav1.GetOptions{})
+			cancel()
+			if err == nil {
+				conditions, _, _ := unstructured.NestedSlice(s.Object, "status", "conditions")
+				for _, c := range conditions {
+					c, _ := c.(map[string]any)
+					if c["type"] == "Available" {
+						available = c["status"] == "True"
+						last = fmt.Sprint(c["reason"], ": ", c["message"])
 					}
-					last = fmt.Sprint(c["reason"], ": ", c["message"])
 				}
 			}
+			if !available {
+				time.Sleep(250 * time.Millisecond)
+			}
 		}
-		time.Sleep(250 * time.Millisecond)
 	}
-	return fmt.Errorf("APIService %s not available after %s (%s):\n%s", CustomMetricsAPIService, timeout, last, m.proc.LogTail(30))
+	return nil
 }
 
 // LogTail is the end of the adapter's log.
@@ -183,7 +200,9 @@ func (m *CustomMetricsAPI) LogTail(n int) string { return m.proc.LogTail(n) }
 func (m *CustomMetricsAPI) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_ = m.apiServices.Delete(ctx, CustomMetricsAPIService, metav1.DeleteOptions{})
+	for name := range adapterAPIServices {
+		_ = m.apiServices.Delete(ctx, name, metav1.DeleteOptions{})
+	}
 	if m.proc != nil {
 		_ = m.proc.Stop(10 * time.Second)
 	}

@@ -147,18 +147,24 @@ const (
 )
 
 // AdapterRules is prometheus-adapter's configuration, the part the
-// autoscaling component's rules use.
+// autoscaling component's rules use: per-object custom metrics and
+// external metrics.
 type AdapterRules struct {
-	Rules []AdapterRule `json:"rules"`
+	Rules         []AdapterRule `json:"rules"`
+	ExternalRules []AdapterRule `json:"externalRules"`
 }
 
-// AdapterRule turns one Prometheus series into one custom metric.
+// AdapterRule turns one Prometheus series into one custom or external
+// metric.
 type AdapterRule struct {
 	SeriesQuery string `json:"seriesQuery"`
 	Resources   struct {
 		Overrides map[string]struct {
 			Resource string `json:"resource"`
 		} `json:"overrides"`
+		// Namespaced, for an external rule: whether the adapter adds the
+		// HPA's namespace to the matchers (unset: it does).
+		Namespaced *bool `json:"namespaced"`
 	} `json:"resources"`
 	Name struct {
 		Matches string `json:"matches"`
@@ -183,4 +189,13 @@ func (r AdapterRule) Expand(namespace string, pods []string) string {
 	q := strings.ReplaceAll(r.MetricsQuery, "<<.Series>>", series)
 	q = strings.ReplaceAll(q, "<<.LabelMatchers>>", fmt.Sprintf(`namespace=%q,pod=~%q`, namespace, strings.Join(pods, "|")))
 	return strings.ReplaceAll(q, "<<.GroupBy>>", "pod")
+}
+
+// ExpandExternal writes an external rule's query as the adapter does for
+// an HPA in namespace whose metric has no selector: the series name of
+// seriesQuery and the namespace as the only matcher.
+func (r AdapterRule) ExpandExternal(namespace string) string {
+	series, _, _ := strings.Cut(r.SeriesQuery, "{")
+	q := strings.ReplaceAll(r.MetricsQuery, "<<.Series>>", series)
+	return strings.ReplaceAll(q, "<<.LabelMatchers>>", fmt.Sprintf(`namespace=%q`, namespace))
 }

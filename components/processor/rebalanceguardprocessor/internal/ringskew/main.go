@@ -5,7 +5,8 @@
 // it means for sizing into its section of docs/sizing.md. The shares are
 // exact (ring arcs, not sampled); the pod IPs are random in a /16 from a
 // fixed seed, so the section is the same on every run and a test
-// (main_test.go) keeps the committed one current.
+// (main_test.go) keeps the committed one current. It also simulates the
+// HPA on the ring (hpa.go) and writes that section of docs/scaling.md.
 package main
 
 import (
@@ -37,18 +38,24 @@ func setsFor(n int) int {
 }
 
 func main() {
-	out := flag.String("out", "../../../../../docs/sizing.md", "the sizing page whose ring skew section is written")
+	sizingPage := flag.String("out", "../../../../../docs/sizing.md", "the sizing page whose ring skew section is written")
+	scalingPage := flag.String("scaling", "../../../../../docs/scaling.md", "the scaling page whose HPA simulation section is written")
 	flag.Parse()
-	data, err := os.ReadFile(*out)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ringskew:", err)
-		os.Exit(1)
-	}
-	section := render()
-	fmt.Print(section)
-	if err := os.WriteFile(*out, []byte(splice(string(data), section)), 0o644); err != nil {
-		fmt.Fprintln(os.Stderr, "ringskew:", err)
-		os.Exit(1)
+	skewSection, hpaSection := render()
+	for _, w := range []struct{ page, begin, end, section string }{
+		{*sizingPage, begin, end, skewSection},
+		{*scalingPage, hpaBegin, hpaEnd, hpaSection},
+	} {
+		data, err := os.ReadFile(w.page)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ringskew:", err)
+			os.Exit(1)
+		}
+		fmt.Print(w.section)
+		if err := os.WriteFile(w.page, []byte(splice(string(data), w.begin, w.end, w.section)), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "ringskew:", err)
+			os.Exit(1)
+		}
 	}
 }
 
@@ -81,7 +88,9 @@ func measure(rng *rand.Rand, n int) skew {
 	return skew{median: ratios[len(ratios)/2], p99: ratios[len(ratios)*99/100], worst: ratios[len(ratios)-1]}
 }
 
-func render() string {
+// render returns the ring skew section of docs/sizing.md and the HPA
+// simulation section of docs/scaling.md, which uses the skew's tail.
+func render() (skewSection, hpaSection string) {
 	rng := rand.New(rand.NewPCG(2026, 36))
 	var b strings.Builder
 	fmt.Fprintln(&b, begin)
@@ -101,13 +110,13 @@ func render() string {
 	fmt.Fprintf(&b, "What it means for sizing (the steps above size for the mean share):\n\n")
 	fmt.Fprintf(&b, "- The hottest gateway gets more than the mean share of spans and of new traces at every size: about 1.1-1.2x in a typical tier, and up to %.2fx in one tier in a hundred (the 99th percentile, at its widest for tiers of 5 to 20 gateways). Each gateway's share is the sum of its 200 points' arcs, so it varies around 1/N by about the same relative amount at every size.\n", p99)
 	fmt.Fprintf(&b, "- **num_traces** is per gateway, and the hottest fills first: multiply T in step 2 by the 99th percentile for your size (up to %.2f; %.2f at worst).\n", p99, worst)
-	fmt.Fprintf(&b, "- **Replicas**: an autoscaler that holds the mean at its target holds the hottest gateway at the target x the ratio. At the CPU HPA's 70%% the hottest reaches %.0f%% of its CPU in one tier in a hundred: it is saturated, and refuses data first. Size replicas for the hottest: step 1 x the ratio for your size.\n", 70*p99)
+	fmt.Fprintf(&b, "- **Replicas**: an autoscaler that holds the mean at its target holds the hottest gateway at the target x the ratio. At the CPU HPA's 70%% the hottest reaches %.0f%% of its CPU in one tier in a hundred: it is saturated, and refuses data first. Size replicas for the hottest: step 1 x the ratio for your size. The custom-metrics HPA holds the hottest gateway at its target instead ([scaling.md](scaling.md#autoscaling)).\n", 70*p99)
 	fmt.Fprintln(&b, end)
-	return b.String()
+	return b.String(), renderHPA(p99)
 }
 
-// splice replaces the section in page, or appends it.
-func splice(page, section string) string {
+// splice replaces the section between begin and end in page, or appends it.
+func splice(page, begin, end, section string) string {
 	i, j := strings.Index(page, begin), strings.Index(page, end)
 	if i < 0 || j < i {
 		return strings.TrimRight(page, "\n") + "\n\n" + section
@@ -115,8 +124,8 @@ func splice(page, section string) string {
 	return page[:i] + section + strings.TrimLeft(page[j+len(end):], "\n")
 }
 
-// sectionOf is the ring skew section of page, "" without one.
-func sectionOf(page string) string {
+// sectionOf is the section between begin and end of page, "" without one.
+func sectionOf(page, begin, end string) string {
 	i, j := strings.Index(page, begin), strings.Index(page, end)
 	if i < 0 || j < i {
 		return ""
