@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -137,6 +138,29 @@ func plainCollectorReplay(t *testing.T, tests []byte) []byte {
 	out, err := yaml.Marshal(file)
 	require.NoError(t, err)
 	return out
+}
+
+// TestLoadAlertAboveTheRingsSkew: the alert on one gateway's load against
+// the mean fires above what the ring alone ever gives one gateway (the
+// worst of docs/sizing.md's ring skew table, plus 5% for the noise of a
+// rate), or it would page on a healthy tier.
+func TestLoadAlertAboveTheRingsSkew(t *testing.T) {
+	_, rule, _ := withMonitoring(t)
+	var expr string
+	for _, g := range rule.Spec.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "TailgateGatewayLoadBeyondRingSkew" {
+				expr = r.Expr.String()
+			}
+		}
+	}
+	m := regexp.MustCompile(`([0-9.]+) \* avg by \(namespace\)`).FindStringSubmatch(expr)
+	require.NotNil(t, m, "the alert compares a gateway with a multiple of the mean: %s", expr)
+	threshold, err := strconv.ParseFloat(m[1], 64)
+	require.NoError(t, err)
+	worst, err := harness.RingSkewWorst()
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, threshold, worst*1.05, "the ring's worst hottest/mean is %.2f", worst)
 }
 
 // TestGrafanaDashboardConfigMap: the monitoring component ships
