@@ -32,9 +32,12 @@ GOTESTFLAGS ?= -count=1 -timeout 40m
 # How long make test fuzzes each Fuzz target of the components.
 FUZZTIME ?= 20s
 # make test builds the tests as the binary and the test tools are built
-# (static, -trimpath), so that they reuse the packages those builds compiled
-# (the tests' modules select the binary's library versions; a test checks).
-TEST_ENV := CGO_ENABLED=0 GOFLAGS="$(strip $(GOFLAGS) -trimpath)"
+# (static, -trimpath, and with the binary's profile-guided build profile,
+# cmd/tailgate/default.pgo), so that they reuse the packages those builds
+# compiled (the tests' modules select the binary's library versions; a test
+# checks both).
+PGO_PROFILE := $(abspath cmd/tailgate/default.pgo)
+TEST_ENV := CGO_ENABLED=0 GOFLAGS="$(strip $(GOFLAGS) -trimpath $(if $(wildcard $(PGO_PROFILE)),-pgo=$(PGO_PROFILE)))"
 # The Kubernetes suite's tests that run a tool besides the control plane
 # (Prometheus and prometheus-adapter, Helm, Jaeger, the registry): make test runs them in
 # a second test process, once those tools are built (scripts/test.sh); a
@@ -57,9 +60,9 @@ BIN_ARM64 := bin/linux-arm64/tailgate
 
 # Everything the binary is built from.
 BIN_SOURCES := builder-config.yaml cmd/tailgate/go.mod cmd/tailgate/go.sum \
-	$(shell find cmd/tailgate components -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
+	$(shell find cmd/tailgate components -name '*.go' -o -name go.mod -o -name go.sum -o -name default.pgo 2>/dev/null)
 
-.PHONY: all build generate tools controlplane jaeger prometheus adapter helm test-tools test test-churn run image sbom chart release lint bench bench-churn bench-guard sizing sizing-walk ring-skew clean help
+.PHONY: all build generate tools controlplane jaeger prometheus adapter helm test-tools test test-churn run image sbom chart release lint pgo bench bench-churn bench-guard sizing sizing-walk ring-skew clean help
 
 all: build
 
@@ -168,6 +171,14 @@ lint: ## gofmt and go vet (generated cmd/tailgate excluded from gofmt).
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	for c in $(COMPONENT_MODULES); do (cd $$c && $(GO) vet ./...) || exit 1; done
+
+# The profile-guided build: go build reads cmd/tailgate/default.pgo
+# (-pgo=auto) for the binary. This profiles both shipped tiers at their
+# ceilings (make bench's replay) and merges the profiles into that file.
+# Run it after a change to the components or the profiles; make bench
+# measures the binary with and without it.
+pgo: $(BIN) $(OCB) ## Profile both tiers at their ceilings and write cmd/tailgate/default.pgo, the profile go build uses (~3 min).
+	TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) $(GO) run ./test/cmd/bench -ceiling-only -only '^tailgate (agent|gateway)$$' -pgo-out $(PGO_PROFILE)
 
 bench: $(BIN) $(OCB) ## Benchmark tailgate against an ocb-built upstream baseline; writes docs/benchmarks.md.
 	TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) $(GO) run ./test/cmd/bench $(BENCH_ARGS)

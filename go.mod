@@ -3,6 +3,7 @@ module github.com/tailgate-dev/tailgate
 go 1.26.0
 
 require (
+	github.com/google/pprof v0.0.0-20260709232956-b9395ee17fa0
 	github.com/klauspost/compress v1.20.0
 	github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring v0.93.1
 	github.com/prometheus/client_model v0.6.3

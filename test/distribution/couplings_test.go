@@ -1,6 +1,8 @@
 package distribution
 
 import (
+	"bytes"
+	"debug/buildinfo"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -568,4 +570,50 @@ func TestSizesFitBetweenTheTiers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTestsBuildWithTheBinarysProfile: with a profile-guided build profile
+// (cmd/tailgate/default.pgo), the binary is built with it, and make test
+// builds the tests with the same one (GOFLAGS -pgo): Go compiles every
+// package of a PGO build for its profile, so tests built without it would
+// reuse none of the binary's compiled packages, and would test code
+// compiled otherwise than the binary's.
+func TestTestsBuildWithTheBinarysProfile(t *testing.T) {
+	pgo := filepath.Join(harness.RepoRoot(), "cmd", "tailgate", "default.pgo")
+	if _, err := os.Stat(pgo); err != nil {
+		t.Skipf("no %s: the binary is built without a profile", pgo)
+	}
+	bin, err := harness.BinaryPath()
+	require.NoError(t, err)
+	info, err := buildinfo.ReadFile(bin)
+	require.NoError(t, err)
+	var built string
+	for _, s := range info.Settings {
+		if s.Key == "-pgo" {
+			built = s.Value
+		}
+	}
+	assert.Equal(t, "default.pgo", filepath.Base(built), "the binary's build settings name its profile")
+	var tests string
+	for _, f := range strings.Fields(os.Getenv("GOFLAGS")) {
+		if v, ok := strings.CutPrefix(f, "-pgo="); ok {
+			tests = v
+		}
+	}
+	require.NotEmpty(t, tests, "GOFLAGS (%q) sets no -pgo: run the tests through `make test`", os.Getenv("GOFLAGS"))
+	same, err := sameFile(tests, pgo)
+	require.NoError(t, err)
+	assert.True(t, same, "the tests build with %s, the binary with %s", tests, pgo)
+}
+
+func sameFile(a, b string) (bool, error) {
+	x, err := os.ReadFile(a)
+	if err != nil {
+		return false, err
+	}
+	y, err := os.ReadFile(b)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(x, y), nil
 }

@@ -39,9 +39,9 @@ type TopologyConfig struct {
 	// Binary overrides the binary under test (default: BinaryPath), e.g. the
 	// benchmark's upstream baseline.
 	Binary string
-	// GatewayProfile overrides the gateway profile file (default: the
-	// shipped configs/gateway.yaml).
-	GatewayProfile string
+	// GatewayProfile and AgentProfile override the tiers' profile files
+	// (default: the shipped configs/gateway.yaml and configs/agent.yaml).
+	GatewayProfile, AgentProfile string
 	// GatewayLimits, when set, are every gateway's memory and CPU limits,
 	// as a pod's.
 	GatewayLimits *Limits
@@ -219,6 +219,9 @@ func (t *Topology) launch(n *Node) error {
 	profile := ProfilePath(n.Profile)
 	if n.Profile == "gateway" && t.cfg.GatewayProfile != "" {
 		profile = t.cfg.GatewayProfile
+	}
+	if n.Profile == "agent" && t.cfg.AgentProfile != "" {
+		profile = t.cfg.AgentProfile
 	}
 	overlays := t.cfg.AgentOverlays
 	if n.Profile == "gateway" {

@@ -636,6 +636,9 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		{name: "stock gateway", tier: "gateway", bin: baseline, config: filepath.Join(stockDir, "gateway.yaml"), stock: true},
 		// What the manifests' GC settings buy: the same without them.
 		{name: "tailgate gateway, Go's default GC", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, optional: true},
+		// Garbage collection at the memory limit alone (GOGC off, the
+		// manifests' GOMEMLIMIT): what more GOGC could buy at most.
+		{name: "tailgate gateway, GOGC off", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: withEnv(gatewayGC, "GOGC", "off"), optional: true},
 		// What recordpolicy (kept spans name their policy) costs.
 		{name: "tailgate gateway, no recordpolicy", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), env: gatewayGC, optional: true},
 		// What mutual TLS between the tiers costs each side (docs/security.md).
@@ -648,6 +651,23 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		{name: "tailgate gateway, 2 CPUs", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, twoCPUs: true},
 		{name: "tailgate gateway, 2 CPUs, num_shards 1", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, set: []string{"processors::tail_sampling::num_shards=1"}, twoCPUs: true},
 		{name: "tailgate gateway, span-ingest", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, set: []string{"processors::tail_sampling::sampling_strategy=span-ingest"}},
+	}
+	// The binary built without its profile (cmd/tailgate/default.pgo), in
+	// the same run: what the profile-guided build buys each tier.
+	buildDir, err := os.MkdirTemp("", "tailgate-bench-build-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(buildDir)
+	if _, err := os.Stat(pgoFile()); err == nil {
+		noPGO, err := buildWithoutPGO(buildDir)
+		if err != nil {
+			return "", err
+		}
+		configs = append(configs,
+			tierConfig{name: "tailgate agent, no PGO", tier: "agent", bin: noPGO, config: harness.ProfilePath("agent"), env: agentGC},
+			tierConfig{name: "tailgate gateway, no PGO", tier: "gateway", bin: noPGO, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC},
+		)
 	}
 	// -extra configurations run with the shipped pods' GC settings too,
 	// unless they set their own.
@@ -686,6 +706,33 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 			runs[c.name] = append(runs[c.name], r)
 		}
 	}
+	// Where each shipped tier's CPU goes, from runs of their own (kept in
+	// -cpuprofile's directory when given).
+	profDir := sel.profDir
+	if profDir == "" {
+		if profDir, err = os.MkdirTemp("", "tailgate-bench-profiles-"); err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(profDir)
+	}
+	profiles, err := profileTiers(configs, reqs, truth, profDir)
+	if err != nil {
+		return "", err
+	}
+	breakdowns := map[string]tierBreakdown{}
+	for name, files := range profiles {
+		parts, runtime, err := breakdown(files)
+		if err != nil {
+			return "", err
+		}
+		breakdowns[name] = tierBreakdown{parts: parts, runtime: runtime}
+	}
+	if sel.pgoOut != "" {
+		if err := writePGO(profiles, sel.pgoOut); err != nil {
+			return "", err
+		}
+		fmt.Printf("  wrote %s from %d profiles\n", sel.pgoOut, len(profiles[profiledTiers[0]])+len(profiles[profiledTiers[1]]))
+	}
 	idle := map[string]idleRun{}
 	for _, c := range configs {
 		if c.tier != "gateway" {
@@ -714,17 +761,17 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 	if sel.partial() {
 		// A comparison of chosen configurations: the table, without the
 		// goals (their references may not have run) or the compression runs.
-		return renderCeiling(configs, runs, floors, idle), nil
+		return renderCeiling(configs, runs, floors, idle) + renderBreakdown(breakdowns), nil
 	}
 	if !measureCompression {
-		return renderCeiling(configs, runs, floors, idle), nil
+		return renderCeiling(configs, runs, floors, idle) + renderBreakdown(breakdowns), nil
 	}
 	fmt.Println("== compression between the tiers")
 	compression, err := compressionSection(tailgate, reqs)
 	if err != nil {
 		return "", err
 	}
-	return renderCeiling(configs, runs, floors, idle) + compression, nil
+	return renderCeiling(configs, runs, floors, idle) + renderBreakdown(breakdowns) + compression, nil
 }
 
 // idleRun is a gateway config's start and idle footprint.
@@ -796,7 +843,11 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun, idle
 		return sb.String()
 	}
 	goal("gateway spans per CPU-second vs stock >= 1.3", med("tailgate gateway", runs)/med("stock gateway", runs), 1.3, true)
-	goal("agent spans per CPU-second vs stock >= 1.2", med("tailgate agent", runs)/med("stock agent", runs), 1.2, true)
+	goal("agent spans per CPU-second vs stock >= 2", med("tailgate agent", runs)/med("stock agent", runs), 2, true)
+	if runs["tailgate gateway, no PGO"] != nil {
+		goal("gateway spans per CPU-second, PGO vs without >= 1.05", med("tailgate gateway", runs)/med("tailgate gateway, no PGO", runs), 1.05, true)
+		goal("agent spans per CPU-second, PGO vs without >= 1.05", med("tailgate agent", runs)/med("tailgate agent, no PGO", runs), 1.05, true)
+	}
 	goal("gateway CPU per span vs its decode floor <= 2.5", med("gateway floor", floors)/med("tailgate gateway", runs), 2.5, false)
 	goal("gateway idle RSS, MiB <= 60", float64(idle["tailgate gateway"].rss)/(1<<20), 60, false)
 	goal("gateway start to healthy vs stock <= 1.1", float64(idle["tailgate gateway"].startup)/float64(idle["stock gateway"].startup), 1.1, false)
@@ -810,4 +861,11 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun, idle
 	goal("gateway heap per buffered span, B <= 700 (docs/sizing.md: 677)", heap, 700, false)
 	w("\n")
 	return sb.String()
+}
+
+// withEnv is env with key set to value, env itself unchanged.
+func withEnv(env map[string]string, key, value string) map[string]string {
+	out := maps.Clone(env)
+	out[key] = value
+	return out
 }

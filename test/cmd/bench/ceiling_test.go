@@ -95,12 +95,19 @@ func TestReplayDeliversEveryRequest(t *testing.T) {
 	assert.Zero(t, looped.Failed)
 }
 
-// TestBaselineProfileHasNoInHouseComponent: the gateway profile the
-// whole-topology bench gives the baseline build names no in-house
-// component anywhere (the baseline would refuse to start, as it did once
-// with mtls_server), and still validates.
+// TestBaselineProfileHasNoInHouseComponent: the profiles the
+// whole-topology bench gives the baseline build name no in-house component
+// anywhere (the baseline would refuse to start, as it did once with
+// mtls_server on the gateways and with span_limits on the agents), and
+// still validate.
 func TestBaselineProfileHasNoInHouseComponent(t *testing.T) {
-	path, err := baselineGatewayProfile()
+	for _, tier := range []string{"agent", "gateway"} {
+		t.Run(tier, func(t *testing.T) { baselineProfileHasNoInHouseComponent(t, tier) })
+	}
+}
+
+func baselineProfileHasNoInHouseComponent(t *testing.T, tier string) {
+	path, err := baselineProfile(tier)
 	require.NoError(t, err)
 	defer os.Remove(path)
 	data, err := os.ReadFile(path)

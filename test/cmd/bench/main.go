@@ -49,6 +49,7 @@ func run() error {
 		only      = flag.String("only", "", "with -ceiling-only: measure only the built-in configurations whose name matches this regexp (and every -extra one)")
 		extra     = flag.String("extra", "", "with -ceiling-only: more configurations to measure, `name=tier:config.yaml[:VAR=value,...]` separated by ';' (tailgate binary)")
 		profDir   = flag.String("cpuprofile", "", "with -ceiling-only: write a CPU profile of every tailgate run to this directory (its pprof extension)")
+		pgoOut    = flag.String("pgo-out", "", "with -ceiling-only: merge the profiled runs of both shipped tiers into this file (make pgo: cmd/tailgate/default.pgo)")
 		compress  = flag.Bool("compression", false, "measure the compression between the tiers again (~3 min); without it the report keeps the section of the last run that did")
 	)
 	flag.Parse()
@@ -84,6 +85,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
+		sel.pgoOut = *pgoOut
 		section, err := ceilingSection(tailgate, baseline, sel, false)
 		if err != nil {
 			return err
@@ -92,23 +94,30 @@ func run() error {
 		return nil
 	}
 
-	baselineProfile, err := baselineGatewayProfile()
+	// The baseline build has none of the in-house components: it runs the
+	// shipped profiles without them.
+	baselineGateway, err := baselineProfile("gateway")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(baselineProfile)
+	defer os.Remove(baselineGateway)
+	baselineAgent, err := baselineProfile("agent")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(baselineAgent)
 
 	var results []result
 	for _, b := range []struct {
-		name, path, profile string
-		set                 []string
+		name, path, gatewayProfile, agentProfile string
+		set                                      []string
 	}{
-		{"tailgate", tailgate, "", nil},
-		{"baseline", baseline, baselineProfile, nil},
-		{"tailgate, guard off", tailgate, "", []string{harness.GuardSet("static", false)}},
+		{"tailgate", tailgate, "", "", nil},
+		{"baseline", baseline, baselineGateway, baselineAgent, nil},
+		{"tailgate, guard off", tailgate, "", "", []string{harness.GuardSet("static", false)}},
 	} {
 		fmt.Printf("== %s (%s)\n", b.name, b.path)
-		r, err := measure(b.name, b.path, b.profile, b.set, opts)
+		r, err := measure(b.name, b.path, b.gatewayProfile, b.agentProfile, b.set, opts)
 		if err != nil {
 			return fmt.Errorf("%s: %w", b.name, err)
 		}
@@ -162,7 +171,7 @@ type result struct {
 	idleGatewayRS int64
 }
 
-func measure(name, bin, gatewayProfile string, gatewaySet []string, opts options) (result, error) {
+func measure(name, bin, gatewayProfile, agentProfile string, gatewaySet []string, opts options) (result, error) {
 	r := result{name: name, peakRSS: map[string]int64{}}
 	fi, err := os.Stat(bin)
 	if err != nil {
@@ -181,7 +190,7 @@ func measure(name, bin, gatewayProfile string, gatewaySet []string, opts options
 	defer os.RemoveAll(logDir)
 	set := append([]string{"processors::tail_sampling::decision_wait=" + opts.decisionWait.String()}, gatewaySet...)
 	topo, err := harness.StartTopology(harness.TopologyConfig{
-		Agents: 2, Gateways: 3, LogDir: logDir, Binary: bin, GatewayProfile: gatewayProfile, GatewaySet: set,
+		Agents: 2, Gateways: 3, LogDir: logDir, Binary: bin, GatewayProfile: gatewayProfile, AgentProfile: agentProfile, GatewaySet: set,
 	})
 	if err != nil {
 		return r, err

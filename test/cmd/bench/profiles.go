@@ -25,13 +25,13 @@ func inHouse(id string) bool {
 	return false
 }
 
-// baselineGatewayProfile writes the shipped gateway profile minus its
-// in-house components (processors and extensions: their configs, pipeline
+// baselineProfile writes the shipped profile of tier ("agent" or
+// "gateway") minus its in-house components (processors and extensions: their configs, pipeline
 // and service entries, and the receivers' middlewares naming them), for
 // the baseline binary, which does not have them. Everything else is
 // untouched.
-func baselineGatewayProfile() (string, error) {
-	data, err := os.ReadFile(harness.ProfilePath("gateway"))
+func baselineProfile(tier string) (string, error) {
+	data, err := os.ReadFile(harness.ProfilePath(tier))
 	if err != nil {
 		return "", err
 	}
@@ -85,7 +85,7 @@ func baselineGatewayProfile() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	f, err := os.CreateTemp("", "gateway-baseline-*.yaml")
+	f, err := os.CreateTemp("", tier+"-baseline-*.yaml")
 	if err != nil {
 		return "", err
 	}

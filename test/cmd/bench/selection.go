@@ -27,6 +27,9 @@ type ceilingSelection struct {
 	extra   []tierConfig
 	profDir string
 	profBin string // only runs of this binary are profiled (its profiles enable pprof)
+	// pgoOut receives the merged profiles of the shipped tiers' profiled
+	// runs (make pgo), "" for none.
+	pgoOut string
 }
 
 // newCeilingSelection reads -only, -extra and -cpuprofile.
