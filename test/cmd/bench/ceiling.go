@@ -653,20 +653,12 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		{name: "tailgate gateway, span-ingest", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, set: []string{"processors::tail_sampling::sampling_strategy=span-ingest"}},
 	}
 	// The binary built without its profile (cmd/tailgate/default.pgo), in
-	// the same run: what the profile-guided build buys each tier.
-	buildDir, err := os.MkdirTemp("", "tailgate-bench-build-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(buildDir)
+	// the same run: what the profile-guided build buys each tier. Built
+	// below, once the selection keeps one of them.
 	if _, err := os.Stat(pgoFile()); err == nil {
-		noPGO, err := buildWithoutPGO(buildDir)
-		if err != nil {
-			return "", err
-		}
 		configs = append(configs,
-			tierConfig{name: "tailgate agent, no PGO", tier: "agent", bin: noPGO, config: harness.ProfilePath("agent"), env: agentGC},
-			tierConfig{name: "tailgate gateway, no PGO", tier: "gateway", bin: noPGO, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC},
+			tierConfig{name: "tailgate agent, no PGO", tier: "agent", bin: withoutPGO, config: harness.ProfilePath("agent"), env: agentGC},
+			tierConfig{name: "tailgate gateway, no PGO", tier: "gateway", bin: withoutPGO, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC},
 		)
 	}
 	// -extra configurations run with the shipped pods' GC settings too,
@@ -686,6 +678,22 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		}
 	}
 	configs = sel.apply(configs)
+	if slices.ContainsFunc(configs, func(c tierConfig) bool { return c.bin == withoutPGO }) {
+		buildDir, err := os.MkdirTemp("", "tailgate-bench-build-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(buildDir)
+		noPGO, err := buildWithoutPGO(buildDir)
+		if err != nil {
+			return "", err
+		}
+		for i := range configs {
+			if configs[i].bin == withoutPGO {
+				configs[i].bin = noPGO
+			}
+		}
+	}
 	tlsDir, err := os.MkdirTemp("", "tailgate-bench-tls-")
 	if err != nil {
 		return "", err

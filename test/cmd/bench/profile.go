@@ -27,6 +27,10 @@ func pgoFile() string {
 	return filepath.Join(harness.RepoRoot(), "cmd", "tailgate", "default.pgo")
 }
 
+// withoutPGO stands for the binary built without its profile in a
+// configuration, until buildWithoutPGO has built it.
+const withoutPGO = "<tailgate built with -pgo=off>"
+
 // buildWithoutPGO builds the binary as `make build` does, with the profile
 // left out, so that one bench run compares the two.
 func buildWithoutPGO(dir string) (string, error) {
