@@ -72,6 +72,8 @@ type pod struct {
 	loads    []float64 // its load / target at each sync, newest last
 }
 
+// newEndpoint is a pod IP in 10.244.0.0/16, as a cluster's pod CIDR hands
+// them, with the OTLP port, not yet in taken (which it joins).
 func newEndpoint(rng *rand.Rand, taken map[string]bool) string {
 	for {
 		ep := fmt.Sprintf("10.244.%d.%d:4317", rng.IntN(256), 1+rng.IntN(254))
@@ -178,12 +180,6 @@ func simulate(rng *rand.Rand, mode hpaMode, load, p99 float64) hpaRun {
 	}
 	run.hotOver = float64(hotOver) / settled
 	return run
-}
-
-func quantile(v []float64, q float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[int(q*float64(len(s)-1))]
 }
 
 func renderHPA(p99 float64) string {

@@ -68,15 +68,10 @@ type skew struct{ median, p99, worst float64 }
 func measure(rng *rand.Rand, n int) skew {
 	ratios := make([]float64, 0, setsFor(n))
 	for range setsFor(n) {
-		seen := map[string]bool{}
-		var endpoints []string
-		for len(endpoints) < n {
-			// A pod IP in 10.244.0.0/16, as a cluster's pod CIDR hands them.
-			ep := fmt.Sprintf("10.244.%d.%d:4317", rng.IntN(256), 1+rng.IntN(254))
-			if !seen[ep] {
-				seen[ep] = true
-				endpoints = append(endpoints, ep)
-			}
+		taken := map[string]bool{}
+		endpoints := make([]string, n)
+		for i := range endpoints {
+			endpoints[i] = newEndpoint(rng, taken)
 		}
 		hottest := 0.0
 		for _, v := range rebalanceguardprocessor.RingShares(endpoints) {
