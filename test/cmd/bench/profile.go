@@ -57,7 +57,7 @@ func profileTiers(configs []tierConfig, reqs []harness.EncodedRequest, truth map
 			if !slices.Contains(profiledTiers, c.name) {
 				continue
 			}
-			file := filepath.Join(dir, fmt.Sprintf("%s.%d.pprof", strings.ReplaceAll(c.name, " ", "_"), i+1))
+			file := filepath.Join(dir, fmt.Sprintf("%s.%d.pprof", fileName(c.name), i+1))
 			if _, err := measureTier(c, reqs, truth, file); err != nil {
 				return nil, err
 			}
@@ -86,8 +86,9 @@ var cpuParts = []struct {
 }{
 	{"span_metrics", regexp.MustCompile(`spanmetricsconnector`)},
 	{"rebalance_guard", regexp.MustCompile(`rebalanceguardprocessor`)},
-	// tail_sampling's share splits by its goroutine (tailSamplingSplit).
-	{"tail_sampling: ingest (copying spans into traces)", regexp.MustCompile(`tailsamplingprocessor`)},
+	// tail_sampling's samples on its tick loop count as
+	// tailSamplingDecisions instead.
+	{tailSamplingIngest, regexp.MustCompile(`tailsamplingprocessor`)},
 	{"span_limits", regexp.MustCompile(`spanlimitsprocessor`)},
 	{"memory_limiter", regexp.MustCompile(`memorylimiterprocessor|internal/memorylimiter`)},
 	{"k8s_attributes", regexp.MustCompile(`k8sattributesprocessor`)},
@@ -114,8 +115,12 @@ var runtimeCosts = []struct {
 const otherPart = "other (runtime scheduler, telemetry, timers)"
 
 // tailSamplingDecisions is the part of tail_sampling samples on its tick
-// loop's stack, which decides the traces whose decision_wait is over.
-const tailSamplingDecisions = "tail_sampling: decisions (the tick loop)"
+// loop's stack, which decides the traces whose decision_wait is over;
+// tailSamplingIngest the rest of tail_sampling's.
+const (
+	tailSamplingDecisions = "tail_sampling: decisions (the tick loop)"
+	tailSamplingIngest    = "tail_sampling: ingest (copying spans into traces)"
+)
 
 var tailSamplingTick = regexp.MustCompile(`tailsamplingprocessor\.\(\*tailSamplingSpanProcessor\)\.(samplingPolicyOnTick|makeDecision)`)
 
@@ -138,7 +143,7 @@ func breakdown(files []string) (parts, runtime []cpuShare, err error) {
 		total += v
 		i := innermostPart(s)
 		switch {
-		case i >= 0 && strings.HasPrefix(cpuParts[i].part, "tail_sampling") && stackHolds(s, tailSamplingTick):
+		case i >= 0 && cpuParts[i].part == tailSamplingIngest && stackHolds(s, tailSamplingTick):
 			decisions += v
 		case i >= 0:
 			byPart[i] += v

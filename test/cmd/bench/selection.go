@@ -97,13 +97,17 @@ func (s ceilingSelection) profileFile(c tierConfig, i int) string {
 	if s.profDir == "" || c.bin != s.profBin {
 		return ""
 	}
-	name := strings.Map(func(r rune) rune {
+	return filepath.Join(s.profDir, fmt.Sprintf("%s.run%d.pprof", fileName(c.name), i+1))
+}
+
+// fileName is a configuration's name as part of a file name.
+func fileName(config string) string {
+	return strings.Map(func(r rune) rune {
 		if r == ' ' || r == ',' || r == '=' || r == '/' {
 			return '_'
 		}
 		return r
-	}, c.name)
-	return filepath.Join(s.profDir, fmt.Sprintf("%s.run%d.pprof", name, i+1))
+	}, config)
 }
 
 // captureCPUProfile samples the process's CPU through its pprof extension.
