@@ -14,6 +14,12 @@ command -v make >/dev/null || need+=(make)
 command -v git >/dev/null || need+=(git)
 # Runs the arm64 image's binary under emulation (test/image).
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+# The real nodes (test/k8s/cluster Node): runc's seccomp support (cgo),
+# and the pause image's static binary (gcc, libc6-dev).
+[ -e /usr/include/seccomp.h ] || need+=(libseccomp-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+command -v iptables >/dev/null || need+=(iptables)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

@@ -5,13 +5,13 @@
 # outside the clone keyed by the version the wrapper pins. Idempotent: a
 # later run with the binaries present does nothing.
 #
-#   scripts/install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod|registry|oras
+#   scripts/install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod|registry|oras|containerd|runc|cni-plugins
 #
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-name=${1:?usage: install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod|registry|oras}
-tags="" wrapper=$name
+name=${1:?usage: install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod|registry|oras|containerd|runc|cni-plugins}
+tags="" wrapper=$name cgo=0
 case $name in
   # Jaeger v2 all-in-one: the tests' real tracing backend. ~3 min, ~85 MB.
   jaeger) module=github.com/jaegertracing/jaeger bins=(jaeger=cmd/jaeger) ;;
@@ -35,6 +35,20 @@ case $name in
   # The ORAS CLI: `make release` copies the image's OCI layout and attaches
   # the SBOMs as referrers. ~30 s, ~15 MB.
   oras) module=oras.land/oras bins=(oras=cmd/oras) ;;
+  # The real nodes' container runtime (test/k8s/cluster Node): containerd
+  # with its runc shim and ctr (images are imported with it), without the
+  # snapshotters that need cgo or kernel tools the nodes do not use. ~75 s.
+  containerd)
+    module=github.com/containerd/containerd/v2
+    bins=(containerd=cmd/containerd containerd-shim-runc-v2=cmd/containerd-shim-runc-v2 ctr=cmd/ctr)
+    tags=no_btrfs,no_devmapper,no_zfs ;;
+  # The OCI runtime under containerd: cgo for its namespace setup, seccomp
+  # for pods that set a seccomp profile (libseccomp-dev). ~25 s.
+  runc) module=github.com/opencontainers/runc bins=(runc=) tags=seccomp cgo=1 ;;
+  # The pod network of the real nodes (see build/tools/cni-plugins). ~10 s.
+  cni-plugins)
+    module=github.com/containernetworking/plugins
+    bins=(ptp=plugins/main/ptp host-local=plugins/ipam/host-local loopback=plugins/main/loopback portmap=plugins/meta/portmap) ;;
   *) echo "install-go-tool.sh: unknown tool $name" >&2; exit 2 ;;
 esac
 mod=$root/build/tools/$wrapper
@@ -56,7 +70,7 @@ for b in "${bins[@]}"; do
   echo "building $bin ($pkg $version) into $dir" >&2
   tmp=$(mktemp "$dir/.$bin.XXXXXX")
   trap 'rm -f "$tmp"' EXIT # a failed or killed build leaves nothing behind
-  (cd "$mod" && CGO_ENABLED=0 go build -mod=readonly -trimpath -tags "$tags" -ldflags="-s -w" -o "$tmp" "$pkg")
+  (cd "$mod" && CGO_ENABLED=$cgo go build -mod=readonly -trimpath -tags "$tags" -ldflags="-s -w" -o "$tmp" "$pkg")
   mv "$tmp" "$dir/$bin"
   trap - EXIT
 done

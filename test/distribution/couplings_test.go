@@ -376,9 +376,9 @@ func TestLiveToolTestsAreTheSuitesToolUsers(t *testing.T) {
 }
 
 // TestKubernetesLibrariesPinnedOnce: the binary (through k8s_attributes,
-// load_balancing and rebalance_guard), the in-house component, the tests
-// and the control plane the tests run (with Helm and Prometheus, built in
-// its module) all use one version of the Kubernetes client libraries: the
+// load_balancing and rebalance_guard), the in-house component, the tests,
+// the control plane and nodes the tests run (with Helm and Prometheus,
+// built in its module) and the nodes' containerd all use one version of the Kubernetes client libraries: the
 // one the control plane's release ships. thirdPartyPrograms are wrapper
 // modules that build someone else's released program with its own pins, as
 // its release does: Jaeger never talks to the test cluster;
@@ -402,7 +402,8 @@ func TestKubernetesLibrariesPinnedOnce(t *testing.T) {
 	// Kubernetes vX.Y.Z publishes its libraries as v0.Y.Z.
 	want := "v0." + strings.SplitN(strings.TrimPrefix(release, "v"), ".", 2)[1]
 
-	libraries := []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go"}
+	// cri-api: the real nodes' kubelet and containerd speak one CRI.
+	libraries := []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go", "k8s.io/cri-api"}
 	checked := 0
 	require.NoError(t, filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || d.Name() != "go.mod" {

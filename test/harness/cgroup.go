@@ -32,7 +32,7 @@ func newCgroup(name string, limits Limits) (*cgroup, string, error) {
 	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
 		return newCgroupV2(name, limits)
 	}
-	own, err := ownCgroupsV1()
+	own, err := OwnCgroupsV1()
 	if err != nil {
 		return nil, "", err
 	}
@@ -99,8 +99,9 @@ func newCgroupV2(name string, limits Limits) (*cgroup, string, error) {
 	return cg, fmt.Sprintf("echo $$ > %s/cgroup.procs", dir), nil
 }
 
-// ownCgroupsV1 maps each v1 controller to this process's cgroup path.
-func ownCgroupsV1() (map[string]string, error) {
+// OwnCgroupsV1 maps each v1 controller to this process's cgroup path
+// (the Kubernetes tests' real nodes nest their cgroupRoot under it).
+func OwnCgroupsV1() (map[string]string, error) {
 	f, err := os.Open("/proc/self/cgroup")
 	if err != nil {
 		return nil, err

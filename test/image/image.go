@@ -198,3 +198,42 @@ func Unmount(points []string) {
 		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
 	}
 }
+
+// SaveArchive writes the image to path as a docker-archive tarball, which
+// names the image by its tag: the form a node's runtime imports (ctr
+// images import) where a registry would be pulled from.
+func (i *Image) SaveArchive(path string) error {
+	_, err := output(i.podman, "save", "--quiet", "--format", "docker-archive", "-o", path, i.Tag)
+	return err
+}
+
+// BuildPause builds the pod sandbox ("pause") image as tag, as upstream
+// builds it (build/pause in the pinned k8s.io/kubernetes module, whose
+// directory is kubeSource): pause.c compiled static, in an image FROM
+// scratch that runs it as 65535. Nodes need it and no registry is
+// reachable.
+func BuildPause(tag, kubeSource string) (*Image, error) {
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		return nil, fmt.Errorf("podman is required to build the pause image: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "tailgate-pause-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	version := "v" + tag[strings.LastIndex(tag, ":")+1:]
+	// Upstream's CFLAGS (build/pause/Makefile).
+	if _, err := output("gcc", "-Os", "-Wall", "-Werror", "-static", "-DVERSION="+version,
+		"-o", filepath.Join(dir, "pause"), filepath.Join(kubeSource, "build", "pause", "linux", "pause.c")); err != nil {
+		return nil, err
+	}
+	containerfile := "FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT [\"/pause\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, "Containerfile"), []byte(containerfile), 0o644); err != nil {
+		return nil, err
+	}
+	if _, err := output(podman, "build", "--quiet", "-t", tag, "-f", filepath.Join(dir, "Containerfile"), dir); err != nil {
+		return nil, err
+	}
+	return &Image{Tag: tag, Platform: "linux/" + runtime.GOARCH, podman: podman}, nil
+}

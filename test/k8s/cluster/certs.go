@@ -62,15 +62,16 @@ func newAuthority(name string) (*authority, error) {
 
 // issue writes a certificate signed by the authority and its key to
 // certPath and keyPath: a server certificate when ips or dnsNames are
-// given, a client certificate otherwise.
-func (a *authority) issue(certPath, keyPath, commonName string, ips []net.IP, dnsNames []string) error {
+// given, a client certificate otherwise (the API server reads a client's
+// groups from its organizations).
+func (a *authority) issue(certPath, keyPath, commonName string, ips []net.IP, dnsNames []string, organizations ...string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: commonName},
+		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: commonName, Organization: organizations},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
@@ -94,7 +95,7 @@ func (a *authority) writeCert(path string) error {
 }
 
 // writePKI creates under dir: a CA with an apiserver serving certificate
-// for 127.0.0.1 and the in-cluster names, a service account signing key,
+// for 127.0.0.1, the node network's FabricIP and the in-cluster names, a service account signing key,
 // and the front proxy's CA and client certificate.
 func writePKI(dir string) (pki, error) {
 	p := pki{
@@ -112,7 +113,7 @@ func writePKI(dir string) (pki, error) {
 		return p, err
 	}
 	err = p.ca.issue(p.ServingCert, p.ServingKey, "kube-apiserver",
-		[]net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")},
+		[]net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1"), net.ParseIP(FabricIP)},
 		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"})
 	if err != nil {
 		return p, err
@@ -163,4 +164,21 @@ func ecKeyBlock(k *ecdsa.PrivateKey) *pem.Block {
 func pubKeyBlock(k *ecdsa.PublicKey) *pem.Block {
 	der, _ := x509.MarshalPKIXPublicKey(k)
 	return &pem.Block{Type: "PUBLIC KEY", Bytes: der}
+}
+
+// IssueClientCert writes a client certificate for user, in groups, and
+// returns the certificate's and key's paths (a node's kubelet:
+// system:node:<name> in system:nodes; kube-proxy: system:kube-proxy).
+func (p pki) IssueClientCert(file, user string, groups ...string) (certPath, keyPath string, err error) {
+	certPath = filepath.Join(p.dir, file+".crt")
+	keyPath = filepath.Join(p.dir, file+".key")
+	return certPath, keyPath, p.ca.issue(certPath, keyPath, user, nil, nil, groups...)
+}
+
+// IssueServingCertForIP writes a serving certificate for a server reached
+// at ip (a kubelet at its node's address).
+func (p pki) IssueServingCertForIP(file, ip string) (certPath, keyPath string, err error) {
+	certPath = filepath.Join(p.dir, file+".crt")
+	keyPath = filepath.Join(p.dir, file+".key")
+	return certPath, keyPath, p.ca.issue(certPath, keyPath, file, []net.IP{net.ParseIP(ip)}, nil)
 }

@@ -118,14 +118,20 @@ func Start(binDir, dir string) (_ *ControlPlane, err error) {
 		Name: "kube-apiserver", LogDir: dir,
 		Args: []string{
 			"--etcd-servers=http://127.0.0.1:" + strconv.Itoa(etcdClient),
-			"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(apiPort),
-			// --advertise-address 127.0.0.1 is only accepted without the
-			// endpoint reconciler (it would publish a loopback endpoint).
-			"--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
+			// Every address of the sandbox's network namespace: loopback
+			// for the test, FabricIP for real nodes.
+			"--bind-address=0.0.0.0", "--secure-port=" + strconv.Itoa(apiPort),
+			// The kubernetes Service's endpoint: where pods on real nodes
+			// reach the API server through its cluster IP (kube-proxy).
+			// The process kubelet's pods reach it on loopback instead.
+			"--advertise-address=" + FabricIP,
 			"--service-cluster-ip-range=10.96.0.0/16",
 			"--tls-cert-file=" + cp.PKI.ServingCert, "--tls-private-key-file=" + cp.PKI.ServingKey,
 			"--client-ca-file=" + cp.PKI.CACert,
-			"--token-auth-file=" + tokens, "--authorization-mode=RBAC",
+			"--token-auth-file=" + tokens,
+			// Node: what a kubelet may read and write, as on any cluster
+			// (real nodes authenticate as system:node:<name>).
+			"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file=" + cp.PKI.SAPub,
 			"--service-account-signing-key-file=" + cp.PKI.SAKey,

@@ -105,6 +105,9 @@ func (k *Kubelet) sync(ctx context.Context) error {
 	seen := map[types.UID]bool{}
 	for i := range list.Items {
 		pod := &list.Items[i]
+		if pod.Spec.NodeName != "" && k.nodeIP(pod.Spec.NodeName) == "" {
+			continue // a real node's pod (see Node)
+		}
 		seen[pod.UID] = true
 		k.mu.Lock()
 		run := k.pods[pod.UID]

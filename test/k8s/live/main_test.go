@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -42,6 +43,17 @@ var env struct {
 	sink    *harness.Sink
 	dns     *cluster.ClusterDNS
 	dir     string
+	image   *image.Image
+	// hostSettings are the host's kernel settings before any node ran
+	// (cluster.HostKernelSettings); teardown checks they are unchanged.
+	hostSettings map[string]string
+	// real are the real nodes, started by the first test that needs them
+	// (realNodes).
+	real struct {
+		once   sync.Once
+		fabric *cluster.Fabric
+		err    error
+	}
 }
 
 // TestMain runs the tests in network and mount namespaces of their own
@@ -60,7 +72,10 @@ func TestMain(m *testing.M) {
 			}
 			code = 1
 		}
-		teardown()
+		if err := teardown(); err != nil {
+			fmt.Fprintln(os.Stderr, "live:", err)
+			code = 1
+		}
 		return code
 	}))
 }
@@ -76,6 +91,10 @@ func setUp(m *testing.M) (int, error) {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			return 0, fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
 		}
+	}
+	var err error
+	if env.hostSettings, err = cluster.HostKernelSettings(); err != nil {
+		return 0, err
 	}
 	binDir, err := cluster.InstallBinaries()
 	if err != nil {
@@ -95,6 +114,7 @@ func setUp(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	env.image = img
 	if env.cp, err = cluster.Start(binDir, env.dir); err != nil {
 		return 0, err
 	}
@@ -200,7 +220,12 @@ func addArgs(u *unstructured.Unstructured, args ...string) error {
 	return yaml.Unmarshal(data, &u.Object)
 }
 
-func teardown() {
+// teardown stops everything and reports a host kernel setting the nodes
+// changed.
+func teardown() error {
+	if env.real.fabric != nil {
+		env.real.fabric.Stop()
+	}
 	if env.kubelet != nil {
 		env.kubelet.Stop()
 	}
@@ -216,4 +241,12 @@ func teardown() {
 	if env.dir != "" {
 		_ = os.RemoveAll(env.dir)
 	}
+	if env.hostSettings == nil {
+		return nil
+	}
+	after, err := cluster.HostKernelSettings()
+	if err != nil {
+		return err
+	}
+	return cluster.CompareHostKernelSettings(env.hostSettings, after)
 }

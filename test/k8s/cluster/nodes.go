@@ -1,0 +1,137 @@
+package cluster
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/image"
+)
+
+// Fabric is the test cluster's real nodes and the network that joins them
+// to the control plane (see Node).
+type Fabric struct {
+	Nodes []*Node
+
+	cp      *ControlPlane
+	dir     string
+	bins    nodeBinaries
+	cgroups *nodeCgroupParent
+}
+
+// nodeBinaries are the directories of the nodes' programs, each built from
+// its pinned release into the tool cache.
+type nodeBinaries struct{ kube, containerd, runc, cni string }
+
+// installNodeBinaries builds (once; a no-op when cached) and locates the
+// nodes' programs.
+func installNodeBinaries(kubeDir string) (nodeBinaries, error) {
+	b := nodeBinaries{kube: kubeDir}
+	for _, t := range []struct {
+		name string
+		dir  *string
+	}{{"containerd", &b.containerd}, {"runc", &b.runc}, {"cni-plugins", &b.cni}} {
+		dir, err := installGoTool(t.name)
+		if err != nil {
+			return b, err
+		}
+		*t.dir = dir
+	}
+	return b, nil
+}
+
+// installGoTool runs scripts/install-go-tool.sh and returns the directory
+// holding the tool.
+func installGoTool(name string) (string, error) {
+	cmd := exec.Command(filepath.Join(harness.RepoRoot(), "scripts", "install-go-tool.sh"), name)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("install-go-tool.sh %s: %w", name, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1], nil
+}
+
+// kubernetesSource is the pinned k8s.io/kubernetes module's directory in
+// the module cache (the control plane's build downloaded it).
+func kubernetesSource() (string, error) {
+	cmd := exec.Command("go", "list", "-mod=readonly", "-m", "-f", "{{.Dir}}", "k8s.io/kubernetes")
+	cmd.Dir = filepath.Join(harness.RepoRoot(), "build", "tools", "kubernetes")
+	out, err := cmd.Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		return "", fmt.Errorf("locate the k8s.io/kubernetes source: %v", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// StartNodes starts count real nodes for the control plane, each with the
+// pause image (built here, see image.BuildPause) and images imported into
+// its runtime, as a pull from a registry would. It needs the sandbox's
+// network namespace (test/sandbox).
+func StartNodes(cp *ControlPlane, dir string, count int, images ...*image.Image) (_ *Fabric, err error) {
+	f := &Fabric{cp: cp, dir: dir}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			f.Stop()
+		}
+	}()
+	if f.bins, err = installNodeBinaries(cp.BinDir); err != nil {
+		return nil, err
+	}
+	source, err := kubernetesSource()
+	if err != nil {
+		return nil, err
+	}
+	pause, err := image.BuildPause(PauseImage, source)
+	if err != nil {
+		return nil, err
+	}
+	var archives []string
+	for i, img := range append([]*image.Image{pause}, images...) {
+		archive := filepath.Join(dir, fmt.Sprintf("image-%d.tar", i))
+		if err := img.SaveArchive(archive); err != nil {
+			return nil, err
+		}
+		archives = append(archives, archive)
+	}
+	if f.cgroups, err = newNodeCgroupParent(); err != nil {
+		return nil, err
+	}
+	if err := setUpNetwork(); err != nil {
+		return nil, err
+	}
+	for i := range count {
+		n, err := f.startNode(i, archives)
+		if err != nil {
+			return nil, err
+		}
+		f.Nodes = append(f.Nodes, n)
+	}
+	return f, nil
+}
+
+// Stop stops every node, then removes what the nodes' cgroups needed.
+func (f *Fabric) Stop() {
+	for _, n := range f.Nodes {
+		n.Stop()
+	}
+	if f.cgroups != nil {
+		f.cgroups.remove()
+	}
+}
+
+// LogTails returns the tails of every node's daemons' logs.
+func (f *Fabric) LogTails(lines int) string {
+	var sb strings.Builder
+	for _, n := range f.Nodes {
+		sb.WriteString(n.LogTails(lines))
+	}
+	return sb.String()
+}
