@@ -38,11 +38,13 @@ FUZZTIME ?= 20s
 # checks both).
 PGO_PROFILE := $(abspath cmd/tailgate/default.pgo)
 TEST_ENV := CGO_ENABLED=0 GOFLAGS="$(strip $(GOFLAGS) -trimpath $(if $(wildcard $(PGO_PROFILE)),-pgo=$(PGO_PROFILE)))"
-# The Kubernetes suite's tests that run a tool besides the control plane
-# (Prometheus and prometheus-adapter, Helm, Jaeger, the registry): make test runs them in
-# a second test process, once those tools are built (scripts/test.sh); a
-# test checks that it names exactly the suite's tests that run those tools.
-LIVE_TOOL_TESTS := ^(TestHPAScalesOnTheHottestGateway|TestHelmInstallUpgradeUninstall|TestJaegerJoinsTheHalvesOfSplitTraces|TestKubePrometheusStackSelectsTheChartsObjects|TestReleaseInstallsFromARegistryAndUpgrades)$$
+# The Kubernetes suite's second half: make test runs it in a second test
+# process, once the tools it needs are built (scripts/test.sh). It holds
+# every test that runs a tool besides the cluster (Prometheus and
+# prometheus-adapter, Helm, Jaeger, the registry; a test checks that none is
+# left out) and the node failure tests, so that the halves take about as
+# long.
+LIVE_SECOND_HALF := ^(TestHPAScalesOnTheHottestGateway|TestHelmInstallUpgradeUninstall|TestJaegerJoinsTheHalvesOfSplitTraces|TestKubePrometheusStackSelectsTheChartsObjects|TestReleaseInstallsFromARegistryAndUpgrades|TestContainerKilledByTheRuntime|TestGatewayOOMKilled|TestNodeLost)$$
 
 CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker || true)
 # The release's version (builder-config.yaml dist.version before its "+").
@@ -157,7 +159,7 @@ release: image ## Publish the image (every platform), its SBOMs and the chart to
 # the test tools) in the order that keeps a cold run short, and runs every
 # test: warm, the Kubernetes suite in two processes beside the rest.
 test: ## Run every test: components, generated code, profiles, image (amd64 and arm64), chart, end-to-end, Kubernetes.
-	$(TEST_ENV) GOTESTFLAGS="$(GOTESTFLAGS)" FUZZTIME=$(FUZZTIME) COMPONENT_MODULES="$(COMPONENT_MODULES)" LIVE_TOOL_TESTS='$(LIVE_TOOL_TESTS)' \
+	$(TEST_ENV) GOTESTFLAGS="$(GOTESTFLAGS)" FUZZTIME=$(FUZZTIME) COMPONENT_MODULES="$(COMPONENT_MODULES)" LIVE_SECOND_HALF='$(LIVE_SECOND_HALF)' \
 		TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) MAKE="$(MAKE)" scripts/test.sh
 
 test-churn: $(BIN) controlplane ## Only the rebalance_guard churn suite, verbose (part of `make test`; ~10 min).

@@ -18,7 +18,8 @@ command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
 # and the pause image's static binary (gcc, libc6-dev).
 [ -e /usr/include/seccomp.h ] || need+=(libseccomp-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
-command -v gcc >/dev/null || need+=(gcc libc6-dev)
+command -v gcc >/dev/null || need+=(gcc)
+[ -n "$(gcc -print-file-name=libc.a 2>/dev/null | grep /)" ] || need+=(libc6-dev)
 command -v iptables >/dev/null || need+=(iptables)
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -10,29 +10,31 @@
 # mostly waits on its cluster (rollouts, decision waits, the HPA), using
 # about a fifth of one core; the end-to-end tests (~10 min) too. So:
 # - what the suite needs to start is built first, with the whole machine:
-#   the control plane, and beside it the distribution binary and then the
+#   the control plane and the nodes (kubelet, kube-proxy, containerd, runc,
+#   the CNI plugins), and beside them the distribution binary and then the
 #   suite's test binary (after the binary, so that it reuses the packages
 #   the binary's build compiled);
-# - the suite's tests that run nothing but the control plane start: most of
-#   it (exits, policies, churn, reconcile, ring, mTLS, traffic);
+# - the suite's tests that run nothing but the cluster start: most of it
+#   (exits, node failures, policies, churn, reconcile, ring, mTLS, traffic);
 # - every other tool then builds at idle CPU priority (SCHED_IDLE), taking
 #   only the CPU the tests leave, so running tests keep the machine they
 #   have warm. Each group of tests starts, at normal priority, once its
 #   tools are built, so no test waits on an idle build: telemetrygen (the
 #   end-to-end tests); Helm, Prometheus, prometheus-adapter, Jaeger, the
 #   registry, ORAS and cyclonedx-gomod (the suite's other half: its Helm,
-#   HPA, Jaeger and release tests); ocb, mdatagen and the arm64 binary (the
+#   HPA, Jaeger and release tests, and its node failure tests, there so
+#   that the halves take about as long); ocb, mdatagen and the arm64 binary (the
 #   components' tests and the other packages, compiled at idle priority
 #   too).
 #
 # Environment (from the Makefile): GOTESTFLAGS, COMPONENT_MODULES,
-# LIVE_TOOL_TESTS, FUZZTIME, MAKE, and what the tests read (TOOLS_DIR, TAILGATE_BIN,
+# LIVE_SECOND_HALF, FUZZTIME, MAKE, and what the tests read (TOOLS_DIR, TAILGATE_BIN,
 # TAILGATE_OCB, TAILGATE_MDATAGEN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 read -r -a testflags <<<"${GOTESTFLAGS:?}"
 read -r -a components <<<"${COMPONENT_MODULES:?}"
-live_tool_tests=${LIVE_TOOL_TESTS:?}
+live_second_half=${LIVE_SECOND_HALF:?}
 make=${MAKE:-make}
 module=$(go list -m)
 live_pkg=$module/test/k8s/live
@@ -61,18 +63,19 @@ idle() { chrt --idle 0 "$@" >/dev/null; }
 status=0
 fail() { echo "make test: $*" >&2; status=1; }
 
-stamp "building the control plane, the binary and the suite's test binary"
+stamp "building the control plane, the nodes, the binary and the suite's test binary"
 compiled=$(mktemp -d) # test binaries compiled ahead; only the build cache keeps them
 trap 'stop_all; rm -rf "$compiled"' EXIT
 # The suite's packages are compiled into the build cache here, so that its
 # two halves start (below) without compiling it twice.
 { "$make" --no-print-directory build >/dev/null && go test -c -o "$compiled/" "$live_pkg"; } & binaries=$!
-run scripts/install-controlplane.sh >/dev/null || fail "building the control plane failed"
+{ scripts/install-controlplane.sh && for t in containerd runc cni-plugins; do scripts/install-go-tool.sh $t || exit 1; done; } >/dev/null & wait $! ||
+  fail "building the control plane or the nodes' runtime failed"
 wait "$binaries" || fail "building the binary or compiling the Kubernetes suite failed"
 [ $status -eq 0 ] || exit 1
 
 stamp "Kubernetes suite, first half: the tests that need only the control plane"
-go test "${testflags[@]}" -skip "$live_tool_tests" "$live_pkg" & live_first=$!
+go test "${testflags[@]}" -skip "$live_second_half" "$live_pkg" & live_first=$!
 
 # Downloads: the first half's mTLS and monitoring tests apply them.
 run idle scripts/install-crds.sh cert-manager || fail "fetching cert-manager's CRDs failed"
@@ -86,8 +89,8 @@ go test "${testflags[@]}" "$e2e_pkg" & e2e=$!
 for tool in helm prometheus prometheus-adapter jaeger registry oras cyclonedx-gomod; do
   run idle scripts/install-go-tool.sh $tool || fail "building $tool failed"
 done
-stamp "Kubernetes suite, second half: $live_tool_tests"
-go test "${testflags[@]}" -run "$live_tool_tests" "$live_pkg" & live_second=$!
+stamp "Kubernetes suite, second half: $live_second_half"
+go test "${testflags[@]}" -run "$live_second_half" "$live_pkg" & live_second=$!
 
 # Native fuzzing of the in-house components on hostile input, each target
 # for FUZZTIME on top of its committed corpus (testdata/fuzz) and seeds; a

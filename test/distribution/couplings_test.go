@@ -303,19 +303,20 @@ var liveToolStarters = []string{
 	"harness.StartJaeger", "harness.JaegerBinary", "harness.ToolBinary", "harness.StartRegistry",
 }
 
-// TestLiveToolTestsAreTheSuitesToolUsers: make test runs the Kubernetes
+// TestLiveSecondHalfHoldsTheSuitesToolUsers: make test runs the Kubernetes
 // suite in two processes, the second with the tests the Makefile's
-// LIVE_TOOL_TESTS names, once their tools are built (scripts/test.sh). The
-// list must name exactly the suite's tests that run a tool (directly or
-// through the package's helpers): a name that is no test would silently run
-// nothing, and a tool's user left out would wait in the first half for an
-// idle-priority build.
-func TestLiveToolTestsAreTheSuitesToolUsers(t *testing.T) {
+// LIVE_SECOND_HALF names, once their tools are built (scripts/test.sh).
+// The list must name every test of the suite that runs a tool (directly or
+// through the package's helpers), and only tests: a tool's user left out
+// would wait in the first half for an idle-priority build, and a name that
+// is no test would silently run nothing. It may name others, to balance
+// the halves.
+func TestLiveSecondHalfHoldsTheSuitesToolUsers(t *testing.T) {
 	root := harness.RepoRoot()
 	makefile, err := os.ReadFile(filepath.Join(root, "Makefile"))
 	require.NoError(t, err)
-	m := regexp.MustCompile(`(?m)^LIVE_TOOL_TESTS := \^\(([A-Za-z0-9_|]+)\)\$\$$`).FindSubmatch(makefile)
-	require.NotNil(t, m, "Makefile: LIVE_TOOL_TESTS := ^(TestA|TestB)$$")
+	m := regexp.MustCompile(`(?m)^LIVE_SECOND_HALF := \^\(([A-Za-z0-9_|]+)\)\$\$$`).FindSubmatch(makefile)
+	require.NotNil(t, m, "Makefile: LIVE_SECOND_HALF := ^(TestA|TestB)$$")
 	listed := strings.Split(string(m[1]), "|")
 
 	// What each function of the package calls: package-qualified
@@ -370,9 +371,12 @@ func TestLiveToolTestsAreTheSuitesToolUsers(t *testing.T) {
 	}
 	require.Greater(t, len(tests), 10, "the suite's tests")
 	for _, name := range listed {
-		assert.Contains(t, tests, name, "LIVE_TOOL_TESTS names no test of test/k8s/live")
+		assert.Contains(t, tests, name, "LIVE_SECOND_HALF names no test of test/k8s/live")
 	}
-	assert.ElementsMatch(t, users, listed, "LIVE_TOOL_TESTS must name the suite's tests that run Helm, Prometheus, prometheus-adapter, Jaeger or the registry")
+	for _, user := range users {
+		assert.Contains(t, listed, user, "LIVE_SECOND_HALF must name every test of the suite that runs Helm, Prometheus, prometheus-adapter, Jaeger or the registry")
+	}
+	require.NotEmpty(t, users, "the suite's tests that run a tool")
 }
 
 // TestKubernetesLibrariesPinnedOnce: the binary (through k8s_attributes,

@@ -4,9 +4,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,7 +73,7 @@ receivers:
   otlp:
     protocols:
       grpc:
-        endpoint: 127.0.0.1:%d
+        endpoint: %s
 exporters:
   jaeger_storage_exporter:
     trace_storage: memstore
@@ -90,7 +92,7 @@ func StartJaeger(dir string) (*Jaeger, error) {
 	}
 	j := &Jaeger{OTLPPort: ports[0], QueryPort: ports[1], queryURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1])}
 	cfg := filepath.Join(dir, "jaeger.yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, jaegerConfig, ports[1], ports[2], ports[3], ports[0]), 0o644); err != nil {
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, jaegerConfig, ports[1], ports[2], ports[3], j.Endpoint()), 0o644); err != nil {
 		return nil, err
 	}
 	if j.proc, err = StartProcess(bin, ProcessSpec{
@@ -107,7 +109,7 @@ func StartJaeger(dir string) (*Jaeger, error) {
 }
 
 // Endpoint is Jaeger's OTLP/gRPC endpoint.
-func (j *Jaeger) Endpoint() string { return fmt.Sprintf("127.0.0.1:%d", j.OTLPPort) }
+func (j *Jaeger) Endpoint() string { return net.JoinHostPort(IntakeHost, strconv.Itoa(j.OTLPPort)) }
 
 // Stop stops Jaeger.
 func (j *Jaeger) Stop() { _ = j.proc.Stop(10 * time.Second) }

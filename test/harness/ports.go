@@ -7,6 +7,13 @@ import (
 	"sync"
 )
 
+// IntakeHost is the address the test's servers that collectors send to (the
+// sink, Jaeger, the registry) listen on: loopback, where the collectors run
+// on the test's host. The Kubernetes tests' pods on real nodes reach the
+// test's network namespace at its node-network address instead, and set
+// it so (test/k8s/live TestMain) before starting any.
+var IntakeHost = "127.0.0.1"
+
 var (
 	portsMu  sync.Mutex
 	reserved = map[int]bool{}

@@ -2,8 +2,10 @@ package harness
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -29,7 +31,7 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:%d
+  addr: %s
   debug:
     addr: 127.0.0.1:%d
 health:
@@ -50,10 +52,10 @@ func StartRegistry(dir string) (*Registry, error) {
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "registry.yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, registryConfig, filepath.Join(dir, "storage"), ports[0], ports[1]), 0o644); err != nil {
+	r := &Registry{Host: net.JoinHostPort(IntakeHost, strconv.Itoa(ports[0]))}
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, registryConfig, filepath.Join(dir, "storage"), r.Host, ports[1]), 0o644); err != nil {
 		return nil, err
 	}
-	r := &Registry{Host: fmt.Sprintf("127.0.0.1:%d", ports[0])}
 	if r.proc, err = StartProcess(bin, ProcessSpec{
 		Name: "registry", Args: []string{"serve", cfg}, LogDir: dir,
 		HealthPort: ports[1], HealthPath: "/debug/health",

@@ -2,9 +2,9 @@ package harness
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -219,7 +219,7 @@ func StartNullSink(serverOpts ...grpc.ServerOption) (*NullSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	lis, err := net.Listen("tcp", net.JoinHostPort(IntakeHost, strconv.Itoa(port)))
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +246,7 @@ func StartNullSink(serverOpts ...grpc.ServerOption) (*NullSink, error) {
 }
 
 // Endpoint is the sink's host:port.
-func (s *NullSink) Endpoint() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
+func (s *NullSink) Endpoint() string { return net.JoinHostPort(IntakeHost, strconv.Itoa(s.Port)) }
 
 // Requests counts the export requests the sink accepted.
 func (s *NullSink) Requests() int64 { return s.requests.Load() }

@@ -22,7 +22,11 @@ type SendResult struct {
 	// FailedTraces had at least one span refused by an agent; they are left
 	// out of completeness checks and reported on their own.
 	FailedTraces map[pcommon.TraceID]bool
-	Elapsed      time.Duration
+	// FailedBy counts the failed spans by why: the gRPC status of the
+	// export's last attempt, or "sender queue full" when the export queue
+	// was full of exports being retried (see SendConfig.RetryFor).
+	FailedBy map[string]int64
+	Elapsed  time.Duration
 }
 
 // Progress is called about once a second while sending.
@@ -76,7 +80,7 @@ func (cfg SendConfig) export(ctx context.Context, client ptraceotlp.GRPCClient, 
 // SendWith is Send with the agents reached as cfg says.
 func SendWith(ctx context.Context, plans []TracePlan, cfg SendConfig) (SendResult, error) {
 	progress := cfg.Progress
-	res := SendResult{FailedTraces: map[pcommon.TraceID]bool{}}
+	res := SendResult{FailedTraces: map[pcommon.TraceID]bool{}, FailedBy: map[string]int64{}}
 	clients := make([]ptraceotlp.GRPCClient, len(cfg.Targets))
 	for i, ep := range cfg.Targets {
 		opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, cfg.DialOptions...)
@@ -97,10 +101,11 @@ func SendWith(ctx context.Context, plans []TracePlan, cfg SendConfig) (SendResul
 	var sent, failed atomic.Int64
 	var mu sync.Mutex
 	// fail counts spans the agents never took, and their traces.
-	fail := func(spans []scheduledSpan) {
+	fail := func(spans []scheduledSpan, why string) {
 		failed.Add(int64(len(spans)))
 		mu.Lock()
 		defer mu.Unlock()
+		res.FailedBy[why] += int64(len(spans))
 		for _, s := range spans {
 			res.FailedTraces[s.trace.ID] = true
 		}
@@ -140,7 +145,7 @@ func SendWith(ctx context.Context, plans []TracePlan, cfg SendConfig) (SendResul
 				select {
 				case slots[agent] <- struct{}{}:
 				default:
-					fail(spans)
+					fail(spans, "sender queue full")
 					continue
 				}
 			} else {
@@ -152,7 +157,7 @@ func SendWith(ctx context.Context, plans []TracePlan, cfg SendConfig) (SendResul
 				defer func() { <-slots[agent] }()
 				req := ptraceotlp.NewExportRequestFromTraces(buildTraces(base, spans))
 				if err := cfg.export(ctx, clients[agent], req); err != nil {
-					fail(spans)
+					fail(spans, status.Convert(err).Code().String()+": "+status.Convert(err).Message())
 					return
 				}
 				sent.Add(int64(len(spans)))

@@ -4,11 +4,11 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,7 +93,7 @@ func (s *Sink) checkCredential(ctx context.Context) error {
 // not) on a free port, recording into the same sink, and returns its
 // base URL (for an otlp_http exporter's endpoint).
 func (s *Sink) ServeHTTP() (string, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := net.Listen("tcp", net.JoinHostPort(IntakeHost, "0"))
 	if err != nil {
 		return "", err
 	}
@@ -163,7 +163,7 @@ func NewTLSSink(cfg *tls.Config, attrKeys ...string) (*Sink, error) {
 }
 
 // Endpoint is host:port for an OTLP exporter.
-func (s *Sink) Endpoint() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
+func (s *Sink) Endpoint() string { return net.JoinHostPort(IntakeHost, strconv.Itoa(s.Port)) }
 
 // Up (re)starts serving on the sink's port.
 func (s *Sink) Up() error {

@@ -1,7 +1,7 @@
 // Package image builds the container image from the repository's Dockerfile
 // with podman and exports its filesystem, and does what a container runtime
 // does before it runs the entrypoint. The image test (image_test.go) and the
-// process kubelet of the Kubernetes tests (test/k8s/cluster) use it.
+// Kubernetes tests' nodes (test/k8s/cluster) use it.
 package image
 
 import (
@@ -71,23 +71,6 @@ func BuildFor(tag, platform, binary, rootfs string) (*Image, error) {
 	}
 	img := &Image{Tag: tag, Platform: platform, RootFS: rootfs, podman: podman}
 	if _, err := output(filepath.Join(harness.RepoRoot(), "scripts", "build-image.sh"), tag, platform, binary); err != nil {
-		return nil, err
-	}
-	return img, img.export()
-}
-
-// Pull pulls ref (a tag or a digest) of the host's platform from its
-// registry, as a node's container runtime does, and exports its filesystem
-// into rootfs (which must exist). The registries a test starts serve plain
-// HTTP on loopback, so TLS is not asked for.
-func Pull(ref, rootfs string) (*Image, error) {
-	podman, err := exec.LookPath("podman")
-	if err != nil {
-		return nil, fmt.Errorf("podman is required to pull the image: %w", err)
-	}
-	platform := "linux/" + runtime.GOARCH
-	img := &Image{Tag: ref, Platform: platform, RootFS: rootfs, podman: podman}
-	if _, err := output(podman, "pull", "--quiet", "--tls-verify=false", "--platform", platform, ref); err != nil {
 		return nil, err
 	}
 	return img, img.export()

@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/tailgate-dev/tailgate/test/k8s/cluster"
 	"github.com/tailgate-dev/tailgate/test/k8s/render"
 	"github.com/tailgate-dev/tailgate/test/profile"
 )
@@ -394,7 +393,7 @@ func resolveGOMEMLIMIT(t *testing.T, c map[string]any) {
 		require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(c, &container))
 		var ref corev1.ResourceFieldSelector
 		require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(e["valueFrom"].(map[string]any)["resourceFieldRef"].(map[string]any), &ref))
-		v, err := cluster.ResourceFieldValue(container, &ref)
+		v, err := render.ResourceFieldValue(container, &ref)
 		require.NoError(t, err)
 		delete(e, "valueFrom")
 		e["value"] = v

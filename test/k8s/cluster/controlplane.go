@@ -1,8 +1,6 @@
-// Package cluster runs a real Kubernetes control plane for the tests (etcd,
-// kube-apiserver, kube-controller-manager built by
-// scripts/install-controlplane.sh) and plays the kubelet for it: it binds
-// pods to Node objects and runs each tailgate pod as a real process from
-// the image's filesystem (see Kubelet).
+// Package cluster runs a real Kubernetes cluster for the tests: the control
+// plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+// built by scripts/install-controlplane.sh) and real nodes (see Node).
 package cluster
 
 import (
@@ -22,7 +20,8 @@ import (
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
 
-// ControlPlane is a running etcd + kube-apiserver + kube-controller-manager.
+// ControlPlane is a running etcd + kube-apiserver + kube-controller-manager
+// + kube-scheduler.
 type ControlPlane struct {
 	BinDir     string
 	Dir        string
@@ -39,12 +38,15 @@ type ControlPlane struct {
 }
 
 // Controllers are the kube-controller-manager controllers the tests need;
-// the rest (node lifecycle, cloud, storage...) have nothing to act on here.
+// the rest (cloud, storage, certificates...) have nothing to act on here.
 var Controllers = []string{
 	"endpointslice-controller", "deployment-controller", "replicaset-controller",
 	"daemonset-controller", "disruption-controller", "serviceaccount-controller",
 	"serviceaccount-token-controller", "namespace-controller", "garbage-collector-controller",
 	"horizontal-pod-autoscaler-controller", "root-ca-certificate-publisher-controller",
+	// Lift a new node's not-ready taint; taint, and evict from, a node that
+	// stops reporting.
+	"node-lifecycle-controller", "taint-eviction-controller",
 }
 
 const adminToken = "tailgate-test-admin-token"
@@ -82,7 +84,7 @@ func Start(binDir, dir string) (_ *ControlPlane, err error) {
 	if err != nil {
 		return nil, err
 	}
-	etcdClient, etcdPeer, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
+	etcdClient, etcdPeer, apiPort, kcmPort, schedulerPort := ports[0], ports[1], ports[2], ports[3], ports[4]
 	cp.APIPort = apiPort
 
 	etcd, err := harness.StartProcess(filepath.Join(binDir, "etcd"), harness.ProcessSpec{
@@ -121,9 +123,8 @@ func Start(binDir, dir string) (_ *ControlPlane, err error) {
 			// Every address of the sandbox's network namespace: loopback
 			// for the test, FabricIP for real nodes.
 			"--bind-address=0.0.0.0", "--secure-port=" + strconv.Itoa(apiPort),
-			// The kubernetes Service's endpoint: where pods on real nodes
-			// reach the API server through its cluster IP (kube-proxy).
-			// The process kubelet's pods reach it on loopback instead.
+			// The kubernetes Service's endpoint: where pods reach the API
+			// server through its cluster IP (kube-proxy).
 			"--advertise-address=" + FabricIP,
 			"--service-cluster-ip-range=10.96.0.0/16",
 			"--tls-cert-file=" + cp.PKI.ServingCert, "--tls-private-key-file=" + cp.PKI.ServingKey,
@@ -136,6 +137,10 @@ func Start(binDir, dir string) (_ *ControlPlane, err error) {
 			"--service-account-key-file=" + cp.PKI.SAPub,
 			"--service-account-signing-key-file=" + cp.PKI.SAKey,
 			"--allow-privileged=false",
+			// A pod on a lost node is evicted 20s after the node is found
+			// lost (default 300s), so that the node-loss test is minutes,
+			// not quarters of an hour: a cluster's own setting.
+			"--default-not-ready-toleration-seconds=20", "--default-unreachable-toleration-seconds=20",
 			"--audit-policy-file=" + auditPolicy, "--audit-log-path=" + cp.AuditLog,
 			// The aggregation layer, for custom.metrics.k8s.io served by
 			// prometheus-adapter: the front proxy's identity and the
@@ -175,24 +180,44 @@ func Start(binDir, dir string) (_ *ControlPlane, err error) {
 
 	kcm, err := harness.StartProcess(filepath.Join(binDir, "kube-controller-manager"), harness.ProcessSpec{
 		Name: "kube-controller-manager", LogDir: dir,
-		Args: []string{
-			"--kubeconfig=" + cp.Kubeconfig,
-			"--authentication-kubeconfig=" + cp.Kubeconfig, "--authorization-kubeconfig=" + cp.Kubeconfig,
-			"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(kcmPort),
-			"--leader-elect=false",
-			"--controllers=" + strings.Join(Controllers, ","),
-			"--service-account-private-key-file=" + cp.PKI.SAKey,
-			"--root-ca-file=" + cp.PKI.CACert,
+		Args: append(cp.componentArgs(kcmPort),
+			"--controllers="+strings.Join(Controllers, ","),
+			"--service-account-private-key-file="+cp.PKI.SAKey,
+			"--root-ca-file="+cp.PKI.CACert,
 			"--use-service-account-credentials=false",
-			// Quick reactions keep the tests short.
+			// Quick reactions keep the tests short: a node is lost after
+			// 30s without a heartbeat (default 50s; the kubelet renews its
+			// lease every 10s).
 			"--concurrent-deployment-syncs=5", "--horizontal-pod-autoscaler-sync-period=5s",
-		},
+			"--node-monitor-period=2s", "--node-monitor-grace-period=30s",
+		),
 	})
 	if err != nil {
 		return nil, err
 	}
 	cp.procs = append(cp.procs, kcm)
+
+	scheduler, err := harness.StartProcess(filepath.Join(binDir, "kube-scheduler"), harness.ProcessSpec{
+		Name: "kube-scheduler", LogDir: dir,
+		Args: cp.componentArgs(schedulerPort),
+	})
+	if err != nil {
+		return nil, err
+	}
+	cp.procs = append(cp.procs, scheduler)
 	return cp, nil
+}
+
+// componentArgs are the arguments the controller manager and the scheduler
+// share: the admin's kubeconfig for the API and for checking their own
+// callers, their secure port on loopback, no leader election.
+func (cp *ControlPlane) componentArgs(port int) []string {
+	return []string{
+		"--kubeconfig=" + cp.Kubeconfig,
+		"--authentication-kubeconfig=" + cp.Kubeconfig, "--authorization-kubeconfig=" + cp.Kubeconfig,
+		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
+		"--leader-elect=false",
+	}
 }
 
 func (cp *ControlPlane) waitReady(api *harness.Process, timeout time.Duration) error {

@@ -14,17 +14,15 @@ import (
 
 // ClusterDNS answers, like a cluster's DNS for headless Services, A queries
 // for <service>.<namespace>.svc.cluster.local with the Service's ready
-// endpoint addresses from its EndpointSlices. It listens on 127.0.0.1:53 in
-// the test's network namespace, where a pod's resolver looks when its
-// filesystem has no /etc/resolv.conf (Go's default), as in the tailgate
-// image, and answers from the API at every query.
+// endpoint addresses from its EndpointSlices, from the API at every query.
 //
-// ServeNodeCaches adds what a production cluster puts between a pod and
-// that answer: a cache per node (NodeLocal DNSCache; CoreDNS's own cache
-// behaves alike), which keeps an answer for its TTL (recordTTL, CoreDNS's
-// kubernetes plugin default). Each node's cache is filled at its own
-// moment, so after a change pods on different nodes see the new set up to
-// a TTL apart.
+// It answers through what a production cluster puts between a pod and that
+// answer: a cache per node (NodeLocal DNSCache; CoreDNS's own cache behaves
+// alike) at the address the node's kubelet gives its pods as their
+// nameserver (Fabric.NodeDNSIPs), which keeps an answer for its TTL
+// (recordTTL, CoreDNS's kubernetes plugin default). Each node's cache is
+// filled at its own moment, so after a change pods on different nodes see
+// the new set up to a TTL apart.
 type ClusterDNS struct {
 	cp    *ControlPlane
 	mu    sync.Mutex
@@ -34,17 +32,14 @@ type ClusterDNS struct {
 // recordTTL is the TTL of every answer, and how long a node cache keeps it.
 const recordTTL = 5 * time.Second
 
-// StartDNS starts serving until Stop.
+// StartDNS returns the cluster's DNS, which answers once its node caches
+// serve (ServeNodeCaches), until Stop.
 func StartDNS(cp *ControlPlane) (*ClusterDNS, error) {
-	d := &ClusterDNS{cp: cp}
-	if err := d.listen("127.0.0.1", d.readyAddresses); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return &ClusterDNS{cp: cp}, nil
 }
 
 // ServeNodeCaches serves a caching resolver on port 53 of each address
-// (the nodes' IPs), each with a cache of its own.
+// (the nodes' DNS cache addresses), each with a cache of its own.
 func (d *ClusterDNS) ServeNodeCaches(addrs []string) error {
 	for _, a := range addrs {
 		c := &nodeCache{lookup: d.readyAddresses, entries: map[string]cachedAnswer{}}

@@ -26,9 +26,9 @@ import (
 // a platform team installs it (its Helm chart with custom and external
 // rules): a Service in the monitoring namespace and an APIService for each
 // group, which the aggregation layer of kube-apiserver proxies to (verifying the adapter's certificate
-// against the APIService's caBundle). The adapter runs as a process on a pod
-// network address, behind a selector-less Service with a hand-written
-// EndpointSlice (the process kubelet only runs tailgate's image).
+// against the APIService's caBundle). The adapter runs as a process of the
+// test on the node network, behind a selector-less Service with a
+// hand-written EndpointSlice (no image of it is built here).
 type CustomMetricsAPI struct {
 	cp          *ControlPlane
 	apiServices dynamic.ResourceInterface // the cluster's APIService objects
@@ -38,9 +38,8 @@ type CustomMetricsAPI struct {
 const (
 	adapterNamespace = "monitoring"
 	adapterService   = "prometheus-adapter"
-	// adapterAddress is a pod network address no node's pods get (the
-	// kubelet hands out 10.244.<node>.<n> from node 1 up).
-	adapterAddress = "10.244.255.1"
+	// adapterAddress: the adapter stands for a pod (see StandInPodIP).
+	adapterAddress = StandInPodIP
 	// CustomMetricsAPIService and ExternalMetricsAPIService are the
 	// APIServices the adapter serves.
 	CustomMetricsAPIService   = "v1beta1.custom.metrics.k8s.io"

@@ -42,6 +42,7 @@ type Node struct {
 	Name    string
 	IP      string // InternalIP on the node network
 	PodCIDR string
+	dnsIP   string // its DNS cache (Fabric.NodeDNSIPs)
 
 	cluster *Fabric
 	dir     string
@@ -51,11 +52,6 @@ type Node struct {
 
 	containerd, kubelet, proxy *harness.Process
 }
-
-// RealNodeTaint keeps the workloads the process kubelet runs (the base's
-// DaemonSet among them) off the real nodes, while both kinds of node are in
-// one cluster: a pod for a real node tolerates it.
-const RealNodeTaint = "tailgate.dev/real-node"
 
 // nodeSettings are the host kernel settings a kubelet checks, and writes
 // when they differ (pkg/kubelet/cm setupKernelTunables), with the values it
@@ -75,8 +71,8 @@ var nodeSettings = map[string]string{
 // the node is Ready in the API.
 func (f *Fabric) startNode(i int, images []string) (_ *Node, err error) {
 	n := &Node{
-		Name: fmt.Sprintf("real-node-%d", i+1), IP: f.nodeIP(i), PodCIDR: f.podCIDR(i),
-		cluster: f, dir: filepath.Join(f.dir, fmt.Sprintf("real-node-%d", i+1)),
+		Name: fmt.Sprintf("node-%d", i+1), IP: f.nodeIP(i), PodCIDR: f.podCIDR(i), dnsIP: f.nodeDNSIP(i),
+		cluster: f, dir: filepath.Join(f.dir, fmt.Sprintf("node-%d", i+1)),
 	}
 	defer func() {
 		if err != nil {
@@ -84,7 +80,7 @@ func (f *Fabric) startNode(i int, images []string) (_ *Node, err error) {
 			n.Stop()
 		}
 	}()
-	for _, d := range []string{"var/lib", "var/log", "run", "etc/cni/net.d", "sysctl", "logs"} {
+	for _, d := range []string{"var/lib", "var/log", "run", "etc/cni/net.d", "certs.d", "sysctl", "logs"} {
 		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
 			return nil, err
 		}
@@ -119,7 +115,7 @@ func (f *Fabric) startNode(i int, images []string) (_ *Node, err error) {
 	}
 	if n.kubelet, err = n.start("kubelet", filepath.Join(f.bins.kube, "kubelet"),
 		"--config="+n.path("kubelet.yaml"), "--kubeconfig="+n.path("kubelet.kubeconfig"),
-		"--hostname-override="+n.Name, "--node-ip="+n.IP, "--register-with-taints="+RealNodeTaint+"=true:NoSchedule",
+		"--hostname-override="+n.Name, "--node-ip="+n.IP, "--node-labels=topology.kubernetes.io/zone=zone-"+n.Name,
 		"--v=1"); err != nil {
 		return nil, err
 	}
@@ -275,6 +271,9 @@ func (n *Node) Stop() {
 	if n.cgroups != nil {
 		n.cgroups.remove()
 	}
+	// The node's veth went with its network namespace; the sandbox's route
+	// to its pods stays until removed.
+	_ = ipCommands([][]string{{"route", "del", n.PodCIDR}})
 }
 
 // waitGone waits for a process to be gone (reaped, not a zombie).
@@ -322,4 +321,15 @@ func (n *Node) ContainerPIDs(pod *corev1.Pod, containerID string) ([]int, error)
 		err = fmt.Errorf("no cgroup for container %s of pod %s under %s", id, pod.Name, n.cgroups.Root)
 	}
 	return pids, err
+}
+
+// KillContainer has the runtime kill a container (containerID as the
+// pod's status gives it) with SIGKILL, as a crash or `crictl stop -t 0`
+// would; the kubelet then applies the pod's restart policy.
+func (n *Node) KillContainer(containerID string) error {
+	_, id, _ := strings.Cut(containerID, "://")
+	if out, err := n.ctr("tasks", "kill", "--signal", "SIGKILL", id); err != nil {
+		return fmt.Errorf("kill container %s: %w: %s", id, err, out)
+	}
+	return nil
 }

@@ -177,3 +177,13 @@ func processRuns(pid int) bool {
 	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
 	return err == nil
 }
+
+// RemoveLeftNodeCgroups removes the node cgroups of test processes that no
+// longer run. The live suite's outer process calls it once its sandboxed
+// child has ended, however it ended: a child killed with SIGKILL runs no
+// cleanup, and its nodes' cgroups would stay until the next run.
+func RemoveLeftNodeCgroups() {
+	if p, err := newNodeCgroupParent(); err == nil {
+		p.remove()
+	}
+}

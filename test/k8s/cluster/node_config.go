@@ -15,10 +15,6 @@ import (
 // reachable.
 const PauseImage = "registry.k8s.io/pause:3.10.2"
 
-// ClusterDNSIP is the cluster DNS Service's address the kubelet writes into
-// pods' resolv.conf.
-const ClusterDNSIP = "10.96.0.10"
-
 func (n *Node) writeConfigs() error {
 	pki := n.cluster.cp.PKI
 	kubeletCert, kubeletKey, err := pki.IssueClientCert(n.Name+"-kubelet-client", "system:node:"+n.Name, "system:nodes")
@@ -39,9 +35,9 @@ func (n *Node) writeConfigs() error {
 		"kubelet.kubeconfig":    n.kubeconfig(kubeletCert, kubeletKey),
 		"kube-proxy.yaml":       n.kubeProxyConfig(),
 		"kube-proxy.kubeconfig": n.kubeconfig(proxyCert, proxyKey),
-		// What a pod with dnsPolicy Default, and the cluster DNS's
-		// upstream, resolves with: the node's own resolver.
-		"resolv.conf": "nameserver " + FabricIP + "\n",
+		// The node's own resolver (what a pod with dnsPolicy Default
+		// gets): its DNS cache.
+		"resolv.conf": "nameserver " + n.dnsIP + "\n",
 	}
 	for name, content := range files {
 		if err := os.WriteFile(n.path(name), []byte(content), 0o600); err != nil {
@@ -83,7 +79,10 @@ state = "/run/containerd"
   snapshotter = "overlayfs"
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = %q
-`, b.runc+"/runc", b.cni, n.path("etc/cni/net.d"), PauseImage)
+  [plugins."io.containerd.cri.v1.images".registry]
+    # Per-registry settings (Fabric.TrustRegistry), read at each pull.
+    config_path = %q
+`, b.runc+"/runc", b.cni, n.path("etc/cni/net.d"), PauseImage, n.path("certs.d"))
 }
 
 // kubeletConfig: the cgroupfs driver under the node's cgroupRoot (cgroup
@@ -113,6 +112,9 @@ failSwapOn: false
 clusterDNS: [%s]
 clusterDomain: cluster.local
 resolvConf: %s
+# Mounted ConfigMaps and Secrets follow their objects within this period
+# (default 1m): the tests' policy and certificate rollouts stay short.
+syncFrequency: 10s
 evictionHard:
   memory.available: 100Mi
   nodefs.available: "1%%"
@@ -122,7 +124,7 @@ evictionHard:
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
-`, n.IP, servingCert, servingKey, n.cluster.cp.PKI.CACert, n.cgroups.Root, ClusterDNSIP, n.path("resolv.conf"))
+`, n.IP, servingCert, servingKey, n.cluster.cp.PKI.CACert, n.cgroups.Root, n.dnsIP, n.path("resolv.conf"))
 }
 
 // kubeProxyConfig: iptables mode in the node's network namespace. No

@@ -17,24 +17,48 @@ import (
 const (
 	// FabricIP is the sandbox's address on the node network: the API
 	// server, and any server of the test that pods must reach, listen here.
-	FabricIP    = "10.243.0.1"
-	nodesBridge = "tg-nodes"
-	// ClusterCIDR holds every real node's pod CIDR (one /24 each). The
-	// process kubelet's pods are in 10.244.0.0/16.
+	FabricIP = "10.243.0.1"
+	// StandInPodIP is a second address of the sandbox on the node network,
+	// for a server of the test that stands for a cluster's pod behind a
+	// selector-less Service (prometheus-adapter, see CustomMetricsAPI).
+	StandInPodIP = "10.243.0.2"
+	nodesBridge  = "tg-nodes"
+	// ClusterCIDR holds every node's pod CIDR (one /24 each).
 	ClusterCIDR = "10.245.0.0/16"
 )
 
 func (f *Fabric) nodeIP(i int) string  { return fmt.Sprintf("10.243.0.%d", 10+i) }
 func (f *Fabric) podCIDR(i int) string { return fmt.Sprintf("10.245.%d.0/24", i+1) }
 
-// setUpNetwork creates the node network's bridge and lets the sandbox
-// forward between nodes (its own ip_forward: a per-namespace setting).
-func setUpNetwork() error {
-	if err := ipCommands([][]string{
+// nodeDNSIP is where the i-th node's DNS cache answers its pods (the
+// kubelet's clusterDNS): an address of the sandbox on the node network, as
+// NodeLocal DNSCache's is an address on each node.
+func (f *Fabric) nodeDNSIP(i int) string { return fmt.Sprintf("10.243.0.%d", 100+i) }
+
+// NodeDNSIPs are the nodes' DNS cache addresses, to serve
+// (ClusterDNS.ServeNodeCaches).
+func (f *Fabric) NodeDNSIPs() []string {
+	ips := make([]string, len(f.Nodes))
+	for i := range f.Nodes {
+		ips[i] = f.nodeDNSIP(i)
+	}
+	return ips
+}
+
+// setUpNetwork creates the node network's bridge with the sandbox's
+// addresses on it and lets the sandbox forward between nodes (its own
+// ip_forward: a per-namespace setting).
+func (f *Fabric) setUpNetwork(nodes int) error {
+	cmds := [][]string{
 		{"link", "add", nodesBridge, "type", "bridge"},
 		{"addr", "add", FabricIP + "/24", "dev", nodesBridge},
+		{"addr", "add", StandInPodIP + "/32", "dev", nodesBridge},
 		{"link", "set", nodesBridge, "up"},
-	}); err != nil {
+	}
+	for i := range nodes {
+		cmds = append(cmds, []string{"addr", "add", f.nodeDNSIP(i) + "/32", "dev", nodesBridge})
+	}
+	if err := ipCommands(cmds); err != nil {
 		return err
 	}
 	return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
@@ -57,6 +81,11 @@ func (f *Fabric) attach(n *Node, i int) error {
 		"ip addr add " + n.IP + "/24 dev eth0",
 		"ip link set eth0 up",
 		"ip route add default via " + FabricIP,
+		// An address of the node's pod CIDR with no pod (one just
+		// deleted) is unreachable at once, as with Calico's blackhole
+		// routes, instead of looping between the node and the sandbox
+		// until its TTL runs out while a connect waits.
+		"ip route add unreachable " + n.PodCIDR,
 		// The node forwards between its pods' veths and eth0 (ptp).
 		"echo 1 > /proc/sys/net/ipv4/ip_forward",
 	}, " && ")

@@ -16,10 +16,11 @@ import (
 type Fabric struct {
 	Nodes []*Node
 
-	cp      *ControlPlane
-	dir     string
-	bins    nodeBinaries
-	cgroups *nodeCgroupParent
+	cp       *ControlPlane
+	dir      string
+	bins     nodeBinaries
+	cgroups  *nodeCgroupParent
+	archives []string // the images every node imports
 }
 
 // nodeBinaries are the directories of the nodes' programs, each built from
@@ -104,9 +105,10 @@ func StartNodes(cp *ControlPlane, dir string, count int, images ...*image.Image)
 	if f.cgroups, err = newNodeCgroupParent(); err != nil {
 		return nil, err
 	}
-	if err := setUpNetwork(); err != nil {
+	if err := f.setUpNetwork(count); err != nil {
 		return nil, err
 	}
+	f.archives = archives
 	for i := range count {
 		n, err := f.startNode(i, archives)
 		if err != nil {
@@ -134,4 +136,69 @@ func (f *Fabric) LogTails(lines int) string {
 		sb.WriteString(n.LogTails(lines))
 	}
 	return sb.String()
+}
+
+// TrustRegistry lets the nodes' runtimes pull from a registry the test
+// serves over plain HTTP at host (host:port), as a cluster's operators
+// configure a registry mirror (containerd's hosts.toml).
+func (f *Fabric) TrustRegistry(host string) error {
+	hosts := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", "http://"+host, "http://"+host)
+	for _, n := range f.Nodes {
+		dir := filepath.Join(n.path("certs.d"), host)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Node is the node of that name.
+func (f *Fabric) Node(name string) *Node {
+	for _, n := range f.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// NodeNames are the nodes' names.
+func (f *Fabric) NodeNames() []string {
+	names := make([]string, len(f.Nodes))
+	for i, n := range f.Nodes {
+		names[i] = n.Name
+	}
+	return names
+}
+
+// Lose ends a node at once, as a power loss would: its kubelet, runtime,
+// kube-proxy and containers all die and its network is gone. Its Node and
+// pods stay in the API as they were, until the node lifecycle controller
+// finds the node's heartbeats missing.
+func (f *Fabric) Lose(name string) {
+	f.Node(name).Stop()
+}
+
+// Replace starts a lost node again from empty disks, under its name and
+// addresses, as a replacement machine joins: its kubelet finds the pods
+// still bound to it (the DaemonSet's) and runs them.
+func (f *Fabric) Replace(name string) error {
+	for i, n := range f.Nodes {
+		if n.Name != name {
+			continue
+		}
+		if err := os.RemoveAll(n.dir); err != nil {
+			return err
+		}
+		replacement, err := f.startNode(i, f.archives)
+		if err != nil {
+			return err
+		}
+		f.Nodes[i] = replacement
+		return nil
+	}
+	return fmt.Errorf("no node %s", name)
 }

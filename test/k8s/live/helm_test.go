@@ -41,10 +41,10 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	second, err := harness.NewSink(releaseAttribute)
 	require.NoError(t, err)
 	t.Cleanup(second.Close)
-	values := []string{
+	values := append([]string{
 		"--set", "clusterName=" + clusterName,
 		"--set-json", "gateway.config=" + gatewayConfig(env.sink.Endpoint(), second.Endpoint(), "helm-install"),
-	}
+	}, fitTestNodesValues...)
 	start := time.Now()
 	notes, err := helmCmd(append([]string{"install", helmRelease, render.ChartDir(), "--wait", "--timeout", "5m"}, values...)...)
 	require.NoError(t, err)

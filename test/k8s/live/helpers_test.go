@@ -28,7 +28,7 @@ const decisionWait = 10 * time.Second
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	if ok, last := harness.Poll(timeout, 250*time.Millisecond, cond); !ok {
-		t.Fatalf("%s: not after %s (last state: %s)\n%s", what, timeout, last, env.kubelet.LogTails(15))
+		t.Fatalf("%s: not after %s (last state: %s)\n%s\n%s", what, timeout, last, env.cp.Logs(15), env.nodes.LogTails(15))
 	}
 }
 
@@ -117,17 +117,33 @@ func scrapePod(t *testing.T, p corev1.Pod) harness.Scrape {
 func agentsSeeGateways(t *testing.T, n int, resolver string) {
 	t.Helper()
 	eventually(t, time.Minute, fmt.Sprintf("every agent's load balancer has %d gateways", n), func() (bool, string) {
-		var seen []float64
-		for _, a := range readyPods(t, "tailgate-agent") {
-			seen = append(seen, scrapePod(t, a).Sum("otelcol_loadbalancer_num_backends", "resolver", resolver))
-		}
-		for _, v := range seen {
-			if v != float64(n) {
-				return false, fmt.Sprint(seen)
-			}
-		}
-		return len(seen) == 2, fmt.Sprint(seen)
+		seen := agentRingSizes(resolver)
+		return ringsHold(seen, n), fmt.Sprint(seen)
 	})
+}
+
+// agentRingSizes are the agents' ring sizes on a resolver (the
+// loadbalancing exporter's backend count); nil when one cannot be read.
+func agentRingSizes(resolver string) []float64 {
+	var seen []float64
+	for _, addr := range agentAddressesQuiet() {
+		s, err := harness.ScrapeMetricsAt(addr)
+		if err != nil {
+			return nil
+		}
+		seen = append(seen, s.Sum("otelcol_loadbalancer_num_backends", "resolver", resolver))
+	}
+	return seen
+}
+
+// ringsHold: both agents' rings hold n gateways.
+func ringsHold(sizes []float64, n int) bool {
+	for _, v := range sizes {
+		if v != float64(n) {
+			return false
+		}
+	}
+	return len(sizes) == 2
 }
 
 // settleGateways waits until the Deployment has exactly n ready gateways,
@@ -191,13 +207,19 @@ func useResolver(t *testing.T, resolver string, n int) {
 // agent may refuse a span.
 func sendThroughAgents(t *testing.T, plans []harness.TracePlan, events map[time.Duration]func()) harness.SendResult {
 	t.Helper()
+	return sendTo(t, agentEndpoints(t), plans, events)
+}
+
+// sendTo is sendThroughAgents through the given agents' endpoints.
+func sendTo(t *testing.T, agents []string, plans []harness.TracePlan, events map[time.Duration]func()) harness.SendResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	wait := harness.RunAt(ctx, events)
-	sent, err := harness.Send(ctx, plans, agentEndpoints(t), nil)
+	sent, err := harness.Send(ctx, plans, agents, nil)
 	require.NoError(t, err)
 	wait()
-	require.Zero(t, sent.SpansFailed, "agents refused spans")
+	require.Zero(t, sent.SpansFailed, "agents refused spans: %v", sent.FailedBy)
 	return sent
 }
 
@@ -234,6 +256,16 @@ func requireWholeAt(t *testing.T, what string, plans []harness.TracePlan, sent h
 		o := ev.ByKind[k]
 		t.Logf("REPORT %s: %-6s sent %4d complete %4d partial %d lost %4d", what, k, o.Sent, o.Complete, o.Partial, o.Lost)
 	}
+}
+
+// brokenInteresting counts the error and slow traces that arrived partial
+// or not at all, and those sent.
+func brokenInteresting(ev harness.Evaluation) (broken, sent int) {
+	for _, k := range harness.Interesting {
+		o := ev.ByKind[k]
+		broken, sent = broken+o.Partial+o.Lost, sent+o.Sent
+	}
+	return broken, sent
 }
 
 // rollout is what rollGatewaysUnderTraffic saw: when the change was made

@@ -1,11 +1,13 @@
 // Package live applies the Kubernetes manifests to a real control plane
-// (etcd, kube-apiserver, kube-controller-manager) and runs the resulting
-// pods as real tailgate processes through a process kubelet, all inside a
-// network and mount namespace of the test's own: pods get 10.244.x.y
-// addresses on that namespace's loopback, and nothing leaves it.
+// (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) with real
+// nodes (kubelet, containerd, runc, CNI, kube-proxy; see cluster.Node) that
+// run the image, all inside a network and mount namespace of the test's
+// own: the nodes and their pods have addresses on networks of that
+// namespace, and nothing leaves it.
 //
 // The control plane, nodes and the applied base are shared by the tests of
-// one run; TestMain stops everything at the end, also after a failure.
+// one run; TestMain stops everything at the end, also after a failure, and
+// fails the run if a host kernel setting changed.
 package live
 
 import (
@@ -14,8 +16,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -38,37 +40,33 @@ var imageRef string
 
 // env is the shared cluster the tests run against.
 var env struct {
-	cp      *cluster.ControlPlane
-	kubelet *cluster.Kubelet
-	sink    *harness.Sink
-	dns     *cluster.ClusterDNS
-	dir     string
-	image   *image.Image
+	cp    *cluster.ControlPlane
+	nodes *cluster.Fabric
+	sink  *harness.Sink
+	dns   *cluster.ClusterDNS
+	dir   string
 	// hostSettings are the host's kernel settings before any node ran
 	// (cluster.HostKernelSettings); teardown checks they are unchanged.
 	hostSettings map[string]string
-	// real are the real nodes, started by the first test that needs them
-	// (realNodes).
-	real struct {
-		once   sync.Once
-		fabric *cluster.Fabric
-		err    error
-	}
 }
+
+// nodeCount: two, so that the DaemonSet runs two agents and pods talk
+// across nodes.
+const nodeCount = 2
 
 // TestMain runs the tests in network and mount namespaces of their own
 // (see test/sandbox): the pod network, the pods' mounts and every process
 // end with the test binary, however it ends.
 func TestMain(m *testing.M) {
-	os.Exit(sandbox.Main(sandbox.Mount|sandbox.Network, func() int {
+	code := sandbox.Main(sandbox.Mount|sandbox.Network, func() int {
 		code, err := setUp(m)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "live: setup failed:", err)
 			if env.cp != nil {
 				fmt.Fprintln(os.Stderr, env.cp.Logs(30))
 			}
-			if env.kubelet != nil {
-				fmt.Fprintln(os.Stderr, env.kubelet.LogTails(20))
+			if env.nodes != nil {
+				fmt.Fprintln(os.Stderr, env.nodes.LogTails(20))
 			}
 			code = 1
 		}
@@ -77,13 +75,21 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 		return code
-	}))
+	})
+	if !sandbox.Inside() {
+		// The sandboxed run has ended, however it ended: a run killed with
+		// SIGKILL cleaned up nothing (see cluster.RemoveLeftNodeCgroups).
+		cluster.RemoveLeftNodeCgroups()
+	}
+	os.Exit(code)
 }
 
 // setUp starts the shared cluster inside the sandbox and runs the tests.
 func setUp(m *testing.M) (int, error) {
-	// Loopback up, and the pod network routed to it: every 10.244.x.y is a
-	// local address inside this namespace only.
+	// Loopback up, and 10.244.0.0/16 routed to it: every 10.244.x.y is a
+	// local address inside this namespace only, for the collectors the
+	// ring conformance test runs as processes of its own beside the
+	// nodes (whose pods are in cluster.ClusterCIDR).
 	for _, args := range [][]string{
 		{"link", "set", "lo", "up"},
 		{"route", "add", "local", "10.244.0.0/16", "dev", "lo"},
@@ -114,23 +120,26 @@ func setUp(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	env.image = img
 	if env.cp, err = cluster.Start(binDir, env.dir); err != nil {
 		return 0, err
 	}
-	if env.dns, err = cluster.StartDNS(env.cp); err != nil {
+	start := time.Now()
+	if env.nodes, err = cluster.StartNodes(env.cp, filepath.Join(env.dir, "nodes"), nodeCount, img); err != nil {
 		return 0, err
 	}
-	if env.kubelet, err = cluster.StartKubelet(env.cp, rootfs, imageRef, img.Config.Entrypoint, env.dir, 2); err != nil {
+	fmt.Fprintf(os.Stderr, "live: %d nodes Ready in %s\n", nodeCount, time.Since(start).Round(100*time.Millisecond))
+	// The pods reach the test's servers (the sink, Jaeger, a registry) at
+	// its address on the node network.
+	harness.IntakeHost = cluster.FabricIP
+	if env.dns, err = cluster.StartDNS(env.cp); err != nil {
 		return 0, err
 	}
 	// Pods resolve through a DNS cache on their node, as in production
 	// clusters: the dns resolver's agents and gateways then see a change
 	// up to a TTL apart (rebalance_test.go measures how far).
-	if err := env.dns.ServeNodeCaches(env.kubelet.NodeIPs()); err != nil {
+	if err := env.dns.ServeNodeCaches(env.nodes.NodeDNSIPs()); err != nil {
 		return 0, err
 	}
-	env.kubelet.UseNodeDNS()
 	if env.sink, err = harness.NewSink("k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.deployment.name", "k8s.node.name", "k8s.cluster.name", "tailgate.rebalance.keep", "tailsampling.policy"); err != nil {
 		return 0, err
 	}
@@ -178,6 +187,9 @@ func applyOverlay(components []string, policies []byte) error {
 				return err
 			}
 		}
+		if err := fitTestNodes(u); err != nil {
+			return err
+		}
 		if u.GetKind() == "ConfigMap" && strings.HasPrefix(u.GetName(), "tailgate-cluster") {
 			if err := unstructured.SetNestedField(u.Object, clusterName, "data", "name"); err != nil {
 				return err
@@ -223,11 +235,8 @@ func addArgs(u *unstructured.Unstructured, args ...string) error {
 // teardown stops everything and reports a host kernel setting the nodes
 // changed.
 func teardown() error {
-	if env.real.fabric != nil {
-		env.real.fabric.Stop()
-	}
-	if env.kubelet != nil {
-		env.kubelet.Stop()
+	if env.nodes != nil {
+		env.nodes.Stop()
 	}
 	if env.dns != nil {
 		env.dns.Stop()
@@ -249,4 +258,35 @@ func teardown() error {
 		return err
 	}
 	return cluster.CompareHostKernelSettings(env.hostSettings, after)
+}
+
+// testNodeCPURequest is the CPU the tiers' pods request here. The nodes
+// have this machine's CPUs (two each), where the base's requests (a CPU a
+// gateway) would leave the autoscaler's sixth gateway and a rollout's
+// surge pod Pending, as on any cluster too small for them. No test reads
+// CPU utilization: the HPA scales on spans per second.
+const testNodeCPURequest = "100m"
+
+// fitTestNodes lowers the tiers' CPU requests in a rendered object to
+// testNodeCPURequest, as a user's patch for a small cluster would.
+func fitTestNodes(u *unstructured.Unstructured) error {
+	if !(u.GetKind() == "Deployment" && u.GetName() == "tailgate-gateway" || u.GetKind() == "DaemonSet" && u.GetName() == "tailgate-agent") {
+		return nil
+	}
+	containers, _, err := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+	if err != nil {
+		return err
+	}
+	for _, c := range containers {
+		if err := unstructured.SetNestedField(c.(map[string]any), testNodeCPURequest, "resources", "requests", "cpu"); err != nil {
+			return err
+		}
+	}
+	return unstructured.SetNestedSlice(u.Object, containers, "spec", "template", "spec", "containers")
+}
+
+// fitTestNodesValues are the chart's values that do what fitTestNodes does.
+var fitTestNodesValues = []string{
+	"--set", "gateway.resources.requests.cpu=" + testNodeCPURequest,
+	"--set", "agent.resources.requests.cpu=" + testNodeCPURequest,
 }

@@ -10,11 +10,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tailgate-dev/tailgate/test/k8s/cluster"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tailgate-dev/tailgate/test/k8s/cluster"
 )
 
 // TestControllersReconcileTheBase: what the API server and the controllers
@@ -54,8 +55,10 @@ func TestControllersReconcileTheBase(t *testing.T) {
 		nodes[p.Spec.NodeName] = true
 		assert.Equal(t, corev1.PodRunning, p.Status.Phase)
 		// Its process really runs, from the image, as the image's user.
-		proc := env.kubelet.PodProcess(p.UID)
-		require.NotNil(t, proc, "agent pod %s runs no process", p.Name)
+		require.NotEmpty(t, p.Status.ContainerStatuses, "agent pod %s", p.Name)
+		pids, err := env.nodes.Node(p.Spec.NodeName).ContainerPIDs(&p, p.Status.ContainerStatuses[0].ContainerID)
+		require.NoError(t, err, "agent pod %s runs no process", p.Name)
+		requireImageUser(t, pids[0])
 	}
 	assert.Len(t, nodes, 2, "agents on distinct nodes")
 

@@ -35,7 +35,7 @@ func TestReleaseInstallsFromARegistryAndUpgrades(t *testing.T) {
 	registry, err := harness.StartRegistry(t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(registry.Stop)
-	env.kubelet.PullFrom(registry.Host)
+	require.NoError(t, env.nodes.TrustRegistry(registry.Host))
 	timeline("registry serving at %s", registry.Host)
 	info, err := harness.ReleaseInfo()
 	require.NoError(t, err)
@@ -49,8 +49,8 @@ func TestReleaseInstallsFromARegistryAndUpgrades(t *testing.T) {
 	makeRoomForRelease(t)
 	chart := "oci://" + published + "/charts/tailgate"
 	backend := `{"exporters":{"otlp_grpc/backend_memory":{"endpoint":"` + env.sink.Endpoint() + `"}}}`
-	_, err = helmCmd("install", helmRelease, chart, "--version", version, "--plain-http",
-		"--set", "clusterName="+clusterName, "--set-json", "gateway.config="+backend, "--wait", "--timeout", "5m")
+	_, err = helmCmd(append([]string{"install", helmRelease, chart, "--version", version, "--plain-http",
+		"--set", "clusterName=" + clusterName, "--set-json", "gateway.config=" + backend, "--wait", "--timeout", "5m"}, fitTestNodesValues...)...)
 	require.NoError(t, err)
 	settleGateways(t, 3, "k8s")
 	timeline("helm install from the registry: 3 gateways and 2 agents ready")
@@ -121,7 +121,7 @@ func TestReleaseInstallsFromARegistryAndUpgrades(t *testing.T) {
 	for _, p := range podNames(t, "app.kubernetes.io/name=tailgate-agent") {
 		assert.NotContains(t, agentsBefore, p, "agent %s was not replaced by the upgrade", p)
 	}
-	assert.Zero(t, sent.SpansFailed, "spans refused for good while both tiers rolled")
+	assert.Zero(t, sent.SpansFailed, "spans refused for good while both tiers rolled: %v", sent.FailedBy)
 	requireWhole(t, "release upgrade", during, sent)
 	timeline("traffic during the upgrade arrived whole")
 }

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/k8s/cluster"
 )
 
 // sendAndCheck drives traces through the agent pods and waits until every
@@ -118,7 +119,9 @@ func TestK8sAttributesEnrichesFromTheConnection(t *testing.T) {
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.com/shop/checkout:1"}}},
+				// The application: a container that runs (the node has the
+				// pause image); the test dials from its network namespace.
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: cluster.PauseImage}}},
 			},
 		},
 	}, metav1.CreateOptions{})
@@ -127,7 +130,7 @@ func TestK8sAttributesEnrichesFromTheConnection(t *testing.T) {
 	var app corev1.Pod
 	eventually(t, time.Minute, "application pod running with an IP", func() (bool, string) {
 		list, err := c.CoreV1().Pods("shop").List(ctx(t), metav1.ListOptions{LabelSelector: "app=checkout"})
-		if err != nil || len(list.Items) != 1 || list.Items[0].Status.PodIP == "" {
+		if err != nil || len(list.Items) != 1 || list.Items[0].Status.PodIP == "" || !podReady(list.Items[0]) {
 			return false, fmt.Sprint(err)
 		}
 		app = list.Items[0]
@@ -141,7 +144,8 @@ func TestK8sAttributesEnrichesFromTheConnection(t *testing.T) {
 	}
 	require.NotEmpty(t, agent.Name, "no agent on node %s", app.Spec.NodeName)
 
-	// An error trace, so the gateway keeps it, sent FROM the application pod's address.
+	// An error trace, so the gateway keeps it, sent from the application
+	// pod's network namespace, as its SDK would.
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
 	rs.Resource().Attributes().PutStr("service.name", "checkout")
@@ -161,10 +165,10 @@ func TestK8sAttributesEnrichesFromTheConnection(t *testing.T) {
 			sp.Status().SetCode(ptrace.StatusCodeError)
 		}
 	}
-	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(app.Status.PodIP)}}
+	dial, err := env.nodes.Node(app.Spec.NodeName).DialFromPod(&app, app.Status.ContainerStatuses[0].ContainerID)
+	require.NoError(t, err)
 	conn, err := grpc.NewClient(net.JoinHostPort(agent.Status.PodIP, "4317"),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return dialer.DialContext(ctx, "tcp", addr) }))
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dial))
 	require.NoError(t, err)
 	defer conn.Close()
 	_, err = ptraceotlp.NewGRPCClient(conn).Export(ctx(t), ptraceotlp.NewExportRequestFromTraces(td))

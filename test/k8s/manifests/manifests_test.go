@@ -28,7 +28,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
-	"github.com/tailgate-dev/tailgate/test/k8s/cluster"
 	"github.com/tailgate-dev/tailgate/test/k8s/render"
 	"github.com/tailgate-dev/tailgate/test/profile"
 )
@@ -144,7 +143,7 @@ func containerEnv(t *testing.T, c corev1.Container) map[string]string {
 	env := map[string]string{}
 	for _, e := range c.Env {
 		if ref := e.ValueFrom; ref != nil && ref.ResourceFieldRef != nil {
-			v, err := cluster.ResourceFieldValue(c, ref.ResourceFieldRef)
+			v, err := render.ResourceFieldValue(c, ref.ResourceFieldRef)
 			require.NoError(t, err, e.Name)
 			env[e.Name] = v
 			continue

@@ -2,12 +2,13 @@ package render
 
 import (
 	"fmt"
+	"math"
+	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-
-	"github.com/tailgate-dev/tailgate/test/k8s/cluster"
 )
 
 // GCEnv is the garbage-collection environment (GOGC, GOMEMLIMIT) the base's
@@ -63,7 +64,7 @@ func GCEnv(kind string, memoryLimit int64) (map[string]string, error) {
 			case e.ValueFrom == nil:
 				env[e.Name] = e.Value
 			case e.ValueFrom.ResourceFieldRef != nil:
-				v, err := cluster.ResourceFieldValue(c, e.ValueFrom.ResourceFieldRef)
+				v, err := ResourceFieldValue(c, e.ValueFrom.ResourceFieldRef)
 				if err != nil {
 					return nil, fmt.Errorf("%s %s: %s: %w", kind, u.GetName(), e.Name, err)
 				}
@@ -75,4 +76,41 @@ func GCEnv(kind string, memoryLimit int64) (map[string]string, error) {
 		return env, nil
 	}
 	return nil, fmt.Errorf("no %s in %s", kind, BaseDir())
+}
+
+// ResourceFieldValue is container c's request or limit as the kubelet
+// writes it into a resourceFieldRef variable: the quantity divided by the
+// divisor (default 1), rounded up (the live suite's real kubelets resolve
+// the same manifests). A limit the container does not set would be the
+// node's allocatable; there is no node here, so that is an error rather
+// than a made-up figure.
+func ResourceFieldValue(c corev1.Container, ref *corev1.ResourceFieldSelector) (string, error) {
+	kind, name, ok := strings.Cut(ref.Resource, ".")
+	var list corev1.ResourceList
+	switch {
+	case ok && kind == "requests":
+		list = c.Resources.Requests
+		if _, set := list[corev1.ResourceName(name)]; !set {
+			// An unset request defaults to the limit.
+			list = c.Resources.Limits
+		}
+	case ok && kind == "limits":
+		list = c.Resources.Limits
+	default:
+		return "", fmt.Errorf("resourceFieldRef: unsupported resource %q", ref.Resource)
+	}
+	q, set := list[corev1.ResourceName(name)]
+	if !set {
+		return "", fmt.Errorf("resourceFieldRef %s: not set on container %s (the node's allocatable is not modelled)", ref.Resource, c.Name)
+	}
+	divisor := ref.Divisor
+	if divisor.IsZero() {
+		divisor = resource.MustParse("1")
+	}
+	// As the kubelet (ExtractContainerResourceValue): ceil(q / divisor),
+	// CPU in millicores so that fractions of a core survive.
+	if name == string(corev1.ResourceCPU) {
+		return strconv.FormatInt(int64(math.Ceil(float64(q.MilliValue())/float64(divisor.MilliValue()))), 10), nil
+	}
+	return strconv.FormatInt(int64(math.Ceil(float64(q.Value())/float64(divisor.Value()))), 10), nil
 }
