@@ -74,7 +74,7 @@ trap 'stop_all; rm -rf "$compiled"' EXIT
 wait "$binaries" || fail "building the binary or compiling the Kubernetes suite failed"
 [ $status -eq 0 ] || exit 1
 
-stamp "Kubernetes suite, first half: the tests that need only the control plane"
+stamp "Kubernetes suite, first half: the tests that need only the cluster"
 go test "${testflags[@]}" -skip "$live_second_half" "$live_pkg" & live_first=$!
 
 # Downloads: the first half's mTLS and monitoring tests apply them.
