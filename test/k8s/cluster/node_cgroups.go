@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +19,9 @@ type nodeCgroupParent struct {
 	path        string   // under each hierarchy's mount
 	hierarchies []string // the mounts (cgroup v1: one per controller)
 	made        []string // directories created on the way to path
+	// own is this process's cgroup in each v1 hierarchy, by its mount's
+	// name: the directories below it are the test's to weigh.
+	own map[string]string
 }
 
 // nodeCgroups is a node's cgroupRoot: the kubelet puts its QoS and pod
@@ -57,7 +61,7 @@ func newNodeCgroupParent() (*nodeCgroupParent, error) {
 	if !ok {
 		return nil, errors.New("the cgroup v1 memory controller is not mounted")
 	}
-	p := &nodeCgroupParent{path: path}
+	p := &nodeCgroupParent{path: path, own: own}
 	// Every hierarchy, not only the ones the kubelet requires: runc puts a
 	// container in each mounted one (blkio, devices, freezer...).
 	entries, err := os.ReadDir(cgroupFS)
@@ -79,7 +83,8 @@ func newNodeCgroupParent() (*nodeCgroupParent, error) {
 	return p, nil
 }
 
-// newNodeCgroups creates a node's cgroupRoot in every hierarchy.
+// newNodeCgroups creates a node's cgroupRoot in every hierarchy, weighted
+// for CPU as its share of the machine (see cpuWeights).
 func (p *nodeCgroupParent) newNodeCgroups(node string) (*nodeCgroups, error) {
 	cg := &nodeCgroups{Root: filepath.Join(p.path, nodeCgroupPrefix+strconv.Itoa(os.Getpid())+"-"+node)}
 	for _, h := range p.hierarchies {
@@ -89,8 +94,38 @@ func (p *nodeCgroupParent) newNodeCgroups(node string) (*nodeCgroups, error) {
 			return nil, err
 		}
 		cg.roots = append(cg.roots, dir)
+		if err := setCPUWeight(dir, nodeCPUShares); err != nil {
+			cg.remove()
+			return nil, err
+		}
 	}
 	return cg, nil
+}
+
+// The nodes share this machine with the test's other processes, each of
+// which weighs 1024 CPU shares. A node's pods all sit under its cgroupRoot,
+// so that root weighs what the node's CPUs would (1024 a CPU, as the
+// kubelet weighs its kubepods cgroup), and the directories this test makes
+// above the roots weigh the most there is, so that they never cap the
+// nodes below them. Left at the default (1024 for everything above the
+// roots), every pod of every node together weighed one process, and under
+// make test's load the agents answered too slowly for their senders.
+var nodeCPUShares = 1024 * runtime.NumCPU()
+
+const maxCPUShares = 262144
+
+// setCPUWeight sets a cgroup's CPU weight in shares (cgroup v1 cpu.shares;
+// v2 cpu.weight, converted as the kubelet converts); a hierarchy without
+// either file is not the CPU controller's, and is left alone.
+func setCPUWeight(dir string, shares int) error {
+	if _, err := os.Stat(filepath.Join(dir, "cpu.shares")); err == nil {
+		return os.WriteFile(filepath.Join(dir, "cpu.shares"), []byte(strconv.Itoa(shares)), 0o644)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cpu.weight")); err == nil {
+		weight := 1 + ((shares-2)*9999)/262142
+		return os.WriteFile(filepath.Join(dir, "cpu.weight"), []byte(strconv.Itoa(weight)), 0o644)
+	}
+	return nil
 }
 
 // mkdirAll creates path under a hierarchy's mount, level by level, noting
@@ -102,19 +137,30 @@ func (p *nodeCgroupParent) mkdirAll(mount, path string) (string, error) {
 	for _, part := range strings.Split(strings.Trim(path, "/"), "/") {
 		parent := dir
 		dir = filepath.Join(dir, part)
-		if err := os.Mkdir(dir, 0o755); errors.Is(err, os.ErrExist) {
-			continue
-		} else if err != nil {
+		err := os.Mkdir(dir, 0o755)
+		switch {
+		case errors.Is(err, os.ErrExist):
+		case err != nil:
 			return "", err
-		}
-		if !strings.HasPrefix(part, nodeCgroupPrefix) {
-			p.made = append(p.made, dir)
-		}
-		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			if v, err := os.ReadFile(filepath.Join(parent, f)); err == nil {
-				if err := os.WriteFile(filepath.Join(dir, f), v, 0o644); err != nil {
-					return "", fmt.Errorf("%s: %w", filepath.Join(dir, f), err)
+		default:
+			if !strings.HasPrefix(part, nodeCgroupPrefix) {
+				p.made = append(p.made, dir)
+			}
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				if v, err := os.ReadFile(filepath.Join(parent, f)); err == nil {
+					if err := os.WriteFile(filepath.Join(dir, f), v, 0o644); err != nil {
+						return "", fmt.Errorf("%s: %w", filepath.Join(dir, f), err)
+					}
 				}
+			}
+		}
+		// The directories above the nodes' roots and below this process's
+		// own cgroup are the test's: they never cap the nodes (a node's
+		// root is weighed by newNodeCgroups).
+		own, ok := p.own[filepath.Base(mount)]
+		if ok && !strings.HasPrefix(part, nodeCgroupPrefix) && strings.HasPrefix(dir, filepath.Join(mount, own)+"/") {
+			if err := setCPUWeight(dir, maxCPUShares); err != nil {
+				return "", err
 			}
 		}
 	}
