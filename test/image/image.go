@@ -52,7 +52,7 @@ type Image struct {
 
 // Build builds the image of the host's platform from the binary under test
 // (harness.BinaryPath) as tag, and exports its filesystem into rootfs
-// (which must exist).
+// (which must exist; empty: not exported, for a container runtime to run).
 func Build(tag, rootfs string) (*Image, error) {
 	bin, err := harness.BinaryPath()
 	if err != nil {
@@ -95,6 +95,9 @@ func (img *Image) export() error {
 	img.Config, img.Annotations = inspected[0].Config, inspected[0].Annotations
 	if got := inspected[0].Os + "/" + inspected[0].Architecture; got != platform {
 		return fmt.Errorf("image %s is for %s, not %s", tag, got, platform)
+	}
+	if rootfs == "" {
+		return nil // the caller runs the image in a runtime, not from a directory
 	}
 	cid, err := output(podman, "create", "--platform", platform, tag)
 	if err != nil {
