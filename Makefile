@@ -95,7 +95,7 @@ prometheus: ## Build Prometheus and promtool (with Kubernetes service discovery)
 test-tools: ## Build every tool the tests run (control plane and the real nodes' kubelet, kube-proxy and kube-scheduler, Helm, Prometheus, prometheus-adapter, Jaeger, telemetrygen, cyclonedx-gomod, the registry, ORAS, containerd, runc, the CNI plugins) into $(TOOLS_DIR), fetch cert-manager's and prometheus-operator's CRDs, and cross-compile $(BIN_ARM64).
 	@export TOOLS_DIR=$(TOOLS_DIR); \
 	{ scripts/install-controlplane.sh && for t in helm prometheus prometheus-adapter; do scripts/install-go-tool.sh $$t || exit 1; done; } >/dev/null & kube=$$!; \
-	{ scripts/build-platform-binary.sh arm64 && for t in jaeger telemetrygen cyclonedx-gomod registry oras containerd runc cni-plugins; do scripts/install-go-tool.sh $$t || exit 1; done && scripts/install-crds.sh cert-manager && scripts/install-crds.sh prometheus-operator; } >/dev/null & others=$$!; \
+	{ scripts/build-platform-binary.sh arm64 && for t in jaeger telemetrygen cyclonedx-gomod registry oras containerd runc cni-plugins kube-router; do scripts/install-go-tool.sh $$t || exit 1; done && scripts/install-crds.sh cert-manager && scripts/install-crds.sh prometheus-operator; } >/dev/null & others=$$!; \
 	status=0; wait $$kube || status=1; wait $$others || status=1; exit $$status
 
 helm: ## Build the Helm CLI the chart's tests run into $(TOOLS_DIR), once (~1 min after the control plane, ~4 without).

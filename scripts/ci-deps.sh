@@ -21,6 +21,8 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v gcc >/dev/null || need+=(gcc)
 [ -n "$(gcc -print-file-name=libc.a 2>/dev/null | grep /)" ] || need+=(libc6-dev)
 command -v iptables >/dev/null || need+=(iptables)
+# kube-router, the nodes' NetworkPolicy implementation, drives ipset's CLI.
+command -v ipset >/dev/null || need+=(ipset)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

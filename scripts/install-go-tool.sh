@@ -5,12 +5,12 @@
 # outside the clone keyed by the version the wrapper pins. Idempotent: a
 # later run with the binaries present does nothing.
 #
-#   scripts/install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod|registry|oras|containerd|runc|cni-plugins
+#   scripts/install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod|registry|oras|containerd|runc|cni-plugins|kube-router
 #
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-name=${1:?usage: install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod|registry|oras|containerd|runc|cni-plugins}
+name=${1:?usage: install-go-tool.sh jaeger|prometheus|prometheus-adapter|telemetrygen|helm|cyclonedx-gomod|registry|oras|containerd|runc|cni-plugins|kube-router}
 tags="" wrapper=$name cgo=0
 case $name in
   # Jaeger v2 all-in-one: the tests' real tracing backend. ~3 min, ~85 MB.
@@ -49,6 +49,8 @@ case $name in
   cni-plugins)
     module=github.com/containernetworking/plugins
     bins=(ptp=plugins/main/ptp host-local=plugins/ipam/host-local loopback=plugins/main/loopback portmap=plugins/meta/portmap) ;;
+  # The real nodes' NetworkPolicy implementation (see build/tools/kube-router). ~2 min, ~85 MB.
+  kube-router) module=github.com/cloudnativelabs/kube-router/v2 bins=(kube-router=cmd/kube-router) ;;
   *) echo "install-go-tool.sh: unknown tool $name" >&2; exit 2 ;;
 esac
 mod=$root/build/tools/$wrapper

@@ -69,7 +69,7 @@ trap 'stop_all; rm -rf "$compiled"' EXIT
 # The suite's packages are compiled into the build cache here, so that its
 # two halves start (below) without compiling it twice.
 { "$make" --no-print-directory build >/dev/null && go test -c -o "$compiled/" "$live_pkg"; } & binaries=$!
-{ scripts/install-controlplane.sh && for t in containerd runc cni-plugins; do scripts/install-go-tool.sh $t || exit 1; done; } >/dev/null & wait $! ||
+{ scripts/install-controlplane.sh && for t in containerd runc cni-plugins kube-router; do scripts/install-go-tool.sh $t || exit 1; done; } >/dev/null & wait $! ||
   fail "building the control plane or the nodes' runtime failed"
 wait "$binaries" || fail "building the binary or compiling the Kubernetes suite failed"
 [ $status -eq 0 ] || exit 1

@@ -387,10 +387,12 @@ func TestLiveSecondHalfHoldsTheSuitesToolUsers(t *testing.T) {
 // modules that build someone else's released program with its own pins, as
 // its release does: Jaeger never talks to the test cluster;
 // prometheus-adapter does, through the stable APIs its release uses against
-// any newer cluster (it does not compile against the newer libraries).
+// any newer cluster (it does not compile against the newer libraries), and
+// so does kube-router (the nodes' NetworkPolicies: core/v1, networking/v1).
 var thirdPartyPrograms = []string{
 	filepath.Join("build", "tools", "jaeger", "go.mod"),
 	filepath.Join("build", "tools", "prometheus-adapter", "go.mod"),
+	filepath.Join("build", "tools", "kube-router", "go.mod"),
 }
 
 func TestKubernetesLibrariesPinnedOnce(t *testing.T) {

@@ -126,7 +126,7 @@ func Start(binDir, dir string) (_ *ControlPlane, err error) {
 			// The kubernetes Service's endpoint: where pods reach the API
 			// server through its cluster IP (kube-proxy).
 			"--advertise-address=" + FabricIP,
-			"--service-cluster-ip-range=10.96.0.0/16",
+			"--service-cluster-ip-range=" + ServiceCIDR,
 			"--tls-cert-file=" + cp.PKI.ServingCert, "--tls-private-key-file=" + cp.PKI.ServingKey,
 			"--client-ca-file=" + cp.PKI.CACert,
 			"--token-auth-file=" + tokens,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,8 +20,9 @@ import (
 )
 
 // Node is a real Kubernetes node of the test cluster: containerd with runc
-// and the CNI plugins, the kubelet and kube-proxy, all built from the
-// pinned releases (scripts/install-controlplane.sh, install-go-tool.sh).
+// and the CNI plugins, the kubelet, kube-proxy and kube-router (the
+// NetworkPolicy implementation), all built from the pinned releases
+// (scripts/install-controlplane.sh, install-go-tool.sh).
 //
 // A node is a set of namespaces of its own inside the test's sandbox:
 //   - a network namespace, joined to the sandbox's node network (Fabric) by
@@ -50,7 +52,7 @@ type Node struct {
 	holder  *harness.Process // the node's first process, in all its namespaces
 	holdPID int              // the holder's namespaced child, as the host sees it
 
-	containerd, kubelet, proxy *harness.Process
+	containerd, kubelet, proxy, policies *harness.Process
 }
 
 // nodeSettings are the host kernel settings a kubelet checks, and writes
@@ -122,7 +124,48 @@ func (f *Fabric) startNode(i int, images []string) (_ *Node, err error) {
 	if n.proxy, err = n.start("kube-proxy", filepath.Join(f.bins.kube, "kube-proxy"), "--config="+n.path("kube-proxy.yaml"), "--v=1"); err != nil {
 		return nil, err
 	}
-	return n, n.waitReady(2 * time.Minute)
+	if err := n.waitReady(2 * time.Minute); err != nil {
+		return nil, err
+	}
+	// NetworkPolicies, enforced in the node's iptables and ipsets for the
+	// pods on it, as kube-router's firewall-only DaemonSet does; routes and
+	// Services stay with the CNI plugins and kube-proxy. It starts once the
+	// kubelet registered the node, which it looks up first.
+	if n.policies, err = n.start("kube-router", filepath.Join(f.bins.kubeRouter, "kube-router"),
+		"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+		"--kubeconfig="+n.path("kube-router.kubeconfig"), "--hostname-override="+n.Name,
+		"--service-cluster-ip-range="+ServiceCIDR, "--health-port="+strconv.Itoa(kubeRouterHealthPort), "--v=1"); err != nil {
+		return nil, err
+	}
+	return n, n.waitPoliciesHealthy(time.Minute)
+}
+
+// kubeRouterHealthPort is kube-router's default health port, on the node's
+// own address.
+const kubeRouterHealthPort = 20244
+
+// waitPoliciesHealthy waits until kube-router's health check answers: its
+// controllers have synced.
+func (n *Node) waitPoliciesHealthy(timeout time.Duration) error {
+	url := "http://" + net.JoinHostPort(n.IP, strconv.Itoa(kubeRouterHealthPort)) + "/healthz"
+	client := http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		if n.policies.Exited() {
+			return fmt.Errorf("kube-router exited:\n%s", n.policies.LogTail(20))
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kube-router not healthy after %s: %v", timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func (n *Node) path(name string) string { return filepath.Join(n.dir, name) }
@@ -241,7 +284,7 @@ func (n *Node) waitReady(timeout time.Duration) error {
 // LogTails returns the tail of each of the node's daemons' logs.
 func (n *Node) LogTails(lines int) string {
 	var sb strings.Builder
-	for _, p := range []*harness.Process{n.holder, n.containerd, n.kubelet, n.proxy} {
+	for _, p := range []*harness.Process{n.holder, n.containerd, n.kubelet, n.proxy, n.policies} {
 		if p != nil {
 			fmt.Fprintf(&sb, "--- %s ---\n%s\n", p.Spec.Name, p.LogTail(lines))
 		}
@@ -260,7 +303,7 @@ func (n *Node) LogTails(lines int) string {
 // namespace (the daemons, the shims, the containers) and with them its
 // network and mount namespaces; then its cgroups are removed.
 func (n *Node) Stop() {
-	for _, p := range []*harness.Process{n.proxy, n.kubelet, n.containerd, n.holder} {
+	for _, p := range []*harness.Process{n.policies, n.proxy, n.kubelet, n.containerd, n.holder} {
 		if p != nil {
 			p.Kill()
 		}

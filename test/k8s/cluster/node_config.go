@@ -29,12 +29,17 @@ func (n *Node) writeConfigs() error {
 	if err != nil {
 		return err
 	}
+	routerCert, routerKey, err := pki.IssueClientCert(n.Name+"-kube-router", kubeRouterUser)
+	if err != nil {
+		return err
+	}
 	files := map[string]string{
-		"containerd.toml":       n.containerdConfig(),
-		"kubelet.yaml":          n.kubeletConfig(servingCert, servingKey),
-		"kubelet.kubeconfig":    n.kubeconfig(kubeletCert, kubeletKey),
-		"kube-proxy.yaml":       n.kubeProxyConfig(),
-		"kube-proxy.kubeconfig": n.kubeconfig(proxyCert, proxyKey),
+		"containerd.toml":        n.containerdConfig(),
+		"kubelet.yaml":           n.kubeletConfig(servingCert, servingKey),
+		"kubelet.kubeconfig":     n.kubeconfig(kubeletCert, kubeletKey),
+		"kube-proxy.yaml":        n.kubeProxyConfig(),
+		"kube-proxy.kubeconfig":  n.kubeconfig(proxyCert, proxyKey),
+		"kube-router.kubeconfig": n.kubeconfig(routerCert, routerKey),
 		// The node's own resolver (what a pod with dnsPolicy Default
 		// gets): its DNS cache.
 		"resolv.conf": "nameserver " + n.dnsIP + "\n",

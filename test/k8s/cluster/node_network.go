@@ -25,6 +25,9 @@ const (
 	nodesBridge  = "tg-nodes"
 	// ClusterCIDR holds every node's pod CIDR (one /24 each).
 	ClusterCIDR = "10.245.0.0/16"
+	// ServiceCIDR is the Services' cluster IP range (the API server's
+	// --service-cluster-ip-range; kube-router needs it too).
+	ServiceCIDR = "10.96.0.0/16"
 )
 
 func (f *Fabric) nodeIP(i int) string  { return fmt.Sprintf("10.243.0.%d", 10+i) }

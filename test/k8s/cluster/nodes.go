@@ -25,7 +25,7 @@ type Fabric struct {
 
 // nodeBinaries are the directories of the nodes' programs, each built from
 // its pinned release into the tool cache.
-type nodeBinaries struct{ kube, containerd, runc, cni string }
+type nodeBinaries struct{ kube, containerd, runc, cni, kubeRouter string }
 
 // installNodeBinaries builds (once; a no-op when cached) and locates the
 // nodes' programs.
@@ -34,7 +34,7 @@ func installNodeBinaries(kubeDir string) (nodeBinaries, error) {
 	for _, t := range []struct {
 		name string
 		dir  *string
-	}{{"containerd", &b.containerd}, {"runc", &b.runc}, {"cni-plugins", &b.cni}} {
+	}{{"containerd", &b.containerd}, {"runc", &b.runc}, {"cni-plugins", &b.cni}, {"kube-router", &b.kubeRouter}} {
 		dir, err := installGoTool(t.name)
 		if err != nil {
 			return b, err
@@ -103,6 +103,9 @@ func StartNodes(cp *ControlPlane, dir string, count int, images ...*image.Image)
 		archives = append(archives, archive)
 	}
 	if f.cgroups, err = newNodeCgroupParent(); err != nil {
+		return nil, err
+	}
+	if err := grantKubeRouter(cp); err != nil {
 		return nil, err
 	}
 	if err := f.setUpNetwork(count); err != nil {

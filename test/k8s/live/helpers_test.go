@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
+	"github.com/tailgate-dev/tailgate/test/k8s/cluster"
 )
 
 // decisionWait is the gateway profile's default, which the manifests keep.
@@ -316,4 +317,50 @@ func (r rollout) report(t *testing.T, what string) {
 	for _, e := range r.events {
 		t.Logf("REPORT %s: %6s %s", what, e.at.Sub(r.start).Round(100*time.Millisecond), e.what)
 	}
+}
+
+// startPausePod runs a pod of one container that only runs (the nodes
+// have the pause image) in namespace ns, with labels, on node, and waits
+// until it is ready; the test deletes it at its end. Tests dial from its
+// network namespace (cluster.Node.DialFromPod) as its application would.
+func startPausePod(t *testing.T, ns, name string, labels map[string]string, node string) corev1.Pod {
+	t.Helper()
+	pods := env.cp.Client.CoreV1().Pods(ns)
+	_, err := pods.Create(ctx(t), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec: corev1.PodSpec{
+			NodeName:                      node,
+			TerminationGracePeriodSeconds: ptr(int64(0)),
+			// Restricted, as the suite's namespace enforces; the pause
+			// image's user is 65535.
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot: ptr(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			Containers: []corev1.Container{{Name: "app", Image: cluster.PauseImage, SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: ptr(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			}}},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = pods.Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))})
+	})
+	var pod corev1.Pod
+	eventually(t, 2*time.Minute, name+" running with an IP", func() (bool, string) {
+		p, err := pods.Get(ctx(t), name, metav1.GetOptions{})
+		if err != nil || p.Status.PodIP == "" || !podReady(*p) {
+			return false, fmt.Sprint(err)
+		}
+		pod = *p
+		return true, ""
+	})
+	return pod
+}
+
+// dialerFrom dials from pod's network namespace.
+func dialerFrom(t *testing.T, pod corev1.Pod) func(ctx context.Context, addr string) (net.Conn, error) {
+	t.Helper()
+	dial, err := env.nodes.Node(pod.Spec.NodeName).DialFromPod(&pod, pod.Status.ContainerStatuses[0].ContainerID)
+	require.NoError(t, err)
+	return dial
 }

@@ -3,7 +3,9 @@ package live
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,9 +13,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
@@ -31,8 +35,8 @@ func tlsSecret(t *testing.T, name string, ca *harness.CA, leaf harness.Leaf) {
 	require.NoError(t, err)
 }
 
-// TestMTLSBetweenTheTiers applies the mtls and network-policies components
-// on the real control plane: cert-manager's own CRDs are installed so that
+// TestMTLSBetweenTheTiers applies the mtls component on the real control
+// plane: cert-manager's own CRDs are installed so that
 // the component's Issuers and Certificates are checked against its schemas
 // (strict field validation), and the test makes the two Secrets that
 // cert-manager would (it does not run here). The agents and gateways roll
@@ -40,9 +44,9 @@ func tlsSecret(t *testing.T, name string, ca *harness.CA, leaf harness.Leaf) {
 // scale out 3 -> 4 and back: every error and slow trace arrives whole,
 // every gateway (the new one too) accepted the agents' certificates and
 // refused none, and a plaintext client straight at a gateway pod is
-// refused and counted. The NetworkPolicies are on the API server and
-// select the pods they are written for; nothing here enforces them (no
-// network plugin), which README.md says.
+// refused and counted (the test's client and scrapes are not pods: with
+// the network-policies component, the nodes would drop them;
+// TestNetworkPoliciesEnforced tests it).
 func TestMTLSBetweenTheTiers(t *testing.T) {
 	settleGateways(t, 3, "k8s")
 	crds, err := harness.CertManagerCRDs()
@@ -63,7 +67,7 @@ func TestMTLSBetweenTheTiers(t *testing.T) {
 	tlsSecret(t, "tailgate-agent-tls", ca, agentLeaf)
 	t.Cleanup(func() {
 		require.NoError(t, applyBase())
-		_, err := env.cp.Kubectl("-n", namespace, "delete", "certificates.cert-manager.io,issuers.cert-manager.io,networkpolicies,secrets",
+		_, err := env.cp.Kubectl("-n", namespace, "delete", "certificates.cert-manager.io,issuers.cert-manager.io,secrets",
 			"--all", "--ignore-not-found")
 		assert.NoError(t, err)
 		_, err = env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
@@ -72,7 +76,7 @@ func TestMTLSBetweenTheTiers(t *testing.T) {
 	})
 
 	start := time.Now()
-	require.NoError(t, applyOverlay([]string{"mtls", "network-policies"}, nil))
+	require.NoError(t, applyOverlay([]string{"mtls"}, nil))
 	_, err = env.cp.Kubectl("-n", namespace, "rollout", "status", "daemonset/tailgate-agent", "--timeout=3m")
 	require.NoError(t, err)
 	settleGateways(t, 3, "k8s")
@@ -84,31 +88,6 @@ func TestMTLSBetweenTheTiers(t *testing.T) {
 		"certificate.cert-manager.io/tailgate-ca", "certificate.cert-manager.io/tailgate-gateway", "certificate.cert-manager.io/tailgate-agent",
 		"issuer.cert-manager.io/tailgate-selfsigned", "issuer.cert-manager.io/tailgate-ca",
 	}, strings.Fields(string(out)), "the component's cert-manager objects, accepted by cert-manager's schemas")
-
-	t.Run("network policies select the running pods", func(t *testing.T) {
-		list, err := env.cp.Client.NetworkingV1().NetworkPolicies(namespace).List(ctx(t), metav1.ListOptions{})
-		require.NoError(t, err)
-		byName := map[string]networkingv1.NetworkPolicy{}
-		for _, p := range list.Items {
-			byName[p.Name] = p
-		}
-		require.Len(t, byName, 2)
-		selected := func(sel metav1.LabelSelector) []string {
-			s, err := metav1.LabelSelectorAsSelector(&sel)
-			require.NoError(t, err)
-			var names []string
-			for _, p := range pods(t, s.String()) {
-				names = append(names, p.Name)
-			}
-			return names
-		}
-		gws, ags := readyPods(t, "tailgate-gateway"), readyPods(t, "tailgate-agent")
-		assert.Len(t, selected(byName["tailgate-gateway"].Spec.PodSelector), len(gws))
-		assert.Len(t, selected(byName["tailgate-agent"].Spec.PodSelector), len(ags))
-		from := byName["tailgate-gateway"].Spec.Ingress[0].From[0].PodSelector
-		require.NotNil(t, from)
-		assert.Len(t, selected(*from), len(ags), "the gateways admit OTLP from every agent pod")
-	})
 
 	// Refusals while the tiers switched (the old plaintext agents reach
 	// the new mTLS gateways until they roll too) are the rollout's; from
@@ -212,4 +191,112 @@ func handshakes(t *testing.T) map[string]handshakeCounts {
 		}
 	}
 	return out
+}
+
+// TestNetworkPoliciesEnforced applies the network-policies component on
+// nodes that enforce NetworkPolicies (kube-router, test/k8s/cluster).
+// Before it, an application pod (any pod that is not an agent) opens
+// connections to a gateway's OTLP and telemetry ports, so what refuses
+// them after is the policies. With it, the application pod cannot; it
+// still sends through both agents, which deliver every error and slow
+// trace whole through the gateways; and a pod in the monitoring namespace,
+// where the component expects Prometheus, still scrapes a gateway's
+// telemetry.
+func TestNetworkPoliciesEnforced(t *testing.T) {
+	settleGateways(t, 3, "k8s")
+	_, err := env.cp.Client.CoreV1().Namespaces().Create(ctx(t), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "monitoring"}}, metav1.CreateOptions{})
+	if !apierrors.IsAlreadyExists(err) {
+		require.NoError(t, err)
+	}
+	gateway := readyPods(t, "tailgate-gateway")[0]
+	// On the other node than the gateway's: the policy holds across nodes.
+	other := env.nodes.NodeNames()[0]
+	if other == gateway.Spec.NodeName {
+		other = env.nodes.NodeNames()[1]
+	}
+	app := startPausePod(t, namespace, "application", map[string]string{"app.kubernetes.io/name": "application"}, other)
+	scraper := startPausePod(t, "monitoring", "scraper", map[string]string{"app.kubernetes.io/name": "prometheus"}, other)
+	fromApp, fromScraper := dialerFrom(t, app), dialerFrom(t, scraper)
+	otlp, telemetry := net.JoinHostPort(gateway.Status.PodIP, "4317"), net.JoinHostPort(gateway.Status.PodIP, "8888")
+	opens := func(dial func(context.Context, string) (net.Conn, error), addr string) bool {
+		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		conn, err := dial(c, addr)
+		if err != nil {
+			return false
+		}
+		conn.Close()
+		return true
+	}
+	require.True(t, opens(fromApp, otlp), "without policies, any pod reaches the gateway's OTLP port")
+	require.True(t, opens(fromApp, telemetry), "without policies, any pod reaches the gateway's telemetry")
+
+	t.Cleanup(func() {
+		_, err := env.cp.Kubectl("-n", namespace, "delete", "networkpolicies", "--all", "--ignore-not-found")
+		assert.NoError(t, err)
+	})
+	require.NoError(t, applyOverlay([]string{"network-policies"}, nil))
+	start := time.Now()
+	t.Run("network policies select the running pods", func(t *testing.T) {
+		list, err := env.cp.Client.NetworkingV1().NetworkPolicies(namespace).List(ctx(t), metav1.ListOptions{})
+		require.NoError(t, err)
+		byName := map[string]networkingv1.NetworkPolicy{}
+		for _, p := range list.Items {
+			byName[p.Name] = p
+		}
+		require.Len(t, byName, 2)
+		selected := func(sel metav1.LabelSelector) []string {
+			s, err := metav1.LabelSelectorAsSelector(&sel)
+			require.NoError(t, err)
+			var names []string
+			for _, p := range pods(t, s.String()) {
+				names = append(names, p.Name)
+			}
+			return names
+		}
+		gws, ags := readyPods(t, "tailgate-gateway"), readyPods(t, "tailgate-agent")
+		assert.Len(t, selected(byName["tailgate-gateway"].Spec.PodSelector), len(gws))
+		assert.Len(t, selected(byName["tailgate-agent"].Spec.PodSelector), len(ags))
+		from := byName["tailgate-gateway"].Spec.Ingress[0].From[0].PodSelector
+		require.NotNil(t, from)
+		assert.Len(t, selected(*from), len(ags), "the gateways admit OTLP from every agent pod")
+	})
+
+	eventually(t, time.Minute, "the application pod refused at the gateway's OTLP port", func() (bool, string) {
+		return !opens(fromApp, otlp), ""
+	})
+	t.Logf("REPORT network policies: enforced %s after they were applied", time.Since(start).Round(100*time.Millisecond))
+	assert.False(t, opens(fromApp, telemetry), "a pod outside the monitoring namespace reaches the gateway's telemetry")
+
+	scrape := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(c context.Context, _, addr string) (net.Conn, error) { return fromScraper(c, addr) },
+	}}
+	resp, err := scrape.Get("http://" + telemetry + "/metrics")
+	require.NoError(t, err, "a pod of the monitoring namespace scrapes the gateway's telemetry")
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(body), "otelcol_process_uptime", "the gateway's own metrics")
+
+	agents := readyPods(t, "tailgate-agent")
+	assert.True(t, opens(fromApp, net.JoinHostPort(agents[0].Status.PodIP, "4317")), "applications (any pod) reach the agents")
+
+	// The traffic, from the application pod through both agents.
+	gen := harness.DefaultGeneratorConfig()
+	gen.Seed, gen.Agents, gen.Rate, gen.Traces = 1301, 2, 30, 30*15
+	gen.ErrorRatio, gen.SlowRatio = 0.1, 0.1
+	plans, err := harness.Plan(gen)
+	require.NoError(t, err)
+	time.Sleep(decisionWait) // earlier tests' traces decided
+	env.sink.Reset()
+	c, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sent, err := harness.SendWith(c, plans, harness.SendConfig{
+		Targets:     agentEndpoints(t),
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(fromApp)},
+	})
+	require.NoError(t, err)
+	require.Zero(t, sent.SpansFailed, "the agents refused the application's spans: %v", sent.FailedBy)
+	requireWhole(t, "network policies enforced", plans, sent)
 }
