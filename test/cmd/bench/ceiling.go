@@ -59,6 +59,27 @@ const (
 	idleFor  = 2 * time.Second
 )
 
+// spanMetricsVariants change one of span_metrics' settings of the gateway
+// profile (configs/gateway.yaml) to upstream's default, or its opposite
+// where the profile keeps upstream's (exemplars).
+var spanMetricsVariants = []struct {
+	name string
+	set  []string
+}{
+	{"exponential histogram", []string{"connectors::span_metrics::histogram::explicit=null", "connectors::span_metrics::histogram::exponential::max_size=160"}},
+	{"upstream's 17 buckets", []string{"connectors::span_metrics::histogram::explicit::buckets=null"}},
+	{"exemplars on", []string{"connectors::span_metrics::exemplars::enabled=true"}},
+	{"no dimensions", []string{"connectors::span_metrics::dimensions=[]"}},
+	{"no cardinality limit", []string{"connectors::span_metrics::aggregation_cardinality_limit=0"}},
+	{"no resource key attributes", []string{"connectors::span_metrics::resource_metrics_key_attributes=[]"}},
+	{"all upstream defaults", []string{
+		"connectors::span_metrics::histogram::explicit::buckets=null",
+		"connectors::span_metrics::dimensions=[]",
+		"connectors::span_metrics::aggregation_cardinality_limit=0",
+		"connectors::span_metrics::resource_metrics_key_attributes=[]",
+	}},
+}
+
 // tierConfig is one way to run a tier: a binary with a config and env.
 type tierConfig struct {
 	name, tier  string // tier: "agent" or "gateway"
@@ -651,6 +672,12 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		{name: "tailgate gateway, 2 CPUs", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, twoCPUs: true},
 		{name: "tailgate gateway, 2 CPUs, num_shards 1", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, set: []string{"processors::tail_sampling::num_shards=1"}, twoCPUs: true},
 		{name: "tailgate gateway, span-ingest", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, set: []string{"processors::tail_sampling::sampling_strategy=span-ingest"}},
+	}
+	// The RED metrics' settings (docs/benchmarks.md, "The RED metrics'
+	// cost"): each of the gateway profile's span_metrics settings against
+	// upstream's default, one at a time, and all of them at once.
+	for _, v := range spanMetricsVariants {
+		configs = append(configs, tierConfig{name: "tailgate gateway, span_metrics " + v.name, tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, set: v.set, optional: true})
 	}
 	// The binary built without its profile (cmd/tailgate/default.pgo), in
 	// the same run: what the profile-guided build buys each tier. Built
