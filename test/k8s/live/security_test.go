@@ -234,6 +234,18 @@ func TestNetworkPoliciesEnforced(t *testing.T) {
 	t.Cleanup(func() {
 		_, err := env.cp.Kubectl("-n", namespace, "delete", "networkpolicies", "--all", "--ignore-not-found")
 		assert.NoError(t, err)
+		// The nodes drop the rules asynchronously: the next tests scrape the
+		// gateways from the test's process, which the policies refuse.
+		eventually(t, time.Minute, "the gateways' telemetry open to the test again", func() (bool, string) {
+			for _, g := range readyPods(t, "tailgate-gateway") {
+				conn, err := net.DialTimeout("tcp", net.JoinHostPort(g.Status.PodIP, "8888"), time.Second)
+				if err != nil {
+					return false, err.Error()
+				}
+				conn.Close()
+			}
+			return true, ""
+		})
 	})
 	require.NoError(t, applyOverlay([]string{"network-policies"}, nil))
 	start := time.Now()
