@@ -39,12 +39,15 @@ FUZZTIME ?= 20s
 PGO_PROFILE := $(abspath cmd/tailgate/default.pgo)
 TEST_ENV := CGO_ENABLED=0 GOFLAGS="$(strip $(GOFLAGS) -trimpath $(if $(wildcard $(PGO_PROFILE)),-pgo=$(PGO_PROFILE)))"
 # The Kubernetes suite's second half: make test runs it in a second test
-# process, once the tools it needs are built (scripts/test.sh). It holds
-# every test that runs a tool besides the cluster (Prometheus and
-# prometheus-adapter, Helm, Jaeger, the registry; a test checks that none is
-# left out) and the node failure tests, so that the halves take about as
-# long.
-LIVE_SECOND_HALF := ^(TestHPAScalesOnTheHottestGateway|TestHelmInstallUpgradeUninstall|TestJaegerJoinsTheHalvesOfSplitTraces|TestKubePrometheusStackSelectsTheChartsObjects|TestReleaseInstallsFromARegistryAndUpgrades|TestContainerKilledByTheRuntime|TestGatewayOOMKilled|TestNodeLost)$$
+# process beside the first half (scripts/test.sh). It holds every test that
+# runs a tool besides the cluster (Prometheus and prometheus-adapter, Helm,
+# Jaeger, the registry, kube-router; a test checks that none is left out),
+# whose tools make test builds while the suite runs, and before them, in a
+# process of their own, the node failure tests (LIVE_NODE_FAILURES), which
+# need only the cluster: so the second half starts with the first and the
+# halves take about as long.
+LIVE_SECOND_HALF := ^(TestHPAScalesOnTheHottestGateway|TestHelmInstallUpgradeUninstall|TestJaegerJoinsTheHalvesOfSplitTraces|TestKubePrometheusStackSelectsTheChartsObjects|TestReleaseInstallsFromARegistryAndUpgrades|TestNetworkPoliciesEnforced)$$
+LIVE_NODE_FAILURES := ^(TestContainerKilledByTheRuntime|TestGatewayOOMKilled|TestNodeLost)$$
 
 CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker || true)
 # The release's version (builder-config.yaml dist.version before its "+").
@@ -92,7 +95,7 @@ prometheus: ## Build Prometheus and promtool (with Kubernetes service discovery)
 # other tools share nothing with them or each other and build beside them,
 # one at a time, with the arm64 binary the image tests run under emulation.
 # Each is a no-op once cached; a failure of any fails the target.
-test-tools: ## Build every tool the tests run (control plane and the real nodes' kubelet, kube-proxy and kube-scheduler, Helm, Prometheus, prometheus-adapter, Jaeger, telemetrygen, cyclonedx-gomod, the registry, ORAS, containerd, runc, the CNI plugins) into $(TOOLS_DIR), fetch cert-manager's and prometheus-operator's CRDs, and cross-compile $(BIN_ARM64).
+test-tools: ## Build every tool the tests run (control plane and the real nodes' kubelet, kube-proxy and kube-scheduler, Helm, Prometheus, prometheus-adapter, Jaeger, telemetrygen, cyclonedx-gomod, the registry, ORAS, containerd, runc, the CNI plugins, kube-router) into $(TOOLS_DIR), fetch cert-manager's and prometheus-operator's CRDs, and cross-compile $(BIN_ARM64).
 	@export TOOLS_DIR=$(TOOLS_DIR); \
 	{ scripts/install-controlplane.sh && for t in helm prometheus prometheus-adapter; do scripts/install-go-tool.sh $$t || exit 1; done; } >/dev/null & kube=$$!; \
 	{ scripts/build-platform-binary.sh arm64 && for t in jaeger telemetrygen cyclonedx-gomod registry oras containerd runc cni-plugins kube-router; do scripts/install-go-tool.sh $$t || exit 1; done && scripts/install-crds.sh cert-manager && scripts/install-crds.sh prometheus-operator; } >/dev/null & others=$$!; \
@@ -159,7 +162,7 @@ release: image ## Publish the image (every platform), its SBOMs and the chart to
 # the test tools) in the order that keeps a cold run short, and runs every
 # test: warm, the Kubernetes suite in two processes beside the rest.
 test: ## Run every test: components, generated code, profiles, image (amd64 and arm64), chart, end-to-end, Kubernetes.
-	$(TEST_ENV) GOTESTFLAGS="$(GOTESTFLAGS)" FUZZTIME=$(FUZZTIME) COMPONENT_MODULES="$(COMPONENT_MODULES)" LIVE_SECOND_HALF='$(LIVE_SECOND_HALF)' \
+	$(TEST_ENV) GOTESTFLAGS="$(GOTESTFLAGS)" FUZZTIME=$(FUZZTIME) COMPONENT_MODULES="$(COMPONENT_MODULES)" LIVE_SECOND_HALF='$(LIVE_SECOND_HALF)' LIVE_NODE_FAILURES='$(LIVE_NODE_FAILURES)' \
 		TOOLS_DIR=$(TOOLS_DIR) TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) TAILGATE_MDATAGEN=$(MDATAGEN) MAKE="$(MAKE)" scripts/test.sh
 
 test-churn: $(BIN) controlplane ## Only the rebalance_guard churn suite, verbose (part of `make test`; ~10 min).

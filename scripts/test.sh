@@ -14,27 +14,35 @@
 #   the CNI plugins), and beside them the distribution binary and then the
 #   suite's test binary (after the binary, so that it reuses the packages
 #   the binary's build compiled);
-# - the suite's tests that run nothing but the cluster start: most of it
-#   (exits, node failures, policies, churn, reconcile, ring, mTLS, traffic);
-# - every other tool then builds at idle CPU priority (SCHED_IDLE), taking
-#   only the CPU the tests leave, so running tests keep the machine they
-#   have warm. Each group of tests starts, at normal priority, once its
-#   tools are built, so no test waits on an idle build: telemetrygen (the
-#   end-to-end tests); Helm, Prometheus, prometheus-adapter, Jaeger, the
-#   registry, ORAS and cyclonedx-gomod (the suite's other half: its Helm,
-#   HPA, Jaeger and release tests, and its node failure tests, there so
-#   that the halves take about as long); ocb, mdatagen and the arm64 binary (the
-#   components' tests and the other packages, compiled at idle priority
-#   too).
+# - then the suite starts in two processes, each with its own cluster: the
+#   first half (the tests that need only the cluster: exits, policies,
+#   churn, reconcile, ring, mTLS, traffic) and the node failure tests
+#   (LIVE_NODE_FAILURES), which the second half (LIVE_SECOND_HALF: the
+#   tests that run Helm, Prometheus, prometheus-adapter, Jaeger, the
+#   registry, ORAS, cyclonedx-gomod or kube-router) follows in a process of
+#   its own;
+# - every other build runs at idle CPU priority (SCHED_IDLE), taking only
+#   the CPU the tests leave, so running tests keep the machine they have
+#   warm: the second half's tools first, in the order its tests use them.
+#   When the node failure tests end, whatever of those is still building
+#   or to build goes to normal priority and the second half starts: each
+#   of its tests waits for its tool's build (one build of a tool at a
+#   time, install-go-tool.sh) or builds it, never on an idle build, and
+#   the builds of the later tests' tools overlap the earlier tests. Each
+#   other group of tests starts, at normal priority, once its tools are
+#   built: telemetrygen (the end-to-end tests); ocb, mdatagen and the arm64
+#   binary (the components' tests and the other packages, compiled at idle
+#   priority too).
 #
 # Environment (from the Makefile): GOTESTFLAGS, COMPONENT_MODULES,
-# LIVE_SECOND_HALF, FUZZTIME, MAKE, and what the tests read (TOOLS_DIR, TAILGATE_BIN,
+# LIVE_SECOND_HALF, LIVE_NODE_FAILURES, FUZZTIME, MAKE, and what the tests read (TOOLS_DIR, TAILGATE_BIN,
 # TAILGATE_OCB, TAILGATE_MDATAGEN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 read -r -a testflags <<<"${GOTESTFLAGS:?}"
 read -r -a components <<<"${COMPONENT_MODULES:?}"
 live_second_half=${LIVE_SECOND_HALF:?}
+live_node_failures=${LIVE_NODE_FAILURES:?}
 make=${MAKE:-make}
 module=$(go list -m)
 live_pkg=$module/test/k8s/live
@@ -69,13 +77,33 @@ trap 'stop_all; rm -rf "$compiled"' EXIT
 # The suite's packages are compiled into the build cache here, so that its
 # two halves start (below) without compiling it twice.
 { "$make" --no-print-directory build >/dev/null && go test -c -o "$compiled/" "$live_pkg"; } & binaries=$!
-{ scripts/install-controlplane.sh && for t in containerd runc cni-plugins kube-router; do scripts/install-go-tool.sh $t || exit 1; done; } >/dev/null & wait $! ||
+{ scripts/install-controlplane.sh && for t in containerd runc cni-plugins; do scripts/install-go-tool.sh $t || exit 1; done; } >/dev/null & wait $! ||
   fail "building the control plane or the nodes' runtime failed"
 wait "$binaries" || fail "building the binary or compiling the Kubernetes suite failed"
 [ $status -eq 0 ] || exit 1
 
 stamp "Kubernetes suite, first half: the tests that need only the cluster"
-go test "${testflags[@]}" -skip "$live_second_half" "$live_pkg" & live_first=$!
+go test "${testflags[@]}" -skip "$live_second_half|$live_node_failures" "$live_pkg" & live_first=$!
+
+# The second half's tools, in the order its tests run (by file name), at
+# idle priority in one process tree, which promote raises whole (the
+# builds it starts later inherit its priority). The release test's make
+# release needs cyclonedx-gomod (the SBOMs) and ORAS, and publishes to a
+# registry.
+chrt --idle 0 bash -c 'for t in prometheus prometheus-adapter helm jaeger registry oras cyclonedx-gomod kube-router; do
+  scripts/install-go-tool.sh "$t" >/dev/null || exit 1
+done' & tools=$!
+promote() { local p; for p in "$1" $(descendants "$1"); do chrt --other -a -p 0 "$p" 2>/dev/null || true; done; }
+
+stamp "Kubernetes suite, second half: first $live_node_failures"
+{
+  failures=0
+  go test "${testflags[@]}" -run "$live_node_failures" "$live_pkg" & wait $! || failures=1
+  promote "$tools"
+  stamp "Kubernetes suite, second half: $live_second_half"
+  go test "${testflags[@]}" -run "$live_second_half" "$live_pkg" & wait $! || exit 1
+  exit $failures
+} & live_second=$!
 
 # Downloads: the first half's mTLS and monitoring tests apply them.
 run idle scripts/install-crds.sh cert-manager || fail "fetching cert-manager's CRDs failed"
@@ -83,14 +111,7 @@ run idle scripts/install-crds.sh prometheus-operator || fail "fetching prometheu
 run idle scripts/install-go-tool.sh telemetrygen || fail "building telemetrygen failed"
 stamp "end-to-end tests"
 go test "${testflags[@]}" "$e2e_pkg" & e2e=$!
-
-# The release test's make release needs cyclonedx-gomod (the SBOMs) and
-# ORAS, and publishes to a registry.
-for tool in helm prometheus prometheus-adapter jaeger registry oras cyclonedx-gomod; do
-  run idle scripts/install-go-tool.sh $tool || fail "building $tool failed"
-done
-stamp "Kubernetes suite, second half: $live_second_half"
-go test "${testflags[@]}" -run "$live_second_half" "$live_pkg" & live_second=$!
+wait "$tools" || fail "building the second half's tools failed"
 
 # Native fuzzing of the in-house components on hostile input, each target
 # for FUZZTIME on top of its committed corpus (testdata/fuzz) and seeds; a

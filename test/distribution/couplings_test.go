@@ -296,28 +296,33 @@ func packageModules(t *testing.T, dir, pattern string) map[string]string {
 
 // liveToolStarters are the calls through which a test of test/k8s/live runs
 // a program besides the control plane: Helm, Prometheus,
-// prometheus-adapter, Jaeger (each is built on first use).
+// prometheus-adapter, Jaeger, kube-router (each is built on first use).
 var liveToolStarters = []string{
 	"render.Helm", "render.HelmBinary", "render.Chart",
 	"harness.StartPrometheus", "cluster.StartCustomMetricsAPI",
 	"harness.StartJaeger", "harness.JaegerBinary", "harness.ToolBinary", "harness.StartRegistry",
+	".EnforceNetworkPolicies", // builds and starts kube-router (cluster.Fabric)
 }
 
 // TestLiveSecondHalfHoldsTheSuitesToolUsers: make test runs the Kubernetes
-// suite in two processes, the second with the tests the Makefile's
-// LIVE_SECOND_HALF names, once their tools are built (scripts/test.sh).
-// The list must name every test of the suite that runs a tool (directly or
-// through the package's helpers), and only tests: a tool's user left out
-// would wait in the first half for an idle-priority build, and a name that
-// is no test would silently run nothing. It may name others, to balance
-// the halves.
+// suite in two halves (scripts/test.sh): the first with the tests the
+// Makefile names in neither list; the second runs the LIVE_NODE_FAILURES
+// while its tools build, then the LIVE_SECOND_HALF once they are built.
+// LIVE_SECOND_HALF must name every test of the suite that runs a tool
+// (directly or through the package's helpers), LIVE_NODE_FAILURES none,
+// and both only tests: a tool's user left out would wait in the first
+// half for an idle-priority build, and a name that is no test would
+// silently run nothing.
 func TestLiveSecondHalfHoldsTheSuitesToolUsers(t *testing.T) {
 	root := harness.RepoRoot()
 	makefile, err := os.ReadFile(filepath.Join(root, "Makefile"))
 	require.NoError(t, err)
-	m := regexp.MustCompile(`(?m)^LIVE_SECOND_HALF := \^\(([A-Za-z0-9_|]+)\)\$\$$`).FindSubmatch(makefile)
-	require.NotNil(t, m, "Makefile: LIVE_SECOND_HALF := ^(TestA|TestB)$$")
-	listed := strings.Split(string(m[1]), "|")
+	list := func(name string) []string {
+		m := regexp.MustCompile(`(?m)^` + name + ` := \^\(([A-Za-z0-9_|]+)\)\$\$$`).FindSubmatch(makefile)
+		require.NotNil(t, m, "Makefile: %s := ^(TestA|TestB)$$", name)
+		return strings.Split(string(m[1]), "|")
+	}
+	listed, failures := list("LIVE_SECOND_HALF"), list("LIVE_NODE_FAILURES")
 
 	// What each function of the package calls: package-qualified
 	// ("render.Helm") or the package's own ("helmCmd").
@@ -342,6 +347,9 @@ func TestLiveSecondHalfHoldsTheSuitesToolUsers(t *testing.T) {
 					case *ast.SelectorExpr:
 						if x, ok := f.X.(*ast.Ident); ok {
 							calls[fn.Name.Name] = append(calls[fn.Name.Name], x.Name+"."+f.Sel.Name)
+						} else {
+							// A method of a field (env.nodes.EnforceNetworkPolicies).
+							calls[fn.Name.Name] = append(calls[fn.Name.Name], "."+f.Sel.Name)
 						}
 					}
 				}
@@ -373,8 +381,12 @@ func TestLiveSecondHalfHoldsTheSuitesToolUsers(t *testing.T) {
 	for _, name := range listed {
 		assert.Contains(t, tests, name, "LIVE_SECOND_HALF names no test of test/k8s/live")
 	}
+	for _, name := range failures {
+		assert.Contains(t, tests, name, "LIVE_NODE_FAILURES names no test of test/k8s/live")
+		assert.NotContains(t, users, name, "LIVE_NODE_FAILURES run before the second half's tools are built")
+	}
 	for _, user := range users {
-		assert.Contains(t, listed, user, "LIVE_SECOND_HALF must name every test of the suite that runs Helm, Prometheus, prometheus-adapter, Jaeger or the registry")
+		assert.Contains(t, listed, user, "LIVE_SECOND_HALF must name every test of the suite that runs Helm, Prometheus, prometheus-adapter, Jaeger, the registry or kube-router")
 	}
 	require.NotEmpty(t, users, "the suite's tests that run a tool")
 }

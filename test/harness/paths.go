@@ -116,12 +116,17 @@ func existingBinary(envVar, fallback, build string) (string, error) {
 // a third-party program the tests run and returns the path of one of its
 // binaries: ToolBinary("prometheus", "promtool").
 func ToolBinary(tool, binary string) (string, error) {
-	dir, err := installScript("install-go-tool.sh", tool)
+	dir, err := ToolDir(tool)
 	if err != nil {
 		return "", err
 	}
 	return filepath.Join(dir, binary), nil
 }
+
+// ToolDir builds (once, cached by version, see scripts/install-go-tool.sh)
+// a third-party program the tests run and returns the directory of its
+// binaries.
+func ToolDir(tool string) (string, error) { return installScript("install-go-tool.sh", tool) }
 
 // ReleaseInfo is the release's identity as scripts/release-info.sh reads
 // it from its one home (builder-config.yaml, git): VERSION, DIST_VERSION,

@@ -20,9 +20,10 @@ import (
 )
 
 // Node is a real Kubernetes node of the test cluster: containerd with runc
-// and the CNI plugins, the kubelet, kube-proxy and kube-router (the
-// NetworkPolicy implementation), all built from the pinned releases
-// (scripts/install-controlplane.sh, install-go-tool.sh).
+// and the CNI plugins, the kubelet, kube-proxy and, once a test asks for
+// NetworkPolicies enforced (Fabric.EnforceNetworkPolicies), kube-router,
+// all built from the pinned releases (scripts/install-controlplane.sh,
+// install-go-tool.sh).
 //
 // A node is a set of namespaces of its own inside the test's sandbox:
 //   - a network namespace, joined to the sandbox's node network (Fabric) by
@@ -127,17 +128,27 @@ func (f *Fabric) startNode(i int, images []string) (_ *Node, err error) {
 	if err := n.waitReady(2 * time.Minute); err != nil {
 		return nil, err
 	}
-	// NetworkPolicies, enforced in the node's iptables and ipsets for the
-	// pods on it, as kube-router's firewall-only DaemonSet does; routes and
-	// Services stay with the CNI plugins and kube-proxy. It starts once the
-	// kubelet registered the node, which it looks up first.
-	if n.policies, err = n.start("kube-router", filepath.Join(f.bins.kubeRouter, "kube-router"),
+	if f.bins.kubeRouter != "" {
+		if err := n.enforcePolicies(); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// enforcePolicies starts kube-router, which enforces NetworkPolicies in the
+// node's iptables and ipsets for the pods on it, as its firewall-only
+// DaemonSet does (routes and Services stay with the CNI plugins and
+// kube-proxy), and waits until it has synced. It needs the node
+// registered: kube-router looks the node up first.
+func (n *Node) enforcePolicies() (err error) {
+	if n.policies, err = n.start("kube-router", filepath.Join(n.cluster.bins.kubeRouter, "kube-router"),
 		"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
 		"--kubeconfig="+n.path("kube-router.kubeconfig"), "--hostname-override="+n.Name,
 		"--service-cluster-ip-range="+ServiceCIDR, "--health-port="+strconv.Itoa(kubeRouterHealthPort), "--v=1"); err != nil {
-		return nil, err
+		return err
 	}
-	return n, n.waitPoliciesHealthy(time.Minute)
+	return n.waitPoliciesHealthy(time.Minute)
 }
 
 // kubeRouterHealthPort is kube-router's default health port, on the node's

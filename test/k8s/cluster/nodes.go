@@ -24,37 +24,25 @@ type Fabric struct {
 }
 
 // nodeBinaries are the directories of the nodes' programs, each built from
-// its pinned release into the tool cache.
+// its pinned release into the tool cache. kubeRouter is empty until
+// EnforceNetworkPolicies.
 type nodeBinaries struct{ kube, containerd, runc, cni, kubeRouter string }
 
 // installNodeBinaries builds (once; a no-op when cached) and locates the
-// nodes' programs.
+// programs every node runs.
 func installNodeBinaries(kubeDir string) (nodeBinaries, error) {
 	b := nodeBinaries{kube: kubeDir}
 	for _, t := range []struct {
 		name string
 		dir  *string
-	}{{"containerd", &b.containerd}, {"runc", &b.runc}, {"cni-plugins", &b.cni}, {"kube-router", &b.kubeRouter}} {
-		dir, err := installGoTool(t.name)
+	}{{"containerd", &b.containerd}, {"runc", &b.runc}, {"cni-plugins", &b.cni}} {
+		dir, err := harness.ToolDir(t.name)
 		if err != nil {
 			return b, err
 		}
 		*t.dir = dir
 	}
 	return b, nil
-}
-
-// installGoTool runs scripts/install-go-tool.sh and returns the directory
-// holding the tool.
-func installGoTool(name string) (string, error) {
-	cmd := exec.Command(filepath.Join(harness.RepoRoot(), "scripts", "install-go-tool.sh"), name)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("install-go-tool.sh %s: %w", name, err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return lines[len(lines)-1], nil
 }
 
 // kubernetesSource is the pinned k8s.io/kubernetes module's directory in
@@ -105,9 +93,6 @@ func StartNodes(cp *ControlPlane, dir string, count int, images ...*image.Image)
 	if f.cgroups, err = newNodeCgroupParent(); err != nil {
 		return nil, err
 	}
-	if err := grantKubeRouter(cp); err != nil {
-		return nil, err
-	}
 	if err := f.setUpNetwork(count); err != nil {
 		return nil, err
 	}
@@ -120,6 +105,33 @@ func StartNodes(cp *ControlPlane, dir string, count int, images ...*image.Image)
 		f.Nodes = append(f.Nodes, n)
 	}
 	return f, nil
+}
+
+// EnforceNetworkPolicies makes the nodes enforce NetworkPolicies: it starts
+// kube-router on every node (and on each node Replace starts from then on)
+// and waits until each has synced its rules. Until then NetworkPolicies
+// are stored and not enforced, as on a cluster without a policy provider.
+// kube-router is built here on first use, so that only the tests of
+// policies wait for its build (make test builds it beside the suite's
+// other tools, scripts/test.sh). Calling it again does nothing.
+func (f *Fabric) EnforceNetworkPolicies() error {
+	if f.bins.kubeRouter != "" {
+		return nil
+	}
+	dir, err := harness.ToolDir("kube-router")
+	if err != nil {
+		return err
+	}
+	if err := grantKubeRouter(f.cp); err != nil {
+		return err
+	}
+	f.bins.kubeRouter = dir
+	for _, n := range f.Nodes {
+		if err := n.enforcePolicies(); err != nil {
+			return fmt.Errorf("node %s: %w\n%s", n.Name, err, n.LogTails(30))
+		}
+	}
+	return nil
 }
 
 // Stop stops every node, then removes what the nodes' cgroups needed.

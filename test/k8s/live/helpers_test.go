@@ -322,24 +322,13 @@ func (r rollout) report(t *testing.T, what string) {
 // startPausePod runs a pod of one container that only runs (the nodes
 // have the pause image) in namespace ns, with labels, on node, and waits
 // until it is ready; the test deletes it at its end. Tests dial from its
-// network namespace (cluster.Node.DialFromPod) as its application would.
+// network namespace (dialerFrom) as its application would.
 func startPausePod(t *testing.T, ns, name string, labels map[string]string, node string) corev1.Pod {
 	t.Helper()
 	pods := env.cp.Client.CoreV1().Pods(ns)
 	_, err := pods.Create(ctx(t), &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
-		Spec: corev1.PodSpec{
-			NodeName:                      node,
-			TerminationGracePeriodSeconds: ptr(int64(0)),
-			// Restricted, as the suite's namespace enforces; the pause
-			// image's user is 65535.
-			SecurityContext: &corev1.PodSecurityContext{
-				RunAsNonRoot: ptr(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			},
-			Containers: []corev1.Container{{Name: "app", Image: cluster.PauseImage, SecurityContext: &corev1.SecurityContext{
-				AllowPrivilegeEscalation: ptr(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			}}},
-		},
+		Spec:       pausePodSpec(node),
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -355,6 +344,22 @@ func startPausePod(t *testing.T, ns, name string, labels map[string]string, node
 		return true, ""
 	})
 	return pod
+}
+
+// pausePodSpec is an application pod's spec: one container that only runs,
+// Restricted as the suite's namespace enforces, on node (any when empty).
+func pausePodSpec(node string) corev1.PodSpec {
+	return corev1.PodSpec{
+		NodeName:                      node,
+		TerminationGracePeriodSeconds: ptr(int64(0)),
+		// The pause image's user is 65535.
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot: ptr(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		Containers: []corev1.Container{{Name: "app", Image: cluster.PauseImage, SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: ptr(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		}}},
+	}
 }
 
 // dialerFrom dials from pod's network namespace.

@@ -203,6 +203,7 @@ func handshakes(t *testing.T) map[string]handshakeCounts {
 // where the component expects Prometheus, still scrapes a gateway's
 // telemetry.
 func TestNetworkPoliciesEnforced(t *testing.T) {
+	require.NoError(t, env.nodes.EnforceNetworkPolicies())
 	settleGateways(t, 3, "k8s")
 	_, err := env.cp.Client.CoreV1().Namespaces().Create(ctx(t), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "monitoring"}}, metav1.CreateOptions{})
 	if !apierrors.IsAlreadyExists(err) {

@@ -20,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
-	"github.com/tailgate-dev/tailgate/test/k8s/cluster"
 )
 
 // sendAndCheck drives traces through the agent pods and waits until every
@@ -119,9 +118,8 @@ func TestK8sAttributesEnrichesFromTheConnection(t *testing.T) {
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				// The application: a container that runs (the node has the
-				// pause image); the test dials from its network namespace.
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: cluster.PauseImage}}},
+				// The application; the test dials from its network namespace.
+				Spec: pausePodSpec(""),
 			},
 		},
 	}, metav1.CreateOptions{})
@@ -165,10 +163,8 @@ func TestK8sAttributesEnrichesFromTheConnection(t *testing.T) {
 			sp.Status().SetCode(ptrace.StatusCodeError)
 		}
 	}
-	dial, err := env.nodes.Node(app.Spec.NodeName).DialFromPod(&app, app.Status.ContainerStatuses[0].ContainerID)
-	require.NoError(t, err)
 	conn, err := grpc.NewClient(net.JoinHostPort(agent.Status.PodIP, "4317"),
-		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dial))
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dialerFrom(t, app)))
 	require.NoError(t, err)
 	defer conn.Close()
 	_, err = ptraceotlp.NewGRPCClient(conn).Export(ctx(t), ptraceotlp.NewExportRequestFromTraces(td))
