@@ -22,17 +22,18 @@
 #   registry, ORAS, cyclonedx-gomod or kube-router) follows in a process of
 #   its own;
 # - every other build runs at idle CPU priority (SCHED_IDLE), taking only
-#   the CPU the tests leave, so running tests keep the machine they have
-#   warm: the second half's tools first, in the order its tests use them.
-#   When the node failure tests end, whatever of those is still building
-#   or to build goes to normal priority and the second half starts: each
-#   of its tests waits for its tool's build (one build of a tool at a
-#   time, install-go-tool.sh) or builds it, never on an idle build, and
-#   the builds of the later tests' tools overlap the earlier tests. Each
-#   other group of tests starts, at normal priority, once its tools are
-#   built: telemetrygen (the end-to-end tests); ocb, mdatagen and the arm64
-#   binary (the components' tests and the other packages, compiled at idle
-#   priority too).
+#   the CPU the first stage and the tests leave, so running tests keep the
+#   machine they have warm. The second half's tools build first, from the
+#   start, in the order its tests use them. When the node failure tests
+#   end, whatever of those is still building or to build goes to normal
+#   priority and the second half starts: each of its tests waits for its
+#   tool's build (one build of a tool at a time, install-go-tool.sh) or
+#   builds it, never on an idle build, and the builds of the later tests'
+#   tools overlap the earlier tests. telemetrygen comes first of the rest
+#   (the end-to-end tests start once it is built), then ocb, mdatagen,
+#   the arm64 binary and the components' and other packages' tests, which
+#   run at normal priority once the end-to-end tests have ended, beside
+#   fuzzing.
 #
 # Environment (from the Makefile): GOTESTFLAGS, COMPONENT_MODULES,
 # LIVE_SECOND_HALF, LIVE_NODE_FAILURES, FUZZTIME, MAKE, and what the tests read (TOOLS_DIR, TAILGATE_BIN,
@@ -74,6 +75,17 @@ fail() { echo "make test: $*" >&2; status=1; }
 stamp "building the control plane, the nodes, the binary and the suite's test binary"
 compiled=$(mktemp -d) # test binaries compiled ahead; only the build cache keeps them
 trap 'stop_all; rm -rf "$compiled"' EXIT
+# The second half's tools, in the order its tests run (by file name), at
+# idle priority from the start (the first stage leaves a CPU idle while it
+# links and downloads), in one process tree, which promote raises whole
+# (the builds it starts later inherit its priority). The release test's make
+# release needs cyclonedx-gomod (the SBOMs) and ORAS, and publishes to a
+# registry.
+chrt --idle 0 bash -c 'for t in prometheus prometheus-adapter helm jaeger registry oras cyclonedx-gomod kube-router; do
+  scripts/install-go-tool.sh "$t" >/dev/null || exit 1
+done' & tools=$!
+promote() { local p; for p in "$1" $(descendants "$1"); do chrt --other -a -p 0 "$p" 2>/dev/null || true; done; }
+
 # The suite's packages are compiled into the build cache here, so that its
 # two halves start (below) without compiling it twice.
 { "$make" --no-print-directory build >/dev/null && go test -c -o "$compiled/" "$live_pkg"; } & binaries=$!
@@ -84,16 +96,6 @@ wait "$binaries" || fail "building the binary or compiling the Kubernetes suite 
 
 stamp "Kubernetes suite, first half: the tests that need only the cluster"
 go test "${testflags[@]}" -skip "$live_second_half|$live_node_failures" "$live_pkg" & live_first=$!
-
-# The second half's tools, in the order its tests run (by file name), at
-# idle priority in one process tree, which promote raises whole (the
-# builds it starts later inherit its priority). The release test's make
-# release needs cyclonedx-gomod (the SBOMs) and ORAS, and publishes to a
-# registry.
-chrt --idle 0 bash -c 'for t in prometheus prometheus-adapter helm jaeger registry oras cyclonedx-gomod kube-router; do
-  scripts/install-go-tool.sh "$t" >/dev/null || exit 1
-done' & tools=$!
-promote() { local p; for p in "$1" $(descendants "$1"); do chrt --other -a -p 0 "$p" 2>/dev/null || true; done; }
 
 stamp "Kubernetes suite, second half: first $live_node_failures"
 {
@@ -111,16 +113,27 @@ run idle scripts/install-crds.sh prometheus-operator || fail "fetching prometheu
 run idle scripts/install-go-tool.sh telemetrygen || fail "building telemetrygen failed"
 stamp "end-to-end tests"
 go test "${testflags[@]}" "$e2e_pkg" & e2e=$!
-wait "$tools" || fail "building the second half's tools failed"
+
+run idle "$make" --no-print-directory tools || fail "building ocb and mdatagen failed"
+run idle scripts/build-platform-binary.sh arm64 || fail "building the arm64 binary failed"
+mapfile -t others < <(go list ./... | grep -vx -e "$live_pkg" -e "$e2e_pkg")
+# Compiled at idle priority too; they run below, at normal priority.
+for c in "${components[@]}"; do
+  (cd "$c" && idle go test -c -o "$compiled/" ./...) & wait $! || fail "compiling $c's tests failed"
+done
+run idle go test -c -o "$compiled/" "${others[@]}" || fail "compiling the tests failed"
+wait "$e2e" || status=1
+stamp "end-to-end tests done"
 
 # Native fuzzing of the in-house components on hostile input, each target
 # for FUZZTIME on top of its committed corpus (testdata/fuzz) and seeds; a
 # failing input is written to that testdata/fuzz for a regression test.
-# In the background from here: most of it is the instrumented build of the
-# components' dependencies (~7 of its 10 minutes cold), which was the run's
-# tail after the tests; here it overlaps the suite's second half, which
-# mostly waits on its cluster. At normal priority: a fuzzing worker starved
-# by idle scheduling could be taken for a hung one.
+# Most of it is the instrumented build of the components' dependencies
+# (~7 of its 10 minutes cold); it overlaps the suite's second half, which
+# mostly waits on its cluster, and starts after the end-to-end tests, so
+# that they do not share the CPU the second half's tools are built with.
+# At normal priority: a fuzzing worker starved by idle scheduling could be
+# taken for a hung one.
 stamp "fuzzing each of the components' Fuzz targets for ${FUZZTIME:?}, in the background"
 {
   fuzz_status=0
@@ -134,15 +147,6 @@ stamp "fuzzing each of the components' Fuzz targets for ${FUZZTIME:?}, in the ba
   exit $fuzz_status
 } & fuzz=$!
 
-run idle "$make" --no-print-directory tools || fail "building ocb and mdatagen failed"
-run idle scripts/build-platform-binary.sh arm64 || fail "building the arm64 binary failed"
-mapfile -t others < <(go list ./... | grep -vx -e "$live_pkg" -e "$e2e_pkg")
-# Compiled at idle priority too; they run below, at normal priority.
-for c in "${components[@]}"; do
-  (cd "$c" && idle go test -c -o "$compiled/" ./...) & wait $! || fail "compiling $c's tests failed"
-done
-run idle go test -c -o "$compiled/" "${others[@]}" || fail "compiling the tests failed"
-
 stamp "the components' tests and the other packages"
 for c in "${components[@]}"; do
   (cd "$c" && exec go test "${testflags[@]}" ./...) & wait $! || status=1
@@ -150,8 +154,8 @@ done
 run go test "${testflags[@]}" "${others[@]}" || status=1
 
 wait "$fuzz" || status=1
-wait "$e2e" || status=1
-stamp "end-to-end tests done; waiting for the Kubernetes suite"
+wait "$tools" || fail "building the second half's tools failed"
+stamp "waiting for the Kubernetes suite"
 wait "$live_first" || status=1
 wait "$live_second" || status=1
 stamp "done"
