@@ -76,9 +76,10 @@ stamp "building the control plane, the nodes, the binary and the suite's test bi
 compiled=$(mktemp -d) # test binaries compiled ahead; only the build cache keeps them
 trap 'stop_all; rm -rf "$compiled"' EXIT
 # The second half's tools, in the order its tests run (by file name), at
-# idle priority from the start (the first stage leaves a CPU idle while it
-# links and downloads), in one process tree, which promote raises whole
-# (the builds it starts later inherit its priority). The release test's make
+# idle priority from the start, in one process tree, which promote raises
+# whole (the builds it starts later inherit its priority). The first stage
+# keeps both CPUs busy, so they get little of it (a cold run here had
+# built Prometheus by its end). The release test's make
 # release needs cyclonedx-gomod (the SBOMs) and ORAS, and publishes to a
 # registry.
 chrt --idle 0 bash -c 'for t in prometheus prometheus-adapter helm jaeger registry oras cyclonedx-gomod kube-router; do
