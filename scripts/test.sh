@@ -50,6 +50,21 @@ live_pkg=$module/test/k8s/live
 e2e_pkg=$module/test/e2e
 
 stamp() { echo "make test: $(date -u +%H:%M:%S) $*"; }
+# cpu_used sets cpu to the CPU time of every command this script has
+# waited for, their descendants included (what /usr/bin/time counts for the
+# run): "N CPU-min (user, system)". A cold run is bound by it: on CI's 2
+# cores no order of the builds ends before half of it has elapsed
+# (docs/development.md). Called in this shell, not in $(...): times in a
+# subshell counts only the subshell's children.
+cpu_used() {
+  local times_file u s
+  times_file=$(mktemp)
+  times >"$times_file"
+  { read -r _ _; read -r u s; } <"$times_file"
+  rm -f "$times_file"
+  cpu=$(awk -v u="$u" -v s="$s" 'function sec(t, m) { m = t; sub(/m.*/, "", m); sub(/^[0-9]+m/, "", t); sub(/s$/, "", t); return m * 60 + t }
+    BEGIN { printf "%.1f CPU-min (user %.1f, system %.1f)", (sec(u) + sec(s)) / 60, sec(u) / 60, sec(s) / 60 }')
+}
 
 # Everything started here stops with this script, however it ends: every
 # process below it gets SIGTERM (a suite's test binary stops its cluster
@@ -159,5 +174,6 @@ wait "$tools" || fail "building the second half's tools failed"
 stamp "waiting for the Kubernetes suite"
 wait "$live_first" || status=1
 wait "$live_second" || status=1
-stamp "done"
+cpu_used
+stamp "done: $cpu"
 exit $status
