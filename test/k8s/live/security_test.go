@@ -231,6 +231,10 @@ func TestNetworkPoliciesEnforced(t *testing.T) {
 	}
 	require.True(t, opens(fromApp, otlp), "without policies, any pod reaches the gateway's OTLP port")
 	require.True(t, opens(fromApp, telemetry), "without policies, any pod reaches the gateway's telemetry")
+	agents := agentEndpoints(t)
+	for _, a := range agents {
+		require.True(t, opens(fromApp, a), "without policies, the application pod reaches agent %s", a)
+	}
 
 	t.Cleanup(func() {
 		_, err := env.cp.Kubectl("-n", namespace, "delete", "networkpolicies", "--all", "--ignore-not-found")
@@ -292,8 +296,21 @@ func TestNetworkPoliciesEnforced(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, string(body), "otelcol_process_uptime", "the gateway's own metrics")
 
-	agents := readyPods(t, "tailgate-agent")
-	assert.True(t, opens(fromApp, net.JoinHostPort(agents[0].Status.PodIP, "4317")), "applications (any pod) reach the agents")
+	// Applications (any pod) reach the agents. The nodes' policy provider
+	// installs each policy's rules on its own sync: one make test found an
+	// agent dropping the application's connection moments after the apply,
+	// and the send's gRPC connection to that agent failed for the whole
+	// send. So this waits (a minute at most) until every agent admits the
+	// application, and only then starts the traffic.
+	eventually(t, time.Minute, "the application pod reaching every agent's OTLP port", func() (bool, string) {
+		for _, a := range agents {
+			if !opens(fromApp, a) {
+				return false, "agent " + a + " does not accept the application's connection"
+			}
+		}
+		return true, ""
+	})
+	t.Logf("REPORT network policies: every agent open to the application %s after they were applied", time.Since(start).Round(100*time.Millisecond))
 
 	// The traffic, from the application pod through both agents.
 	gen := harness.DefaultGeneratorConfig()
@@ -306,7 +323,7 @@ func TestNetworkPoliciesEnforced(t *testing.T) {
 	c, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	sent, err := harness.SendWith(c, plans, harness.SendConfig{
-		Targets:     agentEndpoints(t),
+		Targets:     agents,
 		DialOptions: []grpc.DialOption{grpc.WithContextDialer(fromApp)},
 	})
 	require.NoError(t, err)
