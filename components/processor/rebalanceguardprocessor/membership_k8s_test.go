@@ -1,3 +1,8 @@
+// Not in fuzzing builds: the k8s resolver is left out of them
+// (membership_k8s_fuzz.go).
+
+//go:build !tailgate_fuzz
+
 package rebalanceguardprocessor
 
 import (

@@ -1,3 +1,8 @@
+// Not in fuzzing builds (membership_k8s_fuzz.go says why): the loadbalancing
+// exporter these tests run brings client-go with it.
+
+//go:build !tailgate_fuzz
+
 package rebalanceguardprocessor
 
 import (
