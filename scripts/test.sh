@@ -49,7 +49,16 @@ module=$(go list -m)
 live_pkg=$module/test/k8s/live
 e2e_pkg=$module/test/e2e
 
-stamp() { echo "make test: $(date -u +%H:%M:%S) $*"; }
+# Each line also gives how many CPU-seconds of the machine's (all CPUs,
+# from the start) were busy, anything's: their differences from one line to
+# the next show where a cold run leaves a CPU idle.
+machine_cpu() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; total = busy + $5 + $6; printf "%d %d", busy / 100, total / 100 }' /proc/stat; }
+read -r busy_at_start total_at_start < <(machine_cpu)
+stamp() {
+  local busy total
+  read -r busy total < <(machine_cpu)
+  echo "make test: $(date -u +%H:%M:%S) [busy $((busy - busy_at_start)) of $((total - total_at_start)) CPU-s] $*"
+}
 # cpu_used sets cpu to the CPU time of every command this script has
 # waited for, their descendants included (what /usr/bin/time counts for the
 # run): "N CPU-min (user, system)". A cold run is bound by it: on CI's 2
