@@ -157,9 +157,12 @@ stamp "end-to-end tests done"
 # (every package of a fuzzed test binary is instrumented), so the
 # fuzzing builds leave out the guard's k8s resolver and the tests that
 # need client-go (tag tailgate_fuzz, see the guard's membership_k8s_fuzz.go),
-# which halves it; it overlaps the suite's second half, which
-# mostly waits on its cluster, and starts after the end-to-end tests, so
-# that they do not share the CPU the second half's tools are built with.
+# which halves it. They do not vet (-vet=off): vetting keys on the
+# compiled package, so an instrumented build would vet every package of it
+# again, and the components' tests vet the same code. Fuzzing overlaps the
+# suite's second half, which mostly waits on its cluster, and starts after
+# the end-to-end tests, so that they do not share the CPU the second
+# half's tools are built with.
 # At normal priority: a fuzzing worker starved by idle scheduling could be
 # taken for a hung one.
 stamp "fuzzing each of the components' Fuzz targets for ${FUZZTIME:?}, in the background"
@@ -167,7 +170,7 @@ stamp "fuzzing each of the components' Fuzz targets for ${FUZZTIME:?}, in the ba
   fuzz_status=0
   for c in "${components[@]}"; do
     for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$c"/*_test.go 2>/dev/null | cut -d' ' -f2); do
-      (cd "$c" && exec go test -tags tailgate_fuzz -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 2s .) & wait $! ||
+      (cd "$c" && exec go test -tags tailgate_fuzz -vet=off -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 2s .) & wait $! ||
         { echo "make test: fuzzing $c $target failed" >&2; fuzz_status=1; }
     done
   done
