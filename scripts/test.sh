@@ -52,7 +52,7 @@ e2e_pkg=$module/test/e2e
 # Each line also gives how many CPU-seconds of the machine's (all CPUs,
 # from the start) were busy, anything's: their differences from one line to
 # the next show where a cold run leaves a CPU idle.
-machine_cpu() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; total = busy + $5 + $6; printf "%d %d", busy / 100, total / 100 }' /proc/stat; }
+machine_cpu() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; total = busy + $5 + $6; printf "%d %d\n", busy / 100, total / 100 }' /proc/stat; }
 read -r busy_at_start total_at_start < <(machine_cpu)
 stamp() {
   local busy total
