@@ -226,3 +226,75 @@ func buildTraces(base time.Time, spans []scheduledSpan) ptrace.Traces {
 	}
 	return td
 }
+
+// putInstrumentationAttributes gives the spans of td the attributes an
+// instrumented service's spans carry once an agent has added its pod's
+// (k8s_attributes): on each resource the SDK's and the pod's, 18 in all; on
+// each span what its instrumentation sets, the HTTP server's semantic
+// conventions for the frontend's entry point and the gRPC server's for the
+// other services (10 and 8 attributes). Work that reads or copies
+// attributes (decoding, tail_sampling's copies, span_metrics' dimensions,
+// which match the RED metrics' by name) is measured with them.
+func putInstrumentationAttributes(td ptrace.Traces) {
+	for _, rs := range td.ResourceSpans().All() {
+		res := rs.Resource().Attributes()
+		service, _ := res.Get("service.name")
+		name := service.Str()
+		pod := name + "-6b8f9c7d4-k2x9p"
+		res.EnsureCapacity(18)
+		res.PutStr("service.namespace", "shop")
+		res.PutStr("service.version", "2.7.1")
+		res.PutStr("service.instance.id", "3f2a9c1e-8b7d-4e6f-a5c4-"+fmt.Sprintf("%012x", len(name)))
+		res.PutStr("telemetry.sdk.name", "opentelemetry")
+		res.PutStr("telemetry.sdk.language", "go")
+		res.PutStr("telemetry.sdk.version", "1.38.0")
+		res.PutStr("host.name", pod)
+		res.PutStr("os.type", "linux")
+		res.PutInt("process.pid", 1)
+		res.PutStr("process.runtime.name", "go")
+		res.PutStr("process.runtime.version", "go1.26.8")
+		res.PutStr("k8s.namespace.name", "shop")
+		res.PutStr("k8s.pod.name", pod)
+		res.PutStr("k8s.pod.uid", "9d0c4b7e-2f1a-4c3b-8e5d-"+fmt.Sprintf("%012x", len(name)))
+		res.PutStr("k8s.deployment.name", name)
+		res.PutStr("k8s.node.name", "node-1")
+		res.PutStr("k8s.pod.start_time", "2026-12-01T09:12:44Z")
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, span := range ss.Spans().All() {
+				failed := span.Status().Code() == ptrace.StatusCodeError
+				attrs := span.Attributes()
+				if name == services[0].name {
+					status := int64(200)
+					if failed {
+						status = 500
+					}
+					attrs.EnsureCapacity(10)
+					attrs.PutStr("http.request.method", "GET")
+					attrs.PutStr("http.route", "/checkout")
+					attrs.PutStr("url.path", "/checkout")
+					attrs.PutStr("url.scheme", "https")
+					attrs.PutInt("http.response.status_code", status)
+					attrs.PutStr("server.address", "shop.example.com")
+					attrs.PutInt("server.port", 443)
+					attrs.PutStr("network.protocol.version", "1.1")
+					attrs.PutStr("client.address", "203.0.113.17")
+					attrs.PutStr("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36")
+					continue
+				}
+				status := int64(0) // OK
+				if failed {
+					status = 13 // INTERNAL
+				}
+				attrs.EnsureCapacity(8)
+				attrs.PutStr("rpc.system", "grpc")
+				attrs.PutStr("rpc.service", "shop."+name+".v1."+name+"Service")
+				attrs.PutStr("rpc.method", span.Name())
+				attrs.PutInt("rpc.grpc.status_code", status)
+				attrs.PutStr("server.address", name+".shop.svc.cluster.local")
+				attrs.PutInt("server.port", 50051)
+				attrs.PutStr("network.peer.address", "10.244.1.23")
+				attrs.PutInt("network.peer.port", 43817)
+			}
+		}
+	}
+}

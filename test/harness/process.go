@@ -254,9 +254,14 @@ func (p *Process) LogTail(n int) string {
 
 // ProcStats are a process's CPU time and memory high-water mark from /proc.
 type ProcStats struct {
-	CPU     time.Duration // user + system
-	PeakRSS int64         // VmHWM, bytes
-	RSS     int64         // VmRSS, bytes
+	CPU    time.Duration // user + system
+	System time.Duration // system alone: the kernel's work for the process (page faults, syscalls)
+	// MinorFaults counts pages the process touched for the first time since
+	// the kernel mapped them (minflt): a heap that grows, or that the Go
+	// runtime returns to the kernel and takes back, faults once per page.
+	MinorFaults int64
+	PeakRSS     int64 // VmHWM, bytes
+	RSS         int64 // VmRSS, bytes
 }
 
 // Stats reads /proc/<pid>/stat and /proc/<pid>/status.
@@ -269,10 +274,12 @@ func (p *Process) Stats() (ProcStats, error) {
 	// Fields after the command name (which may hold spaces) start at ") ".
 	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
 	var utime, stime int64
+	fmt.Sscan(fields[7], &st.MinorFaults)
 	fmt.Sscan(fields[11], &utime)
 	fmt.Sscan(fields[12], &stime)
 	const clockTicks = 100 // USER_HZ on Linux
 	st.CPU = time.Duration(utime+stime) * time.Second / clockTicks
+	st.System = time.Duration(stime) * time.Second / clockTicks
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
 	if err != nil {
 		return st, err

@@ -33,14 +33,17 @@ type EncodedRequest struct {
 
 // EncodeRequests encodes the planned traces as OTLP export requests in
 // send order, spansPerRequest spans each (the last may hold fewer), with
-// timestamps from base: the pre-encoded load a replay sends without
-// spending its own CPU on encoding.
+// timestamps from base, and the attributes an instrumented service's spans
+// carry (putInstrumentationAttributes): the pre-encoded load a replay
+// sends without spending its own CPU on encoding.
 func EncodeRequests(plans []TracePlan, base time.Time, spansPerRequest int) ([]EncodedRequest, error) {
 	spans := schedule(plans)
 	var out []EncodedRequest
 	for i := 0; i < len(spans); i += spansPerRequest {
 		chunk := spans[i:min(i+spansPerRequest, len(spans))]
-		body, err := ptraceotlp.NewExportRequestFromTraces(buildTraces(base, chunk)).MarshalProto()
+		td := buildTraces(base, chunk)
+		putInstrumentationAttributes(td)
+		body, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
 		if err != nil {
 			return nil, err
 		}

@@ -53,6 +53,12 @@ const (
 	// agentReplayFor is how long an agent run lasts: agents keep no state
 	// per trace, so the replay loops over its requests.
 	agentReplayFor = 8 * time.Second
+	// agentWarmupFor is how long an agent takes the same load before its
+	// run is measured (a gateway takes a load of other traces once).
+	agentWarmupFor = 3 * time.Second
+	// ceilingWarmupSpans is a gateway's warm-up load: more than it buffers
+	// at its ceiling (decision_wait and a tick of its rate).
+	ceilingWarmupSpans = 300_000
 	// idleRuns starts each gateway config this often for its startup time
 	// and idle RSS, read idleFor after it is healthy.
 	idleRuns = 3
@@ -117,6 +123,8 @@ func (c tierConfig) cpus() string {
 type tierRun struct {
 	spans       int64
 	cpu, wall   time.Duration
+	system      time.Duration // of cpu, the kernel's
+	minorFaults int64
 	failed      int64
 	perCPUSec   float64
 	perWallSec  float64
@@ -170,9 +178,9 @@ func keptByKind(arrivals map[pcommon.TraceID]harness.Arrival, truth map[pcommon.
 // spans (an SDK batch) of the generator's traces, each trace ID unique, so
 // a gateway buffers and decides every trace once; and the ground truth of
 // each trace (its kind and spans), to read what a gateway kept against.
-func ceilingLoad(spans int) ([]harness.EncodedRequest, map[pcommon.TraceID]plannedTrace, error) {
+func ceilingLoad(spans int, seed uint64) ([]harness.EncodedRequest, map[pcommon.TraceID]plannedTrace, error) {
 	gen := harness.DefaultGeneratorConfig()
-	gen.Seed, gen.Agents = 77, 1
+	gen.Seed, gen.Agents = seed, 1
 	gen.Traces = spans / ((gen.MinSpans + gen.MaxSpans) / 2)
 	// The replay ignores send times but keeps their order: trace starts
 	// laid out over ceilingPlanSpan, about a run's length, so a trace's
@@ -213,7 +221,8 @@ type plannedTrace struct {
 // The process's CPU is read from the replay's start until the tier has
 // finished with what it took (a gateway decides its last traces
 // decision_wait later).
-func measureTier(c tierConfig, reqs []harness.EncodedRequest, truth map[pcommon.TraceID]plannedTrace, profile string) (tierRun, error) {
+func measureTier(c tierConfig, load ceilingLoads, profile string) (tierRun, error) {
+	reqs, truth := load.reqs, load.truth
 	var run tierRun
 	sinks := make([]*harness.NullSink, 1)
 	if c.tier == "agent" {
@@ -257,6 +266,9 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest, truth map[pcommon.
 	defer func() { _ = p.Stop(30 * time.Second) }()
 	time.Sleep(time.Second)
 	gateway := c.tier == "gateway"
+	if err := warmUp(c, load, ports); err != nil {
+		return run, err
+	}
 	// The live heap is read through tailgate's pprof extension; the stock
 	// configuration has none.
 	idleHeap, heapErr := uint64(0), errors.New("not a gateway")
@@ -289,11 +301,23 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest, truth map[pcommon.
 	if err := <-profiled; err != nil {
 		return run, err
 	}
+	// The heap reading forces a collection, which a run of a process
+	// without the pprof extension (stock) does not: its CPU is left out.
+	var readingHeap harness.ProcStats
 	if heapErr == nil {
+		start, err := p.Stats()
+		if err != nil {
+			return run, err
+		}
 		// What the buffered traces hold when the replay ends.
 		if run.heapPerSpan, err = heapPerBufferedSpan(ports, idleHeap); err != nil {
 			return run, err
 		}
+		end, err := p.Stats()
+		if err != nil {
+			return run, err
+		}
+		readingHeap = harness.ProcStats{CPU: end.CPU - start.CPU, System: end.System - start.System, MinorFaults: end.MinorFaults - start.MinorFaults}
 	}
 	// Let the tier finish what it accepted: exports drain, and a gateway
 	// decides the traces it still buffers.
@@ -309,13 +333,70 @@ func measureTier(c tierConfig, reqs []harness.EncodedRequest, truth map[pcommon.
 			run.sent[t.kind]++
 		}
 	}
-	run.spans, run.failed, run.wall, run.cpu = res.Spans, res.Failed, res.Elapsed, after.CPU-before.CPU
+	run.spans, run.failed, run.wall = res.Spans, res.Failed, res.Elapsed
+	run.cpu = after.CPU - before.CPU - readingHeap.CPU
+	run.system = after.System - before.System - readingHeap.System
+	run.minorFaults = after.MinorFaults - before.MinorFaults - readingHeap.MinorFaults
 	run.perCPUSec = float64(run.spans) / run.cpu.Seconds()
 	run.perWallSec = float64(run.spans) / run.wall.Seconds()
 	if res.Failed > 0 {
 		return run, fmt.Errorf("%s refused %d requests at saturation (the measurement needs it to take all)\n%s", c.name, res.Failed, p.LogTail(20))
 	}
 	return run, nil
+}
+
+// ceilingLoads is what a run replays: the measured requests and their
+// traces' ground truth, and the requests of other traces a gateway is
+// warmed up with.
+type ceilingLoads struct {
+	reqs, warmup []harness.EncodedRequest
+	truth        map[pcommon.TraceID]plannedTrace
+}
+
+// newCeilingLoads encodes the measured load of spans spans and the warm-up
+// load of ceilingWarmupSpans, each of traces of their own.
+func newCeilingLoads(spans int) (ceilingLoads, error) {
+	reqs, truth, err := ceilingLoad(spans, 77)
+	if err != nil {
+		return ceilingLoads{}, err
+	}
+	warmup, _, err := ceilingLoad(ceilingWarmupSpans, 78)
+	return ceilingLoads{reqs: reqs, warmup: warmup, truth: truth}, err
+}
+
+// warmUp gives the process under test the measured load's work before its
+// run is measured: an agent the same requests for agentWarmupFor, a
+// gateway the warm-up load's traces once, decided and exported before the
+// run starts. A process that has run for a while has its heap mapped at
+// the size this rate grows it to; a fresh one first has the kernel fault
+// in every page of it (about 1 GB for a gateway here, a quarter of a cold
+// run's CPU as system time, more for a larger GOGC), which no gateway in
+// service pays per span.
+func warmUp(c tierConfig, load ceilingLoads, ports harness.NodePorts) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	reqs, loop := load.warmup, false
+	if c.tier == "agent" {
+		ctx, cancel = context.WithTimeout(ctx, agentWarmupFor)
+		defer cancel()
+		reqs, loop = load.reqs, true
+	}
+	var opts []grpc.DialOption
+	if c.mtls && c.tier == "gateway" {
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(benchTLS.agentClient)))
+	}
+	res, err := harness.Replay(ctx, fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC), reqs, replayConcurrency, loop, opts...)
+	if err != nil {
+		return fmt.Errorf("%s: warming up: %w", c.name, err)
+	}
+	if res.Failed > 0 {
+		return fmt.Errorf("%s refused %d requests while warming up", c.name, res.Failed)
+	}
+	// Until the gateway has decided and exported the warm-up's traces.
+	if c.tier == "gateway" {
+		time.Sleep(ceilingDecisionWait + 2*time.Second)
+	}
+	return nil
 }
 
 // heapCell is the runs' heap per buffered span, n/a where it was not read.
@@ -634,7 +715,7 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		return "", err
 	}
 	fmt.Printf("== each tier at its ceiling: encoding %d spans\n", ceilingSpans)
-	reqs, truth, err := ceilingLoad(ceilingSpans)
+	load, err := newCeilingLoads(ceilingSpans)
 	if err != nil {
 		return "", err
 	}
@@ -732,12 +813,12 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 	runs := map[string][]tierRun{}
 	for i := range ceilingRuns {
 		for _, c := range configs {
-			r, err := measureTier(c, reqs, truth, sel.profileFile(c, i))
+			r, err := measureTier(c, load, sel.profileFile(c, i))
 			if err != nil {
 				return "", err
 			}
-			fmt.Printf("  run %d %-27s %8.0f spans/CPU-s %8.0f spans/s  (%d spans, CPU %s, wall %s)\n",
-				i+1, c.name, r.perCPUSec, r.perWallSec, r.spans, r.cpu.Round(time.Millisecond), r.wall.Round(time.Millisecond))
+			fmt.Printf("  run %d %-27s %8.0f spans/CPU-s %8.0f spans/s  (%d spans, CPU %s of which system %s, %.2f minor faults per 1k spans, wall %s)\n",
+				i+1, c.name, r.perCPUSec, r.perWallSec, r.spans, r.cpu.Round(time.Millisecond), r.system.Round(time.Millisecond), float64(r.minorFaults)*1000/float64(r.spans), r.wall.Round(time.Millisecond))
 			runs[c.name] = append(runs[c.name], r)
 		}
 	}
@@ -750,7 +831,7 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		}
 		defer os.RemoveAll(profDir)
 	}
-	profiles, err := profileTiers(configs, reqs, truth, profDir)
+	profiles, err := profileTiers(configs, load, profDir)
 	if err != nil {
 		return "", err
 	}
@@ -786,7 +867,7 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 			name      string
 			remarshal bool
 		}{{"gateway floor", false}, {"agent floor", true}} {
-			v, err := decodeFloor(reqs, f.remarshal)
+			v, err := decodeFloor(load.reqs, f.remarshal)
 			if err != nil {
 				return "", err
 			}
@@ -802,7 +883,7 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		return renderCeiling(configs, runs, floors, idle) + renderBreakdown(breakdowns), nil
 	}
 	fmt.Println("== compression between the tiers")
-	compression, err := compressionSection(tailgate, reqs)
+	compression, err := compressionSection(tailgate, load.reqs)
 	if err != nil {
 		return "", err
 	}
@@ -821,19 +902,21 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun, idle
 	perCPU := func(r tierRun) float64 { return r.perCPUSec }
 	perWall := func(r tierRun) float64 { return r.perWallSec }
 	w("## Each tier at its ceiling\n\n")
-	w("Method: %d-span OTLP requests of the generator's traces, encoded before the run, replayed over gRPC by a lean sender with %d in flight, as fast as the process under test takes them. The process runs pinned to CPU %d (`taskset`); the sender, the null sinks it exports to (three for an agent, one backend for a gateway) and everything else of the bench run on CPU %d. An agent run replays for %s; a gateway run replays %d spans once, each trace unique (decision_wait %s, read until its last decisions are exported). CPU is the process's own (/proc), from the replay's start until it has finished. %d runs each, interleaved; median (min-max).\n\n",
-		512, replayConcurrency, collectorCPU, benchCPU, agentReplayFor, ceilingSpans, ceilingDecisionWait, ceilingRuns)
+	w("Method: %d-span OTLP requests of the generator's traces, with the attributes an instrumented service's spans carry once an agent has added its pod's (18 on each resource, 8-10 on each span: test/harness putInstrumentationAttributes), encoded before the run, replayed over gRPC by a lean sender with %d in flight, as fast as the process under test takes them. The process runs pinned to CPU %d (`taskset`); the sender, the null sinks it exports to (three for an agent, one backend for a gateway) and everything else of the bench run on CPU %d. Each run first warms the process up, as one that has been in service is: an agent takes the load for %s, a gateway a load of %d other traces' spans, decided and exported before the measurement starts (a fresh process first has the kernel fault in every page its heap grows to, and collects often while its heap is small; that cost is not per span). Then an agent run replays for %s; a gateway run replays %d spans once, each trace unique (decision_wait %s, read until its last decisions are exported). CPU is the process's own (/proc, user and system), from the replay's start until it has finished, less the collection a gateway's heap reading forces (below; the stock process is not read). %d runs each, interleaved; median (min-max).\n\n",
+		512, replayConcurrency, collectorCPU, benchCPU, agentWarmupFor, ceilingWarmupSpans, agentReplayFor, ceilingSpans, ceilingDecisionWait, ceilingRuns)
 	w("The stock configuration is what a user deploys from upstream's docs for this architecture (test/cmd/bench/stock: default gzip, queues and GOGC, no guard, span_metrics on a second pipeline from the receiver), run on the baseline build of the same upstream components. tailgate runs with the garbage-collection settings of its manifests (deploy/kubernetes/base: GOGC, and GOMEMLIMIT from the pod's memory request); \"Go's default GC\" is the same without them. The decode floor unmarshals the same requests with pdata (the agent's also marshals them again) in one goroutine of the bench process, garbage collection included.\n\n")
-	w("| Tier | Config | CPUs | Spans per CPU-second | Spans per second |\n|---|---|---|---|---|\n")
+	w("| Tier | Config | CPUs | Spans per CPU-second | Spans per second | System share of CPU | Minor page faults per 1k spans |\n|---|---|---|---|---|---|---|\n")
 	cell := func(rs []tierRun, f func(tierRun) float64) string {
 		m, lo, hi := stats(rs, f)
 		return fmt.Sprintf("%.0f (%.0f-%.0f)", m, lo, hi)
 	}
 	for _, c := range configs {
-		w("| %s | %s | %d | %s | %s |\n", c.tier, c.name, len(strings.Split(c.cpus(), ",")), cell(runs[c.name], perCPU), cell(runs[c.name], perWall))
+		system, _, _ := stats(runs[c.name], func(r tierRun) float64 { return r.system.Seconds() / r.cpu.Seconds() })
+		faults, _, _ := stats(runs[c.name], func(r tierRun) float64 { return float64(r.minorFaults) * 1000 / float64(r.spans) })
+		w("| %s | %s | %d | %s | %s | %.0f%% | %.0f |\n", c.tier, c.name, len(strings.Split(c.cpus(), ",")), cell(runs[c.name], perCPU), cell(runs[c.name], perWall), system*100, faults)
 	}
 	for _, f := range []string{"agent floor", "gateway floor"} {
-		w("| %s | decode floor | 1 | %s | |\n", strings.Fields(f)[0], cell(floors[f], perCPU))
+		w("| %s | decode floor | 1 | %s | | | |\n", strings.Fields(f)[0], cell(floors[f], perCPU))
 	}
 	w("\nWhat each gateway run delivered to its backend (the null sink decodes what it receives): of the error and slow traces, how many arrived whole (every span), of the others how many were kept (the probabilistic policy keeps 10%%); the time from the gateway's acknowledgement of the request holding a kept trace's last span to the arrival of its latest span at the backend, p50 / p99; and the gateway's heap per span tail_sampling buffers when the replay ends (live heap after a forced collection, less the same before the replay, over traces on memory x 21.5 mean spans; docs/sizing.md's method). Medians of the runs' figures (min-max).\n\n")
 	w("| Config | Error: whole of sent | Error: p50 / p99 to backend | Slow: whole of sent | Slow: p50 / p99 | Probabilistic: kept | Probabilistic: p50 / p99 | Heap per buffered span |\n|---|---|---|---|---|---|---|---|\n")

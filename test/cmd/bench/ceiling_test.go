@@ -40,7 +40,7 @@ func TestStockConfigsAreValid(t *testing.T) {
 // trace, each trace's latest span before the replay's acknowledgement of
 // the request that held it (what the time-to-backend figures subtract).
 func TestReplayDeliversEveryRequest(t *testing.T) {
-	reqs, truth, err := ceilingLoad(20_000)
+	reqs, truth, err := ceilingLoad(20_000, 77)
 	require.NoError(t, err)
 	sink, err := harness.StartNullSink()
 	require.NoError(t, err)

@@ -16,7 +16,6 @@ import (
 	"strings"
 
 	"github.com/google/pprof/profile"
-	"go.opentelemetry.io/collector/pdata/pcommon"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
@@ -50,7 +49,7 @@ var profiledTiers = []string{"tailgate agent", "tailgate gateway"}
 
 // profileTiers runs each of profiledTiers among configs ceilingRuns times
 // with its CPU sampled, and returns the profiles' files by configuration.
-func profileTiers(configs []tierConfig, reqs []harness.EncodedRequest, truth map[pcommon.TraceID]plannedTrace, dir string) (map[string][]string, error) {
+func profileTiers(configs []tierConfig, load ceilingLoads, dir string) (map[string][]string, error) {
 	files := map[string][]string{}
 	for i := range ceilingRuns {
 		for _, c := range configs {
@@ -58,7 +57,7 @@ func profileTiers(configs []tierConfig, reqs []harness.EncodedRequest, truth map
 				continue
 			}
 			file := filepath.Join(dir, fmt.Sprintf("%s.%d.pprof", fileName(c.name), i+1))
-			if _, err := measureTier(c, reqs, truth, file); err != nil {
+			if _, err := measureTier(c, load, file); err != nil {
 				return nil, err
 			}
 			files[c.name] = append(files[c.name], file)
