@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -45,7 +44,7 @@ const (
 	// ceilingPlanSpan is how long the ceiling load's trace starts are
 	// laid out over, and ceilingLatencyThreshold its slow traces'
 	// threshold (the policies' latency threshold in these runs).
-	ceilingPlanSpan         = 5 * time.Second
+	ceilingPlanSpan         = 10 * time.Second
 	ceilingLatencyThreshold = 100 * time.Millisecond
 	// replayConcurrency is how many requests the replay keeps in flight
 	// (an agent's or SDK's exporters keep several).
@@ -132,8 +131,11 @@ type tierRun struct {
 	// A gateway's: bytes of heap per span its tail_sampling buffers, and
 	// what the backend received of each kind of trace.
 	heapPerSpan float64
-	kept        map[harness.Kind]keptTraces
-	sent        map[harness.Kind]int // traces replayed, by kind
+	// exportFailed counts the spans its exporter gave up on: those of a
+	// request the backend refused, such as one over its intake limit.
+	exportFailed float64
+	kept         map[harness.Kind]keptTraces
+	sent         map[harness.Kind]int // traces replayed, by kind
 }
 
 // keptTraces is what the backend received of one kind of trace in a run:
@@ -269,12 +271,20 @@ func measureTier(c tierConfig, load ceilingLoads, profile string) (tierRun, erro
 	if err := warmUp(c, load, ports); err != nil {
 		return run, err
 	}
-	// The live heap is read through tailgate's pprof extension; the stock
-	// configuration has none.
-	idleHeap, heapErr := uint64(0), errors.New("not a gateway")
+	// A gateway's live heap is read through its pprof extension (the stock
+	// configurations have one too).
+	var idleHeap uint64
+	var failedBefore float64 // by the warm-up
 	if gateway {
 		sinks[0].RecordArrivals()
-		idleHeap, heapErr = liveHeap(ports.Pprof)
+		if idleHeap, err = liveHeap(ports.Pprof); err != nil {
+			return run, err
+		}
+		scrape, err := harness.ScrapeMetrics(ports.Telemetry)
+		if err != nil {
+			return run, err
+		}
+		failedBefore = scrape.Sum(harness.MetricExporterFailed)
 	}
 
 	before, err := p.Stats()
@@ -301,10 +311,10 @@ func measureTier(c tierConfig, load ceilingLoads, profile string) (tierRun, erro
 	if err := <-profiled; err != nil {
 		return run, err
 	}
-	// The heap reading forces a collection, which a run of a process
-	// without the pprof extension (stock) does not: its CPU is left out.
+	// The heap reading forces a collection, which a process in service
+	// does not get: its CPU is left out.
 	var readingHeap harness.ProcStats
-	if heapErr == nil {
+	if gateway {
 		start, err := p.Stats()
 		if err != nil {
 			return run, err
@@ -327,6 +337,11 @@ func measureTier(c tierConfig, load ceilingLoads, profile string) (tierRun, erro
 		return run, err
 	}
 	if gateway {
+		scrape, err := harness.ScrapeMetrics(ports.Telemetry)
+		if err != nil {
+			return run, err
+		}
+		run.exportFailed = scrape.Sum(harness.MetricExporterFailed) - failedBefore
 		run.kept = keptByKind(sinks[0].Arrivals(), truth, res.LastDelivered(reqs))
 		run.sent = map[harness.Kind]int{}
 		for _, t := range truth {
@@ -516,6 +531,7 @@ func ceilingEnv(c tierConfig, ports harness.NodePorts, endpoints []string) map[s
 		// the stock configs (stock/*.yaml)
 		"STOCK_OTLP_ENDPOINT":        fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC),
 		"STOCK_HEALTH_ENDPOINT":      fmt.Sprintf("127.0.0.1:%d", ports.Health),
+		"STOCK_PPROF_ENDPOINT":       fmt.Sprintf("127.0.0.1:%d", ports.Pprof),
 		"STOCK_TELEMETRY_PORT":       strconv.Itoa(ports.Telemetry),
 		"STOCK_PROMETHEUS":           fmt.Sprintf("127.0.0.1:%d", ports.Prometheus),
 		"STOCK_GATEWAYS":             "[" + strings.Join(endpoints, ", ") + "]",
@@ -741,6 +757,13 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		// Garbage collection at the memory limit alone (GOGC off, the
 		// manifests' GOMEMLIMIT): what more GOGC could buy at most.
 		{name: "tailgate gateway, GOGC off", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: withEnv(gatewayGC, "GOGC", "off"), optional: true},
+		// The runtime's memory headroom: GOMEMLIMIT at 75% of the pod's
+		// limit instead of its request (50%, memory_limiter's soft limit),
+		// and freed heap handed back with MADV_FREE, which the kernel
+		// reclaims only under memory pressure, instead of MADV_DONTNEED,
+		// which makes the next use of each page fault.
+		{name: "tailgate gateway, GOMEMLIMIT 1.5 GiB", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: withEnv(gatewayGC, "GOMEMLIMIT", "1610612736"), optional: true},
+		{name: "tailgate gateway, madvdontneed=0", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: withEnv(gatewayGC, "GODEBUG", "madvdontneed=0"), optional: true},
 		// What recordpolicy (kept spans name their policy) costs.
 		{name: "tailgate gateway, no recordpolicy", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), env: gatewayGC, optional: true},
 		// What mutual TLS between the tiers costs each side (docs/security.md).
@@ -902,7 +925,7 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun, idle
 	perCPU := func(r tierRun) float64 { return r.perCPUSec }
 	perWall := func(r tierRun) float64 { return r.perWallSec }
 	w("## Each tier at its ceiling\n\n")
-	w("Method: %d-span OTLP requests of the generator's traces, with the attributes an instrumented service's spans carry once an agent has added its pod's (18 on each resource, 8-10 on each span: test/harness putInstrumentationAttributes), encoded before the run, replayed over gRPC by a lean sender with %d in flight, as fast as the process under test takes them. The process runs pinned to CPU %d (`taskset`); the sender, the null sinks it exports to (three for an agent, one backend for a gateway) and everything else of the bench run on CPU %d. Each run first warms the process up, as one that has been in service is: an agent takes the load for %s, a gateway a load of %d other traces' spans, decided and exported before the measurement starts (a fresh process first has the kernel fault in every page its heap grows to, and collects often while its heap is small; that cost is not per span). Then an agent run replays for %s; a gateway run replays %d spans once, each trace unique (decision_wait %s, read until its last decisions are exported). CPU is the process's own (/proc, user and system), from the replay's start until it has finished, less the collection a gateway's heap reading forces (below; the stock process is not read). %d runs each, interleaved; median (min-max).\n\n",
+	w("Method: %d-span OTLP requests of the generator's traces, with the attributes an instrumented service's spans carry once an agent has added its pod's (18 on each resource, 8-10 on each span: test/harness putInstrumentationAttributes), encoded before the run, replayed over gRPC by a lean sender with %d in flight, as fast as the process under test takes them. The process runs pinned to CPU %d (`taskset`); the sender, the null sinks it exports to (three for an agent, one backend for a gateway) and everything else of the bench run on CPU %d. Each run first warms the process up, as one that has been in service is: an agent takes the load for %s, a gateway a load of %d other traces' spans, decided and exported before the measurement starts (a fresh process first has the kernel fault in every page its heap grows to, and collects often while its heap is small; that cost is not per span). Then an agent run replays for %s; a gateway run replays %d spans once, each trace unique (decision_wait %s, read until its last decisions are exported). CPU is the process's own (/proc, user and system), from the replay's start until it has finished, less the collection a gateway's heap reading forces (below). %d runs each, interleaved; median (min-max).\n\n",
 		512, replayConcurrency, collectorCPU, benchCPU, agentWarmupFor, ceilingWarmupSpans, agentReplayFor, ceilingSpans, ceilingDecisionWait, ceilingRuns)
 	w("The stock configuration is what a user deploys from upstream's docs for this architecture (test/cmd/bench/stock: default gzip, queues and GOGC, no guard, span_metrics on a second pipeline from the receiver), run on the baseline build of the same upstream components. tailgate runs with the garbage-collection settings of its manifests (deploy/kubernetes/base: GOGC, and GOMEMLIMIT from the pod's memory request); \"Go's default GC\" is the same without them. The decode floor unmarshals the same requests with pdata (the agent's also marshals them again) in one goroutine of the bench process, garbage collection included.\n\n")
 	w("| Tier | Config | CPUs | Spans per CPU-second | Spans per second | System share of CPU | Minor page faults per 1k spans |\n|---|---|---|---|---|---|---|\n")
@@ -918,8 +941,8 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun, idle
 	for _, f := range []string{"agent floor", "gateway floor"} {
 		w("| %s | decode floor | 1 | %s | | | |\n", strings.Fields(f)[0], cell(floors[f], perCPU))
 	}
-	w("\nWhat each gateway run delivered to its backend (the null sink decodes what it receives): of the error and slow traces, how many arrived whole (every span), of the others how many were kept (the probabilistic policy keeps 10%%); the time from the gateway's acknowledgement of the request holding a kept trace's last span to the arrival of its latest span at the backend, p50 / p99; and the gateway's heap per span tail_sampling buffers when the replay ends (live heap after a forced collection, less the same before the replay, over traces on memory x 21.5 mean spans; docs/sizing.md's method). Medians of the runs' figures (min-max).\n\n")
-	w("| Config | Error: whole of sent | Error: p50 / p99 to backend | Slow: whole of sent | Slow: p50 / p99 | Probabilistic: kept | Probabilistic: p50 / p99 | Heap per buffered span |\n|---|---|---|---|---|---|---|---|\n")
+	w("\nWhat each gateway run delivered to its backend (the null sink decodes what it receives): of the error and slow traces, how many arrived whole (every span), of the others how many were kept (the probabilistic policy keeps 10%%); the time from the gateway's acknowledgement of the request holding a kept trace's last span to the arrival of its latest span at the backend, p50 / p99; the gateway's heap per span tail_sampling buffers when the replay ends (live heap after a forced collection, less the same before the replay, over traces on memory x 21.5 mean spans; docs/sizing.md's method); and the spans its exporter gave up on (otelcol_exporter_send_failed_spans): the null sink takes requests of up to gRPC's default 4 MiB, as Jaeger's and Tempo's intake do, and refuses a larger one whole. Medians of the runs' figures (min-max).\n\n")
+	w("| Config | Error: whole of sent | Error: p50 / p99 to backend | Slow: whole of sent | Slow: p50 / p99 | Probabilistic: kept | Probabilistic: p50 / p99 | Heap per buffered span | Spans the exporter gave up on |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range configs {
 		rs := runs[c.name]
 		if c.tier != "gateway" || len(rs) == 0 || rs[0].kept == nil {
@@ -935,11 +958,11 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun, idle
 			return fmt.Sprintf("%.2f s / %.2f s (%.2f-%.2f)", p50, p99, lo, hi)
 		}
 		sent := func(kind harness.Kind) int { return rs[0].sent[kind] }
-		w("| %s | %s of %d | %s | %s of %d | %s | %s | %s | %s |\n", c.name,
+		w("| %s | %s of %d | %s | %s of %d | %s | %s | %s | %s | %s |\n", c.name,
 			kept(harness.Error, func(k keptTraces) float64 { return float64(k.whole) }), sent(harness.Error), latency(harness.Error),
 			kept(harness.Slow, func(k keptTraces) float64 { return float64(k.whole) }), sent(harness.Slow), latency(harness.Slow),
 			kept(harness.Normal, func(k keptTraces) float64 { return float64(k.kept) }), latency(harness.Normal),
-			heapCell(rs))
+			heapCell(rs), cell(rs, func(r tierRun) float64 { return r.exportFailed }))
 	}
 	w("\nEach gateway config started %d times, nothing sent to it, pinned like the runs above: time from exec to its first healthy answer from health_check (asked every 2ms), and its RSS %s later; medians.\n\n", idleRuns, idleFor)
 	w("| Config | Start to healthy | Idle RSS |\n|---|---|---|\n")

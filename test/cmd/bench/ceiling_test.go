@@ -25,7 +25,7 @@ func TestStockConfigsAreValid(t *testing.T) {
 	for _, name := range []string{"agent.yaml", "gateway.yaml"} {
 		cmd := exec.Command(bin, "validate", "--config", filepath.Join("stock", name))
 		cmd.Env = []string{
-			"STOCK_OTLP_ENDPOINT=127.0.0.1:4317", "STOCK_HEALTH_ENDPOINT=127.0.0.1:13133", "STOCK_TELEMETRY_PORT=8888",
+			"STOCK_OTLP_ENDPOINT=127.0.0.1:4317", "STOCK_HEALTH_ENDPOINT=127.0.0.1:13133", "STOCK_PPROF_ENDPOINT=127.0.0.1:1777", "STOCK_TELEMETRY_PORT=8888",
 			"STOCK_PROMETHEUS=127.0.0.1:8889", "STOCK_GATEWAYS=[127.0.0.1:5317]", "STOCK_BACKEND_ENDPOINT=127.0.0.1:6317",
 			"STOCK_DECISION_WAIT=2s", "STOCK_SAMPLING_PERCENTAGE=10", "STOCK_LATENCY_THRESHOLD_MS=1000",
 		}

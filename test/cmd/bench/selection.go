@@ -26,7 +26,6 @@ type ceilingSelection struct {
 	only    *regexp.Regexp
 	extra   []tierConfig
 	profDir string
-	profBin string // only runs of this binary are profiled (its profiles enable pprof)
 	// pgoOut receives the merged profiles of the shipped tiers' profiled
 	// runs (make pgo), "" for none.
 	pgoOut string
@@ -35,7 +34,7 @@ type ceilingSelection struct {
 // newCeilingSelection reads -only, -extra and -cpuprofile.
 // extra is `name=tier:config[:VAR=value,...]` entries separated by ';'.
 func newCeilingSelection(only, extra, profDir, tailgate string) (ceilingSelection, error) {
-	sel := ceilingSelection{profDir: profDir, profBin: tailgate}
+	sel := ceilingSelection{profDir: profDir}
 	if only != "" {
 		re, err := regexp.Compile(only)
 		if err != nil {
@@ -94,7 +93,7 @@ func (s ceilingSelection) apply(configs []tierConfig) []tierConfig {
 
 // profileFile is where run i of c writes its CPU profile, "" for none.
 func (s ceilingSelection) profileFile(c tierConfig, i int) string {
-	if s.profDir == "" || c.bin != s.profBin {
+	if s.profDir == "" {
 		return ""
 	}
 	return filepath.Join(s.profDir, fmt.Sprintf("%s.run%d.pprof", fileName(c.name), i+1))
