@@ -124,6 +124,7 @@ type tierRun struct {
 	cpu, wall   time.Duration
 	system      time.Duration // of cpu, the kernel's
 	minorFaults int64
+	peakRSS     int64 // the process's high-water mark (VmHWM), warm-up included
 	failed      int64
 	perCPUSec   float64
 	perWallSec  float64
@@ -352,6 +353,7 @@ func measureTier(c tierConfig, load ceilingLoads, profile string) (tierRun, erro
 	run.cpu = after.CPU - before.CPU - readingHeap.CPU
 	run.system = after.System - before.System - readingHeap.System
 	run.minorFaults = after.MinorFaults - before.MinorFaults - readingHeap.MinorFaults
+	run.peakRSS = after.PeakRSS
 	run.perCPUSec = float64(run.spans) / run.cpu.Seconds()
 	run.perWallSec = float64(run.spans) / run.wall.Seconds()
 	if res.Failed > 0 {
@@ -928,7 +930,7 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun, idle
 	w("Method: %d-span OTLP requests of the generator's traces, with the attributes an instrumented service's spans carry once an agent has added its pod's (18 on each resource, 8-10 on each span: test/harness putInstrumentationAttributes), encoded before the run, replayed over gRPC by a lean sender with %d in flight, as fast as the process under test takes them. The process runs pinned to CPU %d (`taskset`); the sender, the null sinks it exports to (three for an agent, one backend for a gateway) and everything else of the bench run on CPU %d. Each run first warms the process up, as one that has been in service is: an agent takes the load for %s, a gateway a load of %d other traces' spans, decided and exported before the measurement starts (a fresh process first has the kernel fault in every page its heap grows to, and collects often while its heap is small; that cost is not per span). Then an agent run replays for %s; a gateway run replays %d spans once, each trace unique (decision_wait %s, read until its last decisions are exported). CPU is the process's own (/proc, user and system), from the replay's start until it has finished, less the collection a gateway's heap reading forces (below). %d runs each, interleaved; median (min-max).\n\n",
 		512, replayConcurrency, collectorCPU, benchCPU, agentWarmupFor, ceilingWarmupSpans, agentReplayFor, ceilingSpans, ceilingDecisionWait, ceilingRuns)
 	w("The stock configuration is what a user deploys from upstream's docs for this architecture (test/cmd/bench/stock: default gzip, queues and GOGC, no guard, span_metrics on a second pipeline from the receiver), run on the baseline build of the same upstream components. tailgate runs with the garbage-collection settings of its manifests (deploy/kubernetes/base: GOGC, and GOMEMLIMIT from the pod's memory request); \"Go's default GC\" is the same without them. The decode floor unmarshals the same requests with pdata (the agent's also marshals them again) in one goroutine of the bench process, garbage collection included.\n\n")
-	w("| Tier | Config | CPUs | Spans per CPU-second | Spans per second | System share of CPU | Minor page faults per 1k spans |\n|---|---|---|---|---|---|---|\n")
+	w("| Tier | Config | CPUs | Spans per CPU-second | Spans per second | System share of CPU | Minor page faults per 1k spans | Peak RSS |\n|---|---|---|---|---|---|---|---|\n")
 	cell := func(rs []tierRun, f func(tierRun) float64) string {
 		m, lo, hi := stats(rs, f)
 		return fmt.Sprintf("%.0f (%.0f-%.0f)", m, lo, hi)
@@ -936,10 +938,11 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun, idle
 	for _, c := range configs {
 		system, _, _ := stats(runs[c.name], func(r tierRun) float64 { return r.system.Seconds() / r.cpu.Seconds() })
 		faults, _, _ := stats(runs[c.name], func(r tierRun) float64 { return float64(r.minorFaults) * 1000 / float64(r.spans) })
-		w("| %s | %s | %d | %s | %s | %.0f%% | %.0f |\n", c.tier, c.name, len(strings.Split(c.cpus(), ",")), cell(runs[c.name], perCPU), cell(runs[c.name], perWall), system*100, faults)
+		peak, _, _ := stats(runs[c.name], func(r tierRun) float64 { return float64(r.peakRSS) / (1 << 20) })
+		w("| %s | %s | %d | %s | %s | %.0f%% | %.0f | %.0f MiB |\n", c.tier, c.name, len(strings.Split(c.cpus(), ",")), cell(runs[c.name], perCPU), cell(runs[c.name], perWall), system*100, faults, peak)
 	}
 	for _, f := range []string{"agent floor", "gateway floor"} {
-		w("| %s | decode floor | 1 | %s | | | |\n", strings.Fields(f)[0], cell(floors[f], perCPU))
+		w("| %s | decode floor | 1 | %s | | | | |\n", strings.Fields(f)[0], cell(floors[f], perCPU))
 	}
 	w("\nWhat each gateway run delivered to its backend (the null sink decodes what it receives): of the error and slow traces, how many arrived whole (every span), of the others how many were kept (the probabilistic policy keeps 10%%); the time from the gateway's acknowledgement of the request holding a kept trace's last span to the arrival of its latest span at the backend, p50 / p99; the gateway's heap per span tail_sampling buffers when the replay ends (live heap after a forced collection, less the same before the replay, over traces on memory x 21.5 mean spans; docs/sizing.md's method); and the spans its exporter gave up on (otelcol_exporter_send_failed_spans): the null sink takes requests of up to gRPC's default 4 MiB, as Jaeger's and Tempo's intake do, and refuses a larger one whole. Medians of the runs' figures (min-max).\n\n")
 	w("| Config | Error: whole of sent | Error: p50 / p99 to backend | Slow: whole of sent | Slow: p50 / p99 | Probabilistic: kept | Probabilistic: p50 / p99 | Heap per buffered span | Spans the exporter gave up on |\n|---|---|---|---|---|---|---|---|---|\n")
