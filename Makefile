@@ -182,7 +182,7 @@ lint: ## gofmt and go vet (generated cmd/tailgate excluded from gofmt).
 # ceilings (make bench's replay) and merges the profiles into that file.
 # Run it after a change to the components or the profiles; make bench
 # measures the binary with and without it.
-pgo: $(BIN) $(OCB) ## Profile both tiers at their ceilings and write cmd/tailgate/default.pgo, the profile go build uses (~3 min).
+pgo: $(BIN) $(OCB) ## Profile both tiers at their ceilings and write cmd/tailgate/default.pgo, the profile go build uses (~5 min).
 	TAILGATE_BIN=$(abspath $(BIN)) TAILGATE_OCB=$(OCB) $(GO) run ./test/cmd/bench -ceiling-only -only '^tailgate (agent|gateway)$$' -pgo-out $(PGO_PROFILE)
 
 bench: $(BIN) $(OCB) ## Benchmark tailgate against an ocb-built upstream baseline; writes docs/benchmarks.md.
