@@ -331,8 +331,15 @@ func measureTier(c tierConfig, load ceilingLoads, profile string) (tierRun, erro
 		readingHeap = harness.ProcStats{CPU: end.CPU - start.CPU, System: end.System - start.System, MinorFaults: end.MinorFaults - start.MinorFaults}
 	}
 	// Let the tier finish what it accepted: exports drain, and a gateway
-	// decides the traces it still buffers.
+	// decides the traces it still buffers. A gateway at its ceiling may
+	// decide its last traces later than that: it is read once its backend
+	// has received nothing for two decision ticks.
 	time.Sleep(ceilingDecisionWait + 2*time.Second)
+	if gateway {
+		if err := untilQuiet(sinks[0], 2*time.Second, 30*time.Second); err != nil {
+			return run, fmt.Errorf("%s: %w", c.name, err)
+		}
+	}
 	after, err := p.Stats()
 	if err != nil {
 		return run, err
@@ -360,6 +367,23 @@ func measureTier(c tierConfig, load ceilingLoads, profile string) (tierRun, erro
 		return run, fmt.Errorf("%s refused %d requests at saturation (the measurement needs it to take all)\n%s", c.name, res.Failed, p.LogTail(20))
 	}
 	return run, nil
+}
+
+// untilQuiet returns once sink has taken no request for quiet, or an
+// error after limit.
+func untilQuiet(sink *harness.NullSink, quiet, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	last, since := sink.Requests(), time.Now()
+	for time.Since(since) < quiet {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the backend still received requests %s after the replay", limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if n := sink.Requests(); n != last {
+			last, since = n, time.Now()
+		}
+	}
+	return nil
 }
 
 // ceilingLoads is what a run replays: the measured requests and their
