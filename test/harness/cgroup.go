@@ -53,7 +53,7 @@ func newCgroup(name string, limits Limits) (*cgroup, string, error) {
 				return fmt.Errorf("%s/%s: %w", dir, f, err)
 			}
 		}
-		moves = append(moves, fmt.Sprintf("echo $$ > %s/cgroup.procs", dir))
+		moves = append(moves, "echo $$ > "+shellQuote(filepath.Join(dir, "cgroup.procs")))
 		return nil
 	}
 	if limits.MemoryBytes > 0 {
@@ -96,8 +96,12 @@ func newCgroupV2(name string, limits Limits) (*cgroup, string, error) {
 			return nil, "", err
 		}
 	}
-	return cg, fmt.Sprintf("echo $$ > %s/cgroup.procs", dir), nil
+	return cg, "echo $$ > " + shellQuote(filepath.Join(dir, "cgroup.procs")), nil
 }
+
+// shellQuote quotes s as one word of sh: a process's name, part of its
+// cgroup's path, may hold spaces ("tailgate gateway").
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // OwnCgroupsV1 maps each v1 controller to this process's cgroup path
 // (the Kubernetes tests' real nodes nest their cgroupRoot under it).

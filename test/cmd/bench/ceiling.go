@@ -108,6 +108,12 @@ type tierConfig struct {
 	// twoCPUs pins the process to both CPUs instead of collectorCPU alone
 	// (the replay and the sinks stay on benchCPU, which it then shares).
 	twoCPUs bool
+	// podMemory is the memory limit of the cgroup the run is in: tailgate's
+	// tiers run in their shipped pod's memory (the base's limit), so that
+	// memory_limiter reads the pod's limit as in Kubernetes and a run whose
+	// heap reaches its soft limit is refused, which fails the measurement.
+	// 0, the stock configurations: no limit, as their docs set none.
+	podMemory int64
 }
 
 // cpus is the taskset CPU list c runs on.
@@ -262,7 +268,7 @@ func measureTier(c tierConfig, load ceilingLoads, profile string) (tierRun, erro
 	if err != nil {
 		return run, err
 	}
-	p, err := startPinned(c.name, c.bin, args, c.cpus(), ports, env, dir)
+	p, err := startPinned(c.name, c.bin, args, c.cpus(), c.podMemory, ports, env, dir)
 	if err != nil {
 		return run, err
 	}
@@ -653,7 +659,7 @@ func startAndIdle(c tierConfig) (startup time.Duration, rss int64, err error) {
 			return 0, 0, err
 		}
 		start := time.Now()
-		p, err := startPinned(c.name, c.bin, args, c.cpus(), ports, env, dir)
+		p, err := startPinned(c.name, c.bin, args, c.cpus(), c.podMemory, ports, env, dir)
 		if err != nil {
 			os.RemoveAll(dir)
 			return 0, 0, err
@@ -675,15 +681,19 @@ func startAndIdle(c tierConfig) (startup time.Duration, rss int64, err error) {
 
 // startPinned starts a collector with args pinned to cpus (a taskset list),
 // on the given ports (set in args and env), and waits until it is healthy.
-func startPinned(name, bin string, args []string, cpus string, ports harness.NodePorts, env map[string]string, logDir string) (*harness.Process, error) {
+func startPinned(name, bin string, args []string, cpus string, memory int64, ports harness.NodePorts, env map[string]string, logDir string) (*harness.Process, error) {
 	taskset, err := exec.LookPath("taskset")
 	if err != nil {
 		return nil, fmt.Errorf("pinning the collector to a CPU: %w", err)
 	}
-	p, err := harness.StartProcess(taskset, harness.ProcessSpec{
+	spec := harness.ProcessSpec{
 		Name: name, Args: append([]string{"-c", cpus, bin}, args...), Env: env,
 		HealthPort: ports.Health, LogDir: logDir, HealthPoll: 2 * time.Millisecond,
-	})
+	}
+	if memory > 0 {
+		spec.Limits = &harness.Limits{MemoryBytes: memory}
+	}
+	p, err := harness.StartProcess(taskset, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -783,12 +793,12 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		// Garbage collection at the memory limit alone (GOGC off, the
 		// manifests' GOMEMLIMIT): what more GOGC could buy at most.
 		{name: "tailgate gateway, GOGC off", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: withEnv(gatewayGC, "GOGC", "off"), optional: true},
-		// The runtime's memory headroom: GOMEMLIMIT at 75% of the pod's
-		// limit instead of its request (50%, memory_limiter's soft limit),
-		// and freed heap handed back with MADV_FREE, which the kernel
-		// reclaims only under memory pressure, instead of MADV_DONTNEED,
-		// which makes the next use of each page fault.
-		{name: "tailgate gateway, GOMEMLIMIT 1.5 GiB", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: withEnv(gatewayGC, "GOMEMLIMIT", "1610612736"), optional: true},
+		// The runtime's memory headroom: GOMEMLIMIT and memory_limiter's
+		// soft limit at 75% of the pod's limit instead of 50%, and freed
+		// heap handed back with MADV_FREE, which the kernel reclaims only
+		// under memory pressure, instead of MADV_DONTNEED, which makes the
+		// next use of each page fault.
+		{name: "tailgate gateway, GOMEMLIMIT 75%", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: withEnv(gatewayGC, "GOMEMLIMIT", "1610612736"), set: []string{"processors::memory_limiter::spike_limit_percentage=5"}, optional: true},
 		{name: "tailgate gateway, madvdontneed=0", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: withEnv(gatewayGC, "GODEBUG", "madvdontneed=0"), optional: true},
 		// What recordpolicy (kept spans name their policy) costs.
 		{name: "tailgate gateway, no recordpolicy", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), env: gatewayGC, optional: true},
@@ -835,6 +845,18 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		}
 	}
 	configs = sel.apply(configs)
+	// tailgate's tiers run in their pod's memory, extras included.
+	podMemory := map[string]int64{}
+	for tier, kind := range map[string]string{"agent": "DaemonSet", "gateway": "Deployment"} {
+		if podMemory[tier], err = k8srender.PodMemoryLimit(kind); err != nil {
+			return "", err
+		}
+	}
+	for i := range configs {
+		if !configs[i].stock {
+			configs[i].podMemory = podMemory[configs[i].tier]
+		}
+	}
 	if slices.ContainsFunc(configs, func(c tierConfig) bool { return c.bin == withoutPGO }) {
 		buildDir, err := os.MkdirTemp("", "tailgate-bench-build-")
 		if err != nil {

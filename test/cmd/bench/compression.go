@@ -118,7 +118,7 @@ func measureCompression(tailgate, compression string, reqs []harness.EncodedRequ
 	start := func(profile string, ports harness.NodePorts, env map[string]string, set ...string) (*harness.Process, error) {
 		maps.Copy(env, ports.Env(profile))
 		args := ports.Args(profile, harness.ProfilePath(profile), nil, set...)
-		return startPinned(profile, tailgate, args, strconv.Itoa(collectorCPU), ports, env, dir)
+		return startPinned(profile, tailgate, args, strconv.Itoa(collectorCPU), 0, ports, env, dir)
 	}
 	gwPorts, err := harness.PickPorts()
 	if err != nil {

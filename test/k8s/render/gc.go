@@ -18,13 +18,65 @@ import (
 // Kubernetes must set to run it as shipped. Variables the manifests derive
 // from the pod's size are resolved as the kubelet resolves them.
 func GCEnv(kind string, memoryLimit int64) (map[string]string, error) {
-	out, err := Build(BaseDir())
+	c, name, err := baseContainer(kind)
 	if err != nil {
 		return nil, err
 	}
+	limit, request := c.Resources.Limits.Memory().Value(), c.Resources.Requests.Memory().Value()
+	if limit == 0 {
+		return nil, fmt.Errorf("%s %s: no memory limit", kind, name)
+	}
+	if memoryLimit == 0 {
+		memoryLimit = limit
+	}
+	c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: *resource.NewQuantity(memoryLimit, resource.BinarySI)}
+	c.Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: *resource.NewQuantity(memoryLimit*request/limit, resource.BinarySI)}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if e.Name != "GOGC" && e.Name != "GOMEMLIMIT" {
+			continue
+		}
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		case e.ValueFrom.ResourceFieldRef != nil:
+			v, err := ResourceFieldValue(c, e.ValueFrom.ResourceFieldRef)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %s: %w", kind, name, e.Name, err)
+			}
+			env[e.Name] = v
+		default:
+			return nil, fmt.Errorf("%s %s: %s is neither a value nor a resourceFieldRef", kind, name, e.Name)
+		}
+	}
+	return env, nil
+}
+
+// PodMemoryLimit is the memory limit of the base's workload of this kind
+// ("Deployment", "DaemonSet"): the cgroup a test runs the binary in to run
+// it in the shipped pod's memory, memory_limiter reading it as in the pod.
+func PodMemoryLimit(kind string) (int64, error) {
+	c, name, err := baseContainer(kind)
+	if err != nil {
+		return 0, err
+	}
+	limit := c.Resources.Limits.Memory().Value()
+	if limit == 0 {
+		return 0, fmt.Errorf("%s %s: no memory limit", kind, name)
+	}
+	return limit, nil
+}
+
+// baseContainer is the collector container of the base's workload of this
+// kind, and the workload's name.
+func baseContainer(kind string) (corev1.Container, string, error) {
+	out, err := Build(BaseDir())
+	if err != nil {
+		return corev1.Container{}, "", err
+	}
 	objs, err := Objects(out)
 	if err != nil {
-		return nil, err
+		return corev1.Container{}, "", err
 	}
 	for _, u := range objs {
 		if u.GetKind() != kind {
@@ -35,47 +87,19 @@ func GCEnv(kind string, memoryLimit int64) (map[string]string, error) {
 		case "Deployment":
 			var d appsv1.Deployment
 			if err := Strict(u, &d); err != nil {
-				return nil, err
+				return corev1.Container{}, "", err
 			}
 			spec = d.Spec.Template.Spec
 		case "DaemonSet":
 			var d appsv1.DaemonSet
 			if err := Strict(u, &d); err != nil {
-				return nil, err
+				return corev1.Container{}, "", err
 			}
 			spec = d.Spec.Template.Spec
 		}
-		c := spec.Containers[0]
-		limit, request := c.Resources.Limits.Memory().Value(), c.Resources.Requests.Memory().Value()
-		if limit == 0 {
-			return nil, fmt.Errorf("%s %s: no memory limit", kind, u.GetName())
-		}
-		if memoryLimit == 0 {
-			memoryLimit = limit
-		}
-		c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: *resource.NewQuantity(memoryLimit, resource.BinarySI)}
-		c.Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: *resource.NewQuantity(memoryLimit*request/limit, resource.BinarySI)}
-		env := map[string]string{}
-		for _, e := range c.Env {
-			if e.Name != "GOGC" && e.Name != "GOMEMLIMIT" {
-				continue
-			}
-			switch {
-			case e.ValueFrom == nil:
-				env[e.Name] = e.Value
-			case e.ValueFrom.ResourceFieldRef != nil:
-				v, err := ResourceFieldValue(c, e.ValueFrom.ResourceFieldRef)
-				if err != nil {
-					return nil, fmt.Errorf("%s %s: %s: %w", kind, u.GetName(), e.Name, err)
-				}
-				env[e.Name] = v
-			default:
-				return nil, fmt.Errorf("%s %s: %s is neither a value nor a resourceFieldRef", kind, u.GetName(), e.Name)
-			}
-		}
-		return env, nil
+		return spec.Containers[0], u.GetName(), nil
 	}
-	return nil, fmt.Errorf("no %s in %s", kind, BaseDir())
+	return corev1.Container{}, "", fmt.Errorf("no %s in %s", kind, BaseDir())
 }
 
 // ResourceFieldValue is container c's request or limit as the kubelet
