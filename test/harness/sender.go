@@ -53,6 +53,11 @@ type SendConfig struct {
 	// Without it a failure counts at once and the sender waits for a slot.
 	RetryFor time.Duration
 	Progress Progress
+	// Instrumented gives the spans the attributes an instrumented service's
+	// carry (putInstrumentationAttributes), as the bench's replay does:
+	// for measurements of what a span costs (make sizing), not for tests
+	// of what arrives.
+	Instrumented bool
 }
 
 // retryable are the codes the OTLP specification lets a client retry.
@@ -155,7 +160,11 @@ func SendWith(ctx context.Context, plans []TracePlan, cfg SendConfig) (SendResul
 			go func(agent int, spans []scheduledSpan) {
 				defer wg.Done()
 				defer func() { <-slots[agent] }()
-				req := ptraceotlp.NewExportRequestFromTraces(buildTraces(base, spans))
+				td := buildTraces(base, spans)
+				if cfg.Instrumented {
+					putInstrumentationAttributes(td)
+				}
+				req := ptraceotlp.NewExportRequestFromTraces(td)
 				if err := cfg.export(ctx, clients[agent], req); err != nil {
 					fail(spans, status.Convert(err).Code().String()+": "+status.Convert(err).Message())
 					return

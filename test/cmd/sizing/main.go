@@ -128,9 +128,14 @@ func startGateway(bin string, guard bool, extra ...string) (*gateway, func(), er
 		return nil, nil, err
 	}
 	maps.Copy(env, gc)
+	// In the shipped pod's memory, which memory_limiter reads.
+	memory, err := k8srender.PodMemoryLimit("Deployment")
+	if err != nil {
+		return nil, nil, err
+	}
 	p, err := harness.StartProcess(bin, harness.ProcessSpec{
 		Name: "gateway", Args: ports.Args("gateway", harness.ProfilePath("gateway"), nil, append(set, extra...)...), Env: env,
-		HealthPort: ports.Health, LogDir: dir,
+		HealthPort: ports.Health, LogDir: dir, Limits: &harness.Limits{MemoryBytes: memory},
 	})
 	if err != nil {
 		sink.Close()
@@ -182,7 +187,8 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// measureBuffer holds rate traces/s of the e2e generator's traffic on one
+// measureBuffer holds rate traces/s of the e2e generator's traffic, its
+// spans with an instrumented service's attributes (as the bench's), on one
 // gateway for hold, and reads its live heap, RSS and buffered traces every
 // 2s once the buffer is full (decision_wait plus a margin after the start).
 func measureBuffer(bin string, rate float64, hold time.Duration, m *measured) error {
@@ -232,7 +238,7 @@ func measureBuffer(bin string, rate float64, hold time.Duration, m *measured) er
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), hold+time.Minute)
 	defer cancel()
-	sent, err := harness.Send(ctx, plans, []string{fmt.Sprintf("127.0.0.1:%d", g.ports.OTLPGRPC)}, nil)
+	sent, err := harness.SendWith(ctx, plans, harness.SendConfig{Targets: []string{fmt.Sprintf("127.0.0.1:%d", g.ports.OTLPGRPC)}, Instrumented: true})
 	if err != nil {
 		return err
 	}
@@ -331,7 +337,7 @@ func measureRetained(bin string) (perTrace float64, traces int, err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := harness.Send(ctx, plans, []string{fmt.Sprintf("127.0.0.1:%d", g.ports.OTLPGRPC)}, nil); err != nil {
+	if _, err := harness.SendWith(ctx, plans, harness.SendConfig{Targets: []string{fmt.Sprintf("127.0.0.1:%d", g.ports.OTLPGRPC)}, Instrumented: true}); err != nil {
 		return 0, 0, err
 	}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
@@ -369,7 +375,9 @@ pod and profile defaults against the constants below.
 
 One gateway from configs/gateway.yaml (rebalance_guard on, static set of
 itself) with the manifests' GOGC and GOMEMLIMIT for the shipped pod, the
-e2e generator's traffic sent to it directly; %s, %d cores, host %q.
+e2e generator's traffic sent to it directly, its spans with the attributes
+of an instrumented HTTP or gRPC server after an agent (18 on the resource,
+8-10 on the span, as the bench's); %s, %d cores, host %q.
 
 <!-- constants: machine-read by test/harness.SizingConstants; one "| name | value |" per row -->
 | Constant | Value |
