@@ -3,6 +3,7 @@ package render
 import (
 	"fmt"
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 
@@ -30,7 +31,11 @@ func GCEnv(kind string, memoryLimit int64) (map[string]string, error) {
 		memoryLimit = limit
 	}
 	c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: *resource.NewQuantity(memoryLimit, resource.BinarySI)}
-	c.Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: *resource.NewQuantity(memoryLimit*request/limit, resource.BinarySI)}
+	// In big integers: limit x request overflows int64 from pods of a
+	// few GiB (5 GiB x 3840 MiB is 2.2e19).
+	scaled := new(big.Int).Mul(big.NewInt(memoryLimit), big.NewInt(request))
+	scaled.Quo(scaled, big.NewInt(limit))
+	c.Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: *resource.NewQuantity(scaled.Int64(), resource.BinarySI)}
 	env := map[string]string{}
 	for _, e := range c.Env {
 		if e.Name != "GOGC" && e.Name != "GOMEMLIMIT" {

@@ -24,7 +24,14 @@ func TestGCEnvFollowsThePodSize(t *testing.T) {
 	smallLimit, err := strconv.ParseInt(small["GOMEMLIMIT"], 10, 64)
 	require.NoError(t, err)
 	assert.Greater(t, shippedLimit, int64(0))
-	assert.InDelta(t, float64(shippedLimit)/4, float64(smallLimit), 1, "a pod of a quarter the size (2 GiB -> 512 MiB) gets a quarter the GOMEMLIMIT")
+	// As shipped, the kubelet writes the request itself.
+	c, _, err := baseContainer("Deployment")
+	require.NoError(t, err)
+	assert.Equal(t, c.Resources.Requests.Memory().Value(), shippedLimit, "the shipped pod's GOMEMLIMIT is its memory request")
+	podLimit, err := PodMemoryLimit("Deployment")
+	require.NoError(t, err)
+	scale := float64(512<<20) / float64(podLimit)
+	assert.InDelta(t, float64(shippedLimit)*scale, float64(smallLimit), 1, "a pod resized to 512 MiB gets its GOMEMLIMIT in proportion")
 
 	_, err = GCEnv("StatefulSet", 0)
 	assert.Error(t, err)
