@@ -782,6 +782,12 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 	if err != nil {
 		return "", err
 	}
+	podMemory := map[string]int64{}
+	for tier, kind := range map[string]string{"agent": "DaemonSet", "gateway": "Deployment"} {
+		if podMemory[tier], err = k8srender.PodMemoryLimit(kind); err != nil {
+			return "", err
+		}
+	}
 	gatewayArgs := []string{harness.GatewayFeatureGates}
 	configs := []tierConfig{
 		{name: "tailgate agent", tier: "agent", bin: tailgate, config: harness.ProfilePath("agent"), env: agentGC},
@@ -794,11 +800,12 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		// manifests' GOMEMLIMIT): what more GOGC could buy at most.
 		{name: "tailgate gateway, GOGC off", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: withEnv(gatewayGC, "GOGC", "off"), optional: true},
 		// The runtime's memory headroom: GOMEMLIMIT and memory_limiter's
-		// soft limit at 75% of the pod's limit instead of 50%, and freed
-		// heap handed back with MADV_FREE, which the kernel reclaims only
-		// under memory pressure, instead of MADV_DONTNEED, which makes the
-		// next use of each page fault.
-		{name: "tailgate gateway, GOMEMLIMIT 75%", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: withEnv(gatewayGC, "GOMEMLIMIT", "1610612736"), set: []string{"processors::memory_limiter::spike_limit_percentage=5"}, optional: true},
+		// soft limit at 50% of the pod's limit (as shipped before 0.2.0,
+		// the memory request at half the limit) instead of 75%, and freed heap
+		// handed back with MADV_FREE, which the kernel reclaims only under
+		// memory pressure, instead of MADV_DONTNEED, which makes the next
+		// use of each page fault.
+		{name: "tailgate gateway, GOMEMLIMIT 50%", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: withEnv(gatewayGC, "GOMEMLIMIT", strconv.FormatInt(podMemory["gateway"]/2, 10)), set: []string{"processors::memory_limiter::spike_limit_percentage=30"}},
 		{name: "tailgate gateway, madvdontneed=0", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: withEnv(gatewayGC, "GODEBUG", "madvdontneed=0"), optional: true},
 		// What recordpolicy (kept spans name their policy) costs.
 		{name: "tailgate gateway, no recordpolicy", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), env: gatewayGC, optional: true},
@@ -846,12 +853,6 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 	}
 	configs = sel.apply(configs)
 	// tailgate's tiers run in their pod's memory, extras included.
-	podMemory := map[string]int64{}
-	for tier, kind := range map[string]string{"agent": "DaemonSet", "gateway": "Deployment"} {
-		if podMemory[tier], err = k8srender.PodMemoryLimit(kind); err != nil {
-			return "", err
-		}
-	}
 	for i := range configs {
 		if !configs[i].stock {
 			configs[i].podMemory = podMemory[configs[i].tier]

@@ -92,8 +92,13 @@ type measured struct {
 	cacheTraces       int
 	// The profile's defaults, for the worked example.
 	numTraces, expectedRate, cacheSize float64
-	heapSamples                        int
-	gomaxprocs, numCPU                 int
+	// memory_limiter's soft limit, a share of the pod's memory limit
+	// (limit_percentage - spike_limit_percentage), where the manifests
+	// put GOMEMLIMIT.
+	softShare          float64
+	podMemory          int64 // the base's gateway memory limit, bytes
+	heapSamples        int
+	gomaxprocs, numCPU int
 }
 
 type gateway struct {
@@ -283,7 +288,18 @@ func readDefaults(m *measured) error {
 		}
 		*into = v
 	}
-	return nil
+	ml := profile.Get(prof, "processors", "memory_limiter")
+	var pct [2]float64
+	for i, key := range []string{"limit_percentage", "spike_limit_percentage"} {
+		v, err := strconv.ParseFloat(fmt.Sprint(profile.Get(ml, key)), 64)
+		if err != nil {
+			return fmt.Errorf("memory_limiter %s: %w", key, err)
+		}
+		pct[i] = v
+	}
+	m.softShare = (pct[0] - pct[1]) / 100
+	m.podMemory, err = k8srender.PodMemoryLimit("Deployment")
+	return err
 }
 
 // measureIdle reads the idle live heap at two num_traces: rebalance_guard
@@ -360,10 +376,11 @@ func measureRetained(bin string) (perTrace float64, traces int, err error) {
 
 func render(m measured, rate float64, hold time.Duration) string {
 	host, _ := os.Hostname()
-	// The worked example: the shipped pod (1 CPU, 2 GiB) and the profile's
-	// defaults, P = 20.
+	// The worked example: the shipped pod (1 CPU, the base's memory limit)
+	// and the profile's defaults, P = 20.
 	podSpans := 0.7 / m.cpuPer10k * 10_000
 	podTraces := podSpans / 20
+	mib := float64(m.podMemory) / (1 << 20)
 	live := m.idleBase + m.numTraces*(m.idlePerNumTrace+20*m.heapPerSpan) + 2*m.cacheSize*m.cacheEntry
 	return fmt.Sprintf(`# Sizing the gateways
 
@@ -419,9 +436,9 @@ bytes of memory limit:
 2. **Traces per gateway** T = S / P / replicas; **num_traces** >= T x (W +
    1 s) x 1.5 (tail_sampling evicts the oldest undecided trace beyond it).
 3. **Memory** of one gateway, to keep under memory_limiter's soft limit
-   (M x (limit_percentage - spike_limit_percentage) = 50%% of M as shipped,
+   (M x (limit_percentage - spike_limit_percentage) = %.0f%% of M as shipped,
    where the manifests put GOMEMLIMIT: the base's memory request, the
-   chart's half of the limit):
+   chart's share of the limit):
    live heap = idle_heap + num_traces x (idle_heap_per_num_trace + P x
    heap_per_buffered_span) + (sampled_cache_size + non_sampled_cache_size)
    x decision_cache_entry, at most half of that soft limit. GOMEMLIMIT
@@ -436,24 +453,26 @@ bytes of memory limit:
 
 ## Worked example: the shipped defaults
 
-One gateway pod of 1 CPU and 2 GiB (deploy/kubernetes/base), P = 20,
+One gateway pod of 1 CPU and %.0f MiB (deploy/kubernetes/base), P = 20,
 W = 10 s, with the constants above:
 
 - at 70%% CPU it takes %.0f spans/s, %.0f traces/s;
 - num_traces >= %.0f x 11 s x 1.5 = %.0f: the profile ships %.0f, and
   expected_new_traces_per_sec %.0f;
 - decision caches of %.0f each (10 x num_traces);
-- live heap with every buffer full: %.0f MiB, under %.0f MiB (half of 50%% of
-  2 GiB); memory_limiter refuses above 50%% (1024 MiB of heap), GOMEMLIMIT
-  is the 1 GiB request.
+- live heap with every buffer full: %.0f MiB, under %.0f MiB (half of %.0f%% of
+  %.0f MiB); memory_limiter refuses above %.0f%% (%.0f MiB of heap), GOMEMLIMIT
+  is the same %.0f MiB, the memory request.
 
 For 100k spans/s in traces of 20 spans: %d gateways of this size (the HPA's
 minimum should hold the steady load; see docs/scaling.md).
 `, time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.Version(), runtime.NumCPU(), host,
 		m.heapPerSpan, m.rssPerSpan, m.cacheEntry, m.idleBase, m.idlePerNumTrace, m.idleRSS, m.cpuPer10k,
 		rate, m.meanSpans, hold, m.heapSamples, m.bufferedSpans, m.cacheTraces,
+		100*m.softShare, mib,
 		podSpans, podTraces, podTraces, podTraces*11*1.5, m.numTraces, m.expectedRate, m.cacheSize,
-		live/(1<<20), 0.5*2048/2, int(math.Ceil(100_000/podSpans)))
+		live/(1<<20), m.softShare*mib/2, 100*m.softShare, mib, 100*m.softShare, m.softShare*mib, m.softShare*mib,
+		int(math.Ceil(100_000/podSpans)))
 }
 
 // ringSkewSection is the section of the page at path that `make ring-skew`

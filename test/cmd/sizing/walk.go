@@ -31,9 +31,9 @@ const (
 	walkPeakFactor     = 2 // the peak over the steady load the HPA's maximum is for
 	// The base's gateway pod and HPA (deploy/kubernetes/base).
 	walkPodCPUs     = 1.0
-	walkPodMemory   = 2 << 30
+	walkPodMemory   = 5 << 30
 	walkCPUTarget   = 0.7
-	walkSpansTarget = 25_000 // the autoscaling component's spans/s for the hottest gateway
+	walkSpansTarget = 22_000 // the autoscaling component's spans/s for the hottest gateway
 )
 
 // walkInputs are the figures the walk starts from.
@@ -43,6 +43,7 @@ type walkInputs struct {
 	numTraces  float64 // the profile's tail_sampling num_traces
 	cacheSize  float64 // each decision cache
 	wait       time.Duration
+	softShare  float64 // memory_limiter's soft limit, a share of the pod's limit
 	agentCPU   float64 // highest agent CPU s / 10k spans of the load steps
 	churnCost  float64 // s of full traffic per change, k8s resolver, 3<->4 gateways (upper)
 	changeCPU  float64 // ns of one guard's membership change at 200 gateways (median)
@@ -72,6 +73,13 @@ func readWalkInputs() (walkInputs, error) {
 	if in.wait, err = time.ParseDuration(fmt.Sprint(profile.Get(ts, "decision_wait"))); err != nil {
 		return in, err
 	}
+	ml := profile.Get(prof, "processors", "memory_limiter")
+	limitPct, err1 := strconv.ParseFloat(fmt.Sprint(profile.Get(ml, "limit_percentage")), 64)
+	spikePct, err2 := strconv.ParseFloat(fmt.Sprint(profile.Get(ml, "spike_limit_percentage")), 64)
+	if err1 != nil || err2 != nil {
+		return in, fmt.Errorf("memory_limiter percentages: %v, %v", err1, err2)
+	}
+	in.softShare = (limitPct - spikePct) / 100
 	data, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "docs", "benchmarks.md"))
 	if err != nil {
 		return in, err
@@ -173,8 +181,8 @@ func renderWalk(in walkInputs) string {
 		nHot, nCustomMax, walkPeakFactor, walkPeakFactor*nHot, walkPeakFactor*nCustomMax)
 	w("- **num_traces**: the hottest of %d gateways gets %.0f new traces/s; x (decision_wait + 1 s) x 1.5 = %.0f, within the profile's %.0f.\n",
 		nHot, hotTraces, neededTraces, in.numTraces)
-	w("- **Memory per gateway**, every buffer full at num_traces %.0f (step 3 above): %.0f MiB of live heap, under a quarter of the %d GiB limit; %d GiB for the tier's limits.\n",
-		in.numTraces, live/(1<<20), walkPodMemory>>30, nHot*(walkPodMemory>>30))
+	w("- **Memory per gateway**, every buffer full at num_traces %.0f (step 3 above): %.0f MiB of live heap, %.0f%% of the %d GiB limit (step 3 allows half of memory_limiter's soft limit, %.1f%%); %d GiB for the tier's limits.\n",
+		in.numTraces, live/(1<<20), 100*live/walkPodMemory, walkPodMemory>>30, 100*in.softShare/2, nHot*(walkPodMemory>>30))
 	w("- **Agents**: one per node, whatever their count: together they spend %.1f CPU cores on %d spans/s at the highest agent cost of the load steps (%.3f CPU s per 10k spans).\n",
 		S*in.agentCPU/10_000, walkSpansPerSecond, in.agentCPU)
 	w("- **One scale event** moves 1/%d of the trace IDs. The guard keeps the traces in flight that it splits whole: %.1f s of full traffic per change in the churn suite, where a change moves 1/4, is %.3f s here, about %.0f spans kept beyond the policies per change. Each gateway's guard spends about %.0f ms of one core on the change (BenchmarkMembershipChange at 200 gateways with %.0f traces in flight; the hottest gateway here has about %.0f).\n",

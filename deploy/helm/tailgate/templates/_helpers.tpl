@@ -71,9 +71,9 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end }}
 {{- end -}}
 
-{{/* Garbage collection derived from the pod's size: GOMEMLIMIT is half the
+{{/* Garbage collection derived from the pod's size: GOMEMLIMIT is 75% of the
 container's memory limit (memory_limiter's soft limit; the base takes its
-memory request, which it keeps at half the limit), GOGC under it. */}}
+memory request, which it keeps at 75% of the limit), GOGC under it. */}}
 {{- define "tailgate.gcEnv" -}}
 - name: GOMEMLIMIT
   value: {{ include "tailgate.gomemlimit" .resources.limits.memory | quote }}
@@ -81,9 +81,9 @@ memory request, which it keeps at half the limit), GOGC under it. */}}
   value: {{ .gogc | quote }}
 {{- end -}}
 
-{{/* GOMEMLIMIT, the Go runtime's soft limit, in bytes: half the container's
+{{/* GOMEMLIMIT, the Go runtime's soft limit, in bytes: 75% of the container's
 memory limit, exactly memory_limiter's soft limit in both profiles
-(limit_percentage 80 - spike_limit_percentage 30), whatever the request,
+(limit_percentage 80 - spike_limit_percentage 5), whatever the request,
 so the runtime collects before garbage can make memory_limiter refuse
 data. The limit is a Kubernetes quantity (2Gi, 1536Mi, 2G, 2147483648). */}}
 {{- define "tailgate.gomemlimit" -}}
@@ -94,7 +94,7 @@ data. The limit is a Kubernetes quantity (2Gi, 1536Mi, 2G, 2147483648). */}}
 {{- if or (not $number) (not (hasKey $units $unit)) -}}
 {{- fail (printf "resources.limits.memory %q: a quantity such as 2Gi, 1536Mi or 2G" $q) -}}
 {{- end -}}
-{{- printf "%d" (int64 (floor (mulf (float64 $number) (float64 (get $units $unit)) 0.5))) -}}
+{{- printf "%d" (int64 (floor (mulf (float64 $number) (float64 (get $units $unit)) 0.75))) -}}
 {{- end -}}
 
 {{/* Cluster identity for both tiers, from one ConfigMap. */}}
