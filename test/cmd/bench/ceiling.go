@@ -275,7 +275,7 @@ func measureTier(c tierConfig, load ceilingLoads, profile string) (tierRun, erro
 	defer func() { _ = p.Stop(30 * time.Second) }()
 	time.Sleep(time.Second)
 	gateway := c.tier == "gateway"
-	if err := warmUp(c, load, ports); err != nil {
+	if err := warmUp(c, load, ports, replayOpts...); err != nil {
 		return run, err
 	}
 	// A gateway's live heap is read through its pprof extension (the stock
@@ -418,8 +418,8 @@ func newCeilingLoads(spans int) (ceilingLoads, error) {
 // the size this rate grows it to; a fresh one first has the kernel fault
 // in every page of it (about 1 GB for a gateway here, a quarter of a cold
 // run's CPU as system time, more for a larger GOGC), which no gateway in
-// service pays per span.
-func warmUp(c tierConfig, load ceilingLoads, ports harness.NodePorts) error {
+// service pays per span. opts dial it as the measured replay does (mTLS).
+func warmUp(c tierConfig, load ceilingLoads, ports harness.NodePorts, opts ...grpc.DialOption) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	reqs, loop := load.warmup, false
@@ -427,10 +427,6 @@ func warmUp(c tierConfig, load ceilingLoads, ports harness.NodePorts) error {
 		ctx, cancel = context.WithTimeout(ctx, agentWarmupFor)
 		defer cancel()
 		reqs, loop = load.reqs, true
-	}
-	var opts []grpc.DialOption
-	if c.mtls && c.tier == "gateway" {
-		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(benchTLS.agentClient)))
 	}
 	res, err := harness.Replay(ctx, fmt.Sprintf("127.0.0.1:%d", ports.OTLPGRPC), reqs, replayConcurrency, loop, opts...)
 	if err != nil {
