@@ -552,11 +552,16 @@ func recordReplicas(t *testing.T) *replicaTimeline {
 	tl := &replicaTimeline{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(tl.done)
-		for c.Err() == nil {
+		for ; c.Err() == nil; waitASecond(c) {
 			now := replicaChange{at: time.Now(), ready: len(readyEndpointsQuiet())}
-			if h, err := env.cp.Client.AutoscalingV2().HorizontalPodAutoscalers(namespace).Get(c, "tailgate-gateway", metav1.GetOptions{}); err == nil {
-				now.desired = h.Status.DesiredReplicas
+			h, err := env.cp.Client.AutoscalingV2().HorizontalPodAutoscalers(namespace).Get(c, "tailgate-gateway", metav1.GetOptions{})
+			if err != nil {
+				// No reading, not a desired count of 0: the read fails
+				// when stop cancels it, and the timeline's last entry is
+				// what the test checks the HPA ended at.
+				continue
 			}
+			now.desired = h.Status.DesiredReplicas
 			for _, a := range agentAddressesQuiet() {
 				if s, err := harness.ScrapeMetricsAt(a); err == nil {
 					now.agents = append(now.agents, int(s.Sum("otelcol_loadbalancer_num_backends", "resolver", "k8s")))
@@ -567,14 +572,18 @@ func recordReplicas(t *testing.T) *replicaTimeline {
 				tl.changes = append(tl.changes, now)
 			}
 			tl.mu.Unlock()
-			select {
-			case <-c.Done():
-			case <-time.After(time.Second):
-			}
 		}
 	}()
 	t.Cleanup(func() { tl.stop() })
 	return tl
+}
+
+// waitASecond waits a second between readings, or until c ends.
+func waitASecond(c context.Context) {
+	select {
+	case <-c.Done():
+	case <-time.After(time.Second):
+	}
 }
 
 // stop ends the recording and returns the timeline.
