@@ -288,18 +288,27 @@ func readDefaults(m *measured) error {
 		}
 		*into = v
 	}
+	if m.softShare, err = softLimitShare(prof); err != nil {
+		return err
+	}
+	m.podMemory, err = k8srender.PodMemoryLimit("Deployment")
+	return err
+}
+
+// softLimitShare is memory_limiter's soft limit in the profile prof, a
+// share of the pod's memory limit: limit_percentage -
+// spike_limit_percentage, where the manifests put GOMEMLIMIT.
+func softLimitShare(prof map[string]any) (float64, error) {
 	ml := profile.Get(prof, "processors", "memory_limiter")
 	var pct [2]float64
 	for i, key := range []string{"limit_percentage", "spike_limit_percentage"} {
 		v, err := strconv.ParseFloat(fmt.Sprint(profile.Get(ml, key)), 64)
 		if err != nil {
-			return fmt.Errorf("memory_limiter %s: %w", key, err)
+			return 0, fmt.Errorf("memory_limiter %s: %w", key, err)
 		}
 		pct[i] = v
 	}
-	m.softShare = (pct[0] - pct[1]) / 100
-	m.podMemory, err = k8srender.PodMemoryLimit("Deployment")
-	return err
+	return (pct[0] - pct[1]) / 100, nil
 }
 
 // measureIdle reads the idle live heap at two num_traces: rebalance_guard

@@ -73,13 +73,9 @@ func readWalkInputs() (walkInputs, error) {
 	if in.wait, err = time.ParseDuration(fmt.Sprint(profile.Get(ts, "decision_wait"))); err != nil {
 		return in, err
 	}
-	ml := profile.Get(prof, "processors", "memory_limiter")
-	limitPct, err1 := strconv.ParseFloat(fmt.Sprint(profile.Get(ml, "limit_percentage")), 64)
-	spikePct, err2 := strconv.ParseFloat(fmt.Sprint(profile.Get(ml, "spike_limit_percentage")), 64)
-	if err1 != nil || err2 != nil {
-		return in, fmt.Errorf("memory_limiter percentages: %v, %v", err1, err2)
+	if in.softShare, err = softLimitShare(prof); err != nil {
+		return in, err
 	}
-	in.softShare = (limitPct - spikePct) / 100
 	data, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "docs", "benchmarks.md"))
 	if err != nil {
 		return in, err
