@@ -15,12 +15,17 @@ import (
 	"github.com/tailgate-dev/tailgate/test/harness"
 )
 
-// classOutcome is what reached the backend of one class's traces.
-type classOutcome struct{ sent, complete, partial, lost int }
+// classOutcome is what reached the backend of one class's traces, and
+// which policy kept them (keptBy, by the tailsampling.policy recordpolicy
+// puts on kept spans; "" when the sink was not told to record it).
+type classOutcome struct {
+	sent, complete, partial, lost int
+	keptBy                        map[string]int
+}
 
-// outcomesByClass judges every trace the shop made against the backend,
+// outcomesByClass judges every trace the shop made against the sink,
 // class by class.
-func outcomesByClass(t *testing.T, shop *harness.SDKShop, class map[pcommon.TraceID]string, backend harness.Backend) map[string]classOutcome {
+func outcomesByClass(t *testing.T, shop *harness.SDKShop, class map[pcommon.TraceID]string, sink *harness.Sink) map[string]classOutcome {
 	t.Helper()
 	byClass := map[string][]harness.TracePlan{}
 	for _, p := range shop.Plans() {
@@ -30,8 +35,8 @@ func outcomesByClass(t *testing.T, shop *harness.SDKShop, class map[pcommon.Trac
 	}
 	out := map[string]classOutcome{}
 	for name, plans := range byClass {
-		var o classOutcome
-		ev := harness.Evaluate(plans, harness.SendResult{}, backend)
+		o := classOutcome{keptBy: map[string]int{}}
+		ev := harness.Evaluate(plans, harness.SendResult{}, sink)
 		for _, k := range harness.Kinds {
 			ko := ev.ByKind[k]
 			o.sent += ko.Sent
@@ -39,8 +44,15 @@ func outcomesByClass(t *testing.T, shop *harness.SDKShop, class map[pcommon.Trac
 			o.partial += ko.Partial
 			o.lost += ko.Lost
 		}
+		for _, p := range plans {
+			for span := range sink.SpansOf(p.ID) {
+				policy, _ := sink.ScopeAttr(span, "tailsampling.policy")
+				o.keptBy[policy]++
+				break
+			}
+		}
 		out[name] = o
-		t.Logf("%-22s sent %4d complete %4d partial %d lost %4d", name, o.sent, o.complete, o.partial, o.lost)
+		t.Logf("%-22s sent %4d complete %4d partial %d lost %4d kept by %v", name, o.sent, o.complete, o.partial, o.lost, o.keptBy)
 	}
 	return out
 }
@@ -74,11 +86,12 @@ func assertAllWhole(t *testing.T, o classOutcome, what string) {
 //     randomness (rv), which would pass every probabilistic policy if the
 //     usetracestate gate were on.
 //
-// Each kind is kept exactly as a plain trace of its kind would be.
+// Each kind is kept exactly as a plain trace of its kind would be, by the
+// policy that would keep it.
 func TestApplicationsCannotSteerSampling(t *testing.T) {
 	topo := startTopology(t, harness.TopologyConfig{
 		Agents: 2, Gateways: 3, GatewaySet: gatewaySet,
-		SinkAttrKeys: []string{"tailgate.rebalance.keep", "tailgate.rebalance.marker"},
+		SinkAttrKeys: []string{"tailgate.rebalance.keep", "tailgate.rebalance.marker", "tailsampling.policy"},
 	})
 	shop := startShop(t, topo)
 	keep := attribute.Bool("tailgate.rebalance.keep", true)
@@ -100,6 +113,22 @@ func TestApplicationsCannotSteerSampling(t *testing.T) {
 	assertShare(t, outcomes["forged keep"], samplingPercentage/100.0, "normal traces claiming the guard's keep")
 	assertAllWhole(t, outcomes["forged marker"], "error traces whose failing span claims to be a marker")
 	assertShare(t, outcomes["tracestate randomness"], samplingPercentage/100.0, "normal traces with the largest tracestate rv")
+
+	t.Run("kept traces name the policy a plain trace of their kind meets", func(t *testing.T) {
+		// The guard's keep policy comes first and recordpolicy names the
+		// first policy that sampled: a forged keep that reached it would
+		// name rebalance_guard here.
+		for name, want := range map[string]string{
+			"forged keep": "probabilistic", "forged marker": "errors", "tracestate randomness": "probabilistic",
+		} {
+			o := outcomes[name]
+			wantBy := map[string]int{}
+			if kept := o.complete + o.partial; kept > 0 {
+				wantBy[want] = kept
+			}
+			assert.Equal(t, wantBy, o.keptBy, "%s: traces kept, by the policy that kept them", name)
+		}
+	})
 
 	t.Run("the claims are removed and counted", func(t *testing.T) {
 		for _, sp := range shop.Ended() {

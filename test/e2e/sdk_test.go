@@ -16,7 +16,7 @@ import (
 // it is shut down when the test ends.
 func startShop(t *testing.T, topo *harness.Topology) *harness.SDKShop {
 	t.Helper()
-	shop, err := harness.NewSDKShop(context.Background(), topo.AgentEndpoints())
+	shop, err := harness.NewSDKShop(context.Background(), topo.AgentEndpoints(), harness.ShopSeed(t.Name()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = shop.Shutdown(context.Background()) })
 	return shop

@@ -2,9 +2,11 @@ package harness
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +38,7 @@ import (
 type SDKShop struct {
 	pods     map[string]*sdkPod
 	recorder *tracetest.SpanRecorder
+	ids      *seededIDs
 
 	mu    sync.Mutex
 	kinds map[pcommon.TraceID]Kind
@@ -60,8 +63,13 @@ var ShopSideServices = []string{"search", "reviews", "ledger", "catalog"}
 
 // NewSDKShop starts the shop's pods: frontend exports to agents[0],
 // checkout, payment and the side services to agents[len(agents)-1].
-func NewSDKShop(ctx context.Context, agents []string) (*SDKShop, error) {
-	s := &SDKShop{pods: map[string]*sdkPod{}, recorder: tracetest.NewSpanRecorder(), kinds: map[pcommon.TraceID]Kind{}}
+// Trace and span IDs follow from seed (ShopSeed): tail_sampling's
+// probabilistic policies decide by trace ID, so a test that serves the
+// same requests meets the same decisions on every run, and a share it
+// checks is reproducible, not a draw.
+func NewSDKShop(ctx context.Context, agents []string, seed uint64) (*SDKShop, error) {
+	s := &SDKShop{pods: map[string]*sdkPod{}, recorder: tracetest.NewSpanRecorder(), kinds: map[pcommon.TraceID]Kind{},
+		ids: newSeededIDs(seed)}
 	pods := append([]struct{ Service, Pod string }(nil), ShopServices...)
 	for _, svc := range ShopSideServices {
 		pods = append(pods, struct{ Service, Pod string }{svc, svc + "-1"})
@@ -85,6 +93,7 @@ func NewSDKShop(ctx context.Context, agents []string) (*SDKShop, error) {
 		}
 		tp := sdktrace.NewTracerProvider(
 			sdktrace.WithResource(res),
+			sdktrace.WithIDGenerator(s.ids),
 			sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(200*time.Millisecond)),
 			sdktrace.WithSpanProcessor(s.recorder),
 		)
@@ -127,7 +136,7 @@ type ShopRequest struct {
 // Serve records one request as a trace, starting now.
 func (s *SDKShop) Serve(ctx context.Context, r ShopRequest) pcommon.TraceID {
 	if r.TraceState != "" {
-		ctx = continueCaller(ctx, r.TraceState)
+		ctx = s.continueCaller(ctx, r.TraceState)
 	}
 	at := time.Now()
 	step := func(d time.Duration) time.Time { at = at.Add(d); return at }
@@ -205,19 +214,64 @@ func (s *SDKShop) Serve(ctx context.Context, r ShopRequest) pcommon.TraceID {
 }
 
 // continueCaller is ctx with a sampled remote parent carrying tracestate.
-func continueCaller(ctx context.Context, tracestate string) context.Context {
+func (s *SDKShop) continueCaller(ctx context.Context, tracestate string) context.Context {
 	ts, err := trace.ParseTraceState(tracestate)
 	if err != nil {
 		panic(fmt.Sprintf("ShopRequest.TraceState %q: %v", tracestate, err))
 	}
-	var tid trace.TraceID
-	var sid trace.SpanID
-	_, _ = rand.Read(tid[:])
-	_, _ = rand.Read(sid[:])
-	sid[0] |= 1
+	tid, sid := s.ids.NewIDs(ctx)
 	return trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, TraceState: ts, Remote: true,
 	}))
+}
+
+// ShopSeed is the shop's ID seed for a test: its name, hashed, so each
+// test (and subtest) sends trace IDs of its own and the same ones on every
+// run.
+func ShopSeed(testName string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(testName))
+	return h.Sum64()
+}
+
+// seededIDs is the shop pods' sdktrace.IDGenerator: random IDs as the
+// SDK's default makes them (W3C random trace IDs), drawn from one seeded
+// source. Requests are served one at a time, so the n-th ID is the same
+// on every run.
+type seededIDs struct {
+	mu  sync.Mutex
+	rng *rand.Rand
+}
+
+func newSeededIDs(seed uint64) *seededIDs {
+	return &seededIDs{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
+
+// NewIDs returns a non-zero trace ID and span ID.
+func (g *seededIDs) NewIDs(context.Context) (trace.TraceID, trace.SpanID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var tid trace.TraceID
+	for !tid.IsValid() {
+		binary.BigEndian.PutUint64(tid[:8], g.rng.Uint64())
+		binary.BigEndian.PutUint64(tid[8:], g.rng.Uint64())
+	}
+	return tid, g.spanID()
+}
+
+// NewSpanID returns a non-zero span ID.
+func (g *seededIDs) NewSpanID(context.Context, trace.TraceID) trace.SpanID {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.spanID()
+}
+
+func (g *seededIDs) spanID() trace.SpanID {
+	var sid trace.SpanID
+	for !sid.IsValid() {
+		binary.BigEndian.PutUint64(sid[:], g.rng.Uint64())
+	}
+	return sid
 }
 
 // SpansPerRequest is how many spans Serve records per request (through the
