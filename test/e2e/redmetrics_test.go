@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +22,9 @@ const (
 	redDuration = "traces_span_metrics_duration_milliseconds"
 )
 
-// requestDimensions are the span attributes the gateway profile makes
-// span_metrics dimensions of, current and older semantic-convention names.
+// requestDimensions are the span attributes configs/examples/red-by-request.yaml
+// makes span_metrics dimensions of, current and older semantic-convention
+// names; the profile has none of them.
 var requestDimensions = []string{
 	"http.request.method", "http.response.status_code", "http.method", "http.status_code",
 	"rpc.method", "rpc.response.status_code", "rpc.service", "rpc.grpc.status_code",
@@ -57,13 +59,17 @@ func sumRED(scrapes []harness.Scrape, metric string, labelPairs ...string) float
 
 // TestREDMetricsPerServiceAndRequest reads the RED metrics where Prometheus
 // does, from the gateways' prometheus exporters, after traffic from the
-// OpenTelemetry Go SDK, and compares them with the spans the SDK ended:
+// OpenTelemetry Go SDK, with the overlay configs/examples/red-by-request.yaml
+// (docs/configuration.md), and compares them with the spans the SDK ended:
 // every pod of a service counts (payment runs in two pods), each request
 // dimension (HTTP and RPC, current and older names) counts the spans that
 // carry it, and the latency histogram has the profile's buckets, filled as
 // the spans' durations say.
 func TestREDMetricsPerServiceAndRequest(t *testing.T) {
-	topo := startTopology(t, harness.TopologyConfig{Agents: 2, Gateways: 2, GatewaySet: gatewaySet})
+	topo := startTopology(t, harness.TopologyConfig{
+		Agents: 2, Gateways: 2, GatewaySet: gatewaySet,
+		GatewayOverlays: []string{filepath.Join(harness.RepoRoot(), "configs", "examples", "red-by-request.yaml")},
+	})
 	shop := startShop(t, topo)
 	serveShop(t, shop, 200, 100)
 	ended := shop.Ended()
@@ -178,12 +184,20 @@ func TestClusterIdentityOnEverySpanAndSeries(t *testing.T) {
 			require.Positive(t, spans, "no span reached the backend")
 
 			label := promLabel("k8s.cluster.name")
+			var scrapes []harness.Scrape
 			eventually(t, 30*time.Second, "RED series labelled with the cluster", func() (bool, string) {
-				scrapes := scrapeRED(t, topo)
+				scrapes = scrapeRED(t, topo)
 				all := sumRED(scrapes, redCalls)
 				labelled := sumRED(scrapes, redCalls, label, tc.want)
 				return all > 0 && labelled == all, fmt.Sprintf("%s=%q on %v of %v calls", label, tc.want, labelled, all)
 			})
+			// The profile's only dimension is the cluster: the shop's spans
+			// carry the request attributes, and no series splits by one.
+			for _, dim := range requestDimensions {
+				for _, s := range scrapes {
+					assert.Empty(t, s.LabelValues(redCalls, promLabel(dim)), "RED series split by %s without configs/examples/red-by-request.yaml", dim)
+				}
+			}
 
 			points := 0
 			for _, md := range topo.Sink.Metrics() {

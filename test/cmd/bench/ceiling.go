@@ -74,7 +74,6 @@ var spanMetricsVariants = []struct {
 	{"exponential histogram", []string{"connectors::span_metrics::histogram::explicit=null", "connectors::span_metrics::histogram::exponential::max_size=160"}},
 	{"upstream's 17 buckets", []string{"connectors::span_metrics::histogram::explicit::buckets=null"}},
 	{"exemplars on", []string{"connectors::span_metrics::exemplars::enabled=true"}},
-	{"no dimensions", []string{"connectors::span_metrics::dimensions=[]"}},
 	{"no cardinality limit", []string{"connectors::span_metrics::aggregation_cardinality_limit=0"}},
 	{"no resource key attributes", []string{"connectors::span_metrics::resource_metrics_key_attributes=[]"}},
 	{"all upstream defaults", []string{
@@ -815,6 +814,10 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 		{name: "tailgate gateway, 2 CPUs", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, twoCPUs: true},
 		{name: "tailgate gateway, 2 CPUs, num_shards 1", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, set: []string{"processors::tail_sampling::num_shards=1"}, twoCPUs: true},
 		{name: "tailgate gateway, span-ingest", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"), args: gatewayArgs, env: gatewayGC, set: []string{"processors::tail_sampling::sampling_strategy=span-ingest"}},
+		// RED by request (configs/examples/red-by-request.yaml): what the
+		// HTTP and RPC method and status code dimensions cost the profile.
+		{name: "tailgate gateway, span_metrics request dimensions", tier: "gateway", bin: tailgate, config: harness.ProfilePath("gateway"),
+			args: append(slices.Clone(gatewayArgs), "--config", filepath.Join(harness.RepoRoot(), "configs", "examples", "red-by-request.yaml")), env: gatewayGC},
 	}
 	// The RED metrics' settings (docs/benchmarks.md, "The RED metrics'
 	// cost"): each of the gateway profile's span_metrics settings against
