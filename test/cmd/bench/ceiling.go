@@ -274,18 +274,23 @@ func measureTier(c tierConfig, load ceilingLoads, profile string) (tierRun, erro
 	defer func() { _ = p.Stop(30 * time.Second) }()
 	time.Sleep(time.Second)
 	gateway := c.tier == "gateway"
-	if err := warmUp(c, load, ports, replayOpts...); err != nil {
-		return run, err
-	}
 	// A gateway's live heap is read through its pprof extension (the stock
-	// configurations have one too).
+	// configurations have one too), before the warm-up: the reading forces
+	// a collection, after which the runtime returns the heap above its
+	// lowered goal to the kernel, and the replay would have every page of
+	// it faulted in again, which no gateway in service pays.
 	var idleHeap uint64
-	var failedBefore float64 // by the warm-up
 	if gateway {
-		sinks[0].RecordArrivals()
 		if idleHeap, err = liveHeap(ports.Pprof); err != nil {
 			return run, err
 		}
+	}
+	if err := warmUp(c, load, ports, replayOpts...); err != nil {
+		return run, err
+	}
+	var failedBefore float64 // by the warm-up
+	if gateway {
+		sinks[0].RecordArrivals()
 		scrape, err := harness.ScrapeMetrics(ports.Telemetry)
 		if err != nil {
 			return run, err
@@ -990,7 +995,7 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun, idle
 	for _, f := range []string{"agent floor", "gateway floor"} {
 		w("| %s | decode floor | 1 | %s | | | | |\n", strings.Fields(f)[0], cell(floors[f], perCPU))
 	}
-	w("\nWhat each gateway run delivered to its backend (the null sink decodes what it receives): of the error and slow traces, how many arrived whole (every span), of the others how many were kept (the probabilistic policy keeps 10%%); the time from the gateway's acknowledgement of the request holding a kept trace's last span to the arrival of its latest span at the backend, p50 / p99; the gateway's heap per span tail_sampling buffers when the replay ends (live heap after a forced collection, less the same before the replay, over traces on memory x 21.5 mean spans; docs/sizing.md's method); and the spans its exporter gave up on (otelcol_exporter_send_failed_spans): the null sink takes requests of up to gRPC's default 4 MiB, as Jaeger's and Tempo's intake do, and refuses a larger one whole. Medians of the runs' figures (min-max).\n\n")
+	w("\nWhat each gateway run delivered to its backend (the null sink decodes what it receives): of the error and slow traces, how many arrived whole (every span), of the others how many were kept (the probabilistic policy keeps 10%%); the time from the gateway's acknowledgement of the request holding a kept trace's last span to the arrival of its latest span at the backend, p50 / p99; the gateway's heap per span tail_sampling buffers when the replay ends (live heap after a forced collection, less the same before the warm-up, over traces on memory x 21.5 mean spans: docs/sizing.md's method, but for the warm-up in between, whose decided traces leave their IDs in tail_sampling's decision caches); and the spans its exporter gave up on (otelcol_exporter_send_failed_spans): the null sink takes requests of up to gRPC's default 4 MiB, as Jaeger's and Tempo's intake do, and refuses a larger one whole. Medians of the runs' figures (min-max).\n\n")
 	w("| Config | Error: whole of sent | Error: p50 / p99 to backend | Slow: whole of sent | Slow: p50 / p99 | Probabilistic: kept | Probabilistic: p50 / p99 | Heap per buffered span | Spans the exporter gave up on |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range configs {
 		rs := runs[c.name]
