@@ -12,8 +12,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/status"
 
 	// The null sink and the replay speak every compression the collector's
 	// exporters send: gzip, and zstd and snappy, which configgrpc registers
@@ -77,8 +79,12 @@ const TraceExportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/
 // ReplayResult is what a replay delivered.
 type ReplayResult struct {
 	Requests, Spans int64 // accepted by the target
-	Failed          int64 // requests the target refused
-	Elapsed         time.Duration
+	Failed          int64 // requests the target refused for good
+	// Retried counts the refusals a request was sent again after: a
+	// collector at its memory bound refuses (memory_limiter) until its
+	// queues drain, and senders retry.
+	Retried int64
+	Elapsed time.Duration
 	// Acked is when the target acknowledged each request, by its index in
 	// reqs (zero: not acknowledged); kept only for a replay that does not
 	// loop.
@@ -104,8 +110,12 @@ func (r ReplayResult) LastDelivered(reqs []EncodedRequest) map[pcommon.TraceID]t
 
 // Replay sends reqs, in order, to an OTLP/gRPC target as fast as it takes
 // them, with concurrency requests in flight, until every request is sent
-// (or, with loop, over and over) or ctx ends. A refused request counts as
-// failed and is not retried; one cut off by ctx's end counts as neither.
+// (or, with loop, over and over) or ctx ends. A request refused with a
+// code the OTLP specification lets a client retry (Unavailable is what a
+// collector answers while memory_limiter refuses) is sent again after
+// retryBackoff, as an SDK or an agent does, up to retryAttempts times; one refused otherwise, or
+// every time, counts as failed; one cut off by ctx's end counts as
+// neither. The target's CPU spent on refused attempts stays in the run.
 // dialOpts come after the replay's own (plaintext; e.g. TLS credentials).
 func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurrency int, loop bool, dialOpts ...grpc.DialOption) (ReplayResult, error) {
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -118,6 +128,7 @@ func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurren
 	var (
 		next                    atomic.Int64
 		requests, spans, failed atomic.Int64
+		retried                 atomic.Int64
 		wg                      sync.WaitGroup
 	)
 	var acked []time.Time
@@ -137,7 +148,12 @@ func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurren
 				}
 				var resp []byte
 				body := reqs[i].Body
-				if err := conn.Invoke(ctx, TraceExportMethod, &body, &resp); err != nil {
+				err := conn.Invoke(ctx, TraceExportMethod, &body, &resp)
+				for attempt := 1; err != nil && attempt <= retryAttempts && retryable[status.Code(err)] && sleepCtx(ctx, retryBackoff); attempt++ {
+					retried.Add(1)
+					err = conn.Invoke(ctx, TraceExportMethod, &body, &resp)
+				}
+				if err != nil {
 					if ctx.Err() == nil { // not cut off by the end of the replay
 						failed.Add(1)
 					}
@@ -152,7 +168,29 @@ func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurren
 		})
 	}
 	wg.Wait()
-	return ReplayResult{Requests: requests.Load(), Spans: spans.Load(), Failed: failed.Load(), Elapsed: time.Since(start), Acked: acked}, nil
+	return ReplayResult{Requests: requests.Load(), Spans: spans.Load(), Failed: failed.Load(), Retried: retried.Load(),
+		Elapsed: time.Since(start), Acked: acked}, nil
+}
+
+// A refused request is sent again every retryBackoff, up to retryAttempts
+// times (5s in all): long enough for a collector's queues to drain, short
+// enough that a target that is gone fails the replay.
+const (
+	retryBackoff  = 50 * time.Millisecond
+	retryAttempts = 100
+)
+
+// sleepCtx sleeps d, or less if ctx ends first; it reports whether ctx is
+// still going.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // NullSink is an OTLP/gRPC trace endpoint that accepts every request
@@ -162,6 +200,7 @@ func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurren
 type NullSink struct {
 	Port     int
 	requests atomic.Int64
+	refuse   atomic.Int64 // the next requests to refuse (RefuseNext)
 	srv      *grpc.Server
 	arrivals atomic.Pointer[arrivalLog]
 }
@@ -235,6 +274,9 @@ func StartNullSink(serverOpts ...grpc.ServerOption) (*NullSink, error) {
 			if err := dec(&body); err != nil {
 				return nil, err
 			}
+			if s.refuse.Add(-1) >= 0 {
+				return nil, status.Error(codes.Unavailable, "data refused due to high memory usage")
+			}
 			if log := s.arrivals.Load(); log != nil {
 				if err := log.record(body); err != nil {
 					return nil, err
@@ -250,6 +292,10 @@ func StartNullSink(serverOpts ...grpc.ServerOption) (*NullSink, error) {
 
 // Endpoint is the sink's host:port.
 func (s *NullSink) Endpoint() string { return net.JoinHostPort(IntakeHost, strconv.Itoa(s.Port)) }
+
+// RefuseNext makes the sink refuse its next n requests as a collector at
+// its memory bound does (Unavailable), and then accept again.
+func (s *NullSink) RefuseNext(n int64) { s.refuse.Store(n) }
 
 // Requests counts the export requests the sink accepted.
 func (s *NullSink) Requests() int64 { return s.requests.Load() }

@@ -131,6 +131,7 @@ type tierRun struct {
 	minorFaults int64
 	peakRSS     int64 // the process's high-water mark (VmHWM), warm-up included
 	failed      int64
+	retried     int64 // refusals the replay sent again (harness.Replay)
 	perCPUSec   float64
 	perWallSec  float64
 	requestSize float64
@@ -366,7 +367,7 @@ func measureTier(c tierConfig, load ceilingLoads, profile string) (tierRun, erro
 			run.sent[t.kind]++
 		}
 	}
-	run.spans, run.failed, run.wall = res.Spans, res.Failed, res.Elapsed
+	run.spans, run.failed, run.retried, run.wall = res.Spans, res.Failed, res.Retried, res.Elapsed
 	run.cpu = after.CPU - before.CPU - readingHeap.CPU
 	run.system = after.System - before.System - readingHeap.System
 	run.minorFaults = after.MinorFaults - before.MinorFaults - readingHeap.MinorFaults
@@ -893,8 +894,8 @@ func ceilingSection(tailgate, baseline string, sel ceilingSelection, measureComp
 			if err != nil {
 				return "", err
 			}
-			fmt.Printf("  run %d %-27s %8.0f spans/CPU-s %8.0f spans/s  (%d spans, CPU %s of which system %s, %.2f minor faults per 1k spans, wall %s)\n",
-				i+1, c.name, r.perCPUSec, r.perWallSec, r.spans, r.cpu.Round(time.Millisecond), r.system.Round(time.Millisecond), float64(r.minorFaults)*1000/float64(r.spans), r.wall.Round(time.Millisecond))
+			fmt.Printf("  run %d %-27s %8.0f spans/CPU-s %8.0f spans/s  (%d spans, CPU %s of which system %s, %.2f minor faults per 1k spans, wall %s, %d refusals sent again)\n",
+				i+1, c.name, r.perCPUSec, r.perWallSec, r.spans, r.cpu.Round(time.Millisecond), r.system.Round(time.Millisecond), float64(r.minorFaults)*1000/float64(r.spans), r.wall.Round(time.Millisecond), r.retried)
 			runs[c.name] = append(runs[c.name], r)
 		}
 	}
@@ -978,7 +979,7 @@ func renderCeiling(configs []tierConfig, runs, floors map[string][]tierRun, idle
 	perCPU := func(r tierRun) float64 { return r.perCPUSec }
 	perWall := func(r tierRun) float64 { return r.perWallSec }
 	w("## Each tier at its ceiling\n\n")
-	w("Method: %d-span OTLP requests of the generator's traces, with the attributes an instrumented service's spans carry once an agent has added its pod's (18 on each resource, 8-10 on each span: test/harness putInstrumentationAttributes), encoded before the run, replayed over gRPC by a lean sender with %d in flight, as fast as the process under test takes them. The process runs pinned to CPU %d (`taskset`); the sender, the null sinks it exports to (three for an agent, one backend for a gateway) and everything else of the bench run on CPU %d. Each run first warms the process up, as one that has been in service is: an agent takes the load for %s, a gateway a load of %d other traces' spans, decided and exported before the measurement starts (a fresh process first has the kernel fault in every page its heap grows to, and collects often while its heap is small; that cost is not per span). Then an agent run replays for %s; a gateway run replays %d spans once, each trace unique (decision_wait %s, read until its last decisions are exported). CPU is the process's own (/proc, user and system), from the replay's start until it has finished, less the collection a gateway's heap reading forces (below). %d runs each, interleaved; median (min-max).\n\n",
+	w("Method: %d-span OTLP requests of the generator's traces, with the attributes an instrumented service's spans carry once an agent has added its pod's (18 on each resource, 8-10 on each span: test/harness putInstrumentationAttributes), encoded before the run, replayed over gRPC by a lean sender with %d in flight, as fast as the process under test takes them (a request it refuses, as memory_limiter does at the pod's memory bound, is sent again 50 ms later, as senders retry; the CPU the refusals cost stays in the run). The process runs pinned to CPU %d (`taskset`); the sender, the null sinks it exports to (three for an agent, one backend for a gateway) and everything else of the bench run on CPU %d. Each run first warms the process up, as one that has been in service is: an agent takes the load for %s, a gateway a load of %d other traces' spans, decided and exported before the measurement starts (a fresh process first has the kernel fault in every page its heap grows to, and collects often while its heap is small; that cost is not per span). Then an agent run replays for %s; a gateway run replays %d spans once, each trace unique (decision_wait %s, read until its last decisions are exported). CPU is the process's own (/proc, user and system), from the replay's start until it has finished, less the collection a gateway's heap reading forces (below). %d runs each, interleaved; median (min-max).\n\n",
 		512, replayConcurrency, collectorCPU, benchCPU, agentWarmupFor, ceilingWarmupSpans, agentReplayFor, ceilingSpans, ceilingDecisionWait, ceilingRuns)
 	w("The stock configuration is what a user deploys from upstream's docs for this architecture (test/cmd/bench/stock: default gzip, queues and GOGC, no guard, span_metrics on a second pipeline from the receiver), run on the baseline build of the same upstream components. tailgate runs with the garbage-collection settings of its manifests (deploy/kubernetes/base: GOGC, and GOMEMLIMIT from the pod's memory request); \"Go's default GC\" is the same without them. The decode floor unmarshals the same requests with pdata (the agent's also marshals them again) in one goroutine of the bench process, garbage collection included.\n\n")
 	w("| Tier | Config | CPUs | Spans per CPU-second | Spans per second | System share of CPU | Minor page faults per 1k spans | Peak RSS |\n|---|---|---|---|---|---|---|---|\n")

@@ -95,6 +95,24 @@ func TestReplayDeliversEveryRequest(t *testing.T) {
 	assert.Zero(t, looped.Failed)
 }
 
+// TestReplayRetriesARefusal: a target at its memory bound refuses for a
+// while (Unavailable); the replay sends those requests again, as senders
+// do, so every one is delivered and none counts as failed.
+func TestReplayRetriesARefusal(t *testing.T) {
+	reqs, _, err := ceilingLoad(5_000, 77)
+	require.NoError(t, err)
+	sink, err := harness.StartNullSink()
+	require.NoError(t, err)
+	defer sink.Close()
+	sink.RefuseNext(6)
+	res, err := harness.Replay(context.Background(), sink.Endpoint(), reqs, 4, false)
+	require.NoError(t, err)
+	assert.Zero(t, res.Failed, "requests refused for good")
+	assert.Equal(t, int64(6), res.Retried, "refusals sent again")
+	assert.Equal(t, int64(len(reqs)), res.Requests)
+	assert.Equal(t, int64(len(reqs)), sink.Requests(), "requests the sink took")
+}
+
 // TestBaselineProfileHasNoInHouseComponent: the profiles the
 // whole-topology bench gives the baseline build name no in-house component
 // anywhere (the baseline would refuse to start, as it did once with
