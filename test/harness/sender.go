@@ -48,9 +48,10 @@ type SendConfig struct {
 	DialOptions []grpc.DialOption
 	// RetryFor, when set, makes the sender behave as an OTLP SDK: an export
 	// that failed as unavailable (or timed out) is retried for this long,
-	// with backoff, and while 8 exports per agent are in flight (the SDK's
-	// bounded queue) further spans are dropped and counted as failed.
-	// Without it a failure counts at once and the sender waits for a slot.
+	// with backoff, and while sdkQueueSpans spans per agent wait in exports
+	// (the SDK's bounded queue) further spans are dropped and counted as
+	// failed. Without it a failure counts at once and the sender waits for
+	// one of 8 export slots per agent.
 	RetryFor time.Duration
 	Progress Progress
 	// Instrumented gives the spans the attributes an instrumented service's
@@ -59,6 +60,10 @@ type SendConfig struct {
 	// of what arrives.
 	Instrumented bool
 }
+
+// sdkQueueSpans is an OTLP SDK's export queue: the batch span processor's
+// default maximum queue size (OTEL_BSP_MAX_QUEUE_SIZE), 2048 spans.
+const sdkQueueSpans = 2048
 
 // retryable are the codes the OTLP specification lets a client retry.
 var retryable = map[codes.Code]bool{
@@ -117,11 +122,13 @@ func SendWith(ctx context.Context, plans []TracePlan, cfg SendConfig) (SendResul
 	}
 	var wg sync.WaitGroup
 	// A bounded number of exports in flight per agent keeps a slow agent
-	// from growing an unbounded backlog in the generator.
+	// from growing an unbounded backlog in the generator; as an SDK, the
+	// bound is on the spans waiting (queued[agent]).
 	slots := make([]chan struct{}, len(clients))
 	for i := range slots {
 		slots[i] = make(chan struct{}, 8)
 	}
+	queued := make([]atomic.Int64, len(clients))
 
 	base := time.Now()
 	lastProgress := base
@@ -147,9 +154,8 @@ func SendWith(ctx context.Context, plans []TracePlan, cfg SendConfig) (SendResul
 			if cfg.RetryFor > 0 {
 				// An SDK's export queue is bounded: while its exports are
 				// retried, what does not fit is dropped.
-				select {
-				case slots[agent] <- struct{}{}:
-				default:
+				if queued[agent].Add(int64(len(spans))) > sdkQueueSpans {
+					queued[agent].Add(-int64(len(spans)))
 					fail(spans, "sender queue full")
 					continue
 				}
@@ -159,7 +165,13 @@ func SendWith(ctx context.Context, plans []TracePlan, cfg SendConfig) (SendResul
 			wg.Add(1)
 			go func(agent int, spans []scheduledSpan) {
 				defer wg.Done()
-				defer func() { <-slots[agent] }()
+				defer func() {
+					if cfg.RetryFor > 0 {
+						queued[agent].Add(-int64(len(spans)))
+					} else {
+						<-slots[agent]
+					}
+				}()
 				td := buildTraces(base, spans)
 				if cfg.Instrumented {
 					putInstrumentationAttributes(td)

@@ -200,8 +200,8 @@ func TestAgentRolloutLosesNothing(t *testing.T) {
 		o := ev.ByKind[k]
 		t.Logf("REPORT agent rollout: %s traces sent %d, complete %d, partial %d, lost %d", k, o.Sent, o.Complete, o.Partial, o.Lost)
 	}
-	t.Logf("REPORT agent rollout: %d agents replaced during the run; spans refused for good %d of %d; duplicate spans at the backend %d",
-		replaced, sent.SpansFailed, sent.SpansSent+sent.SpansFailed, ev.Duplicates)
+	t.Logf("REPORT agent rollout: %d agents replaced during the run; spans refused for good %d of %d %v; duplicate spans at the backend %d",
+		replaced, sent.SpansFailed, sent.SpansSent+sent.SpansFailed, sent.FailedBy, ev.Duplicates)
 	require.Equal(t, len(agents.targets), replaced, "the rollout did not replace every agent during the run")
 	assert.Zero(t, sent.SpansFailed, "spans refused for good during the agents' rollout")
 	assert.Empty(t, ev.Breaches(), "interesting traces broken by the agents' rollout")
