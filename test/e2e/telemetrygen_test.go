@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
 	"sync"
 	"testing"
@@ -66,12 +67,12 @@ func TestTelemetrygenLoadThroughTheAgents(t *testing.T) {
 
 	eventually(t, 30*time.Second, "RED metrics count every span of each service", func() (bool, string) {
 		scrapes := scrapeRED(t, topo)
-		got := map[string]float64{}
+		got, want := map[string]float64{}, map[string]float64{}
 		for i := range topo.Agents {
 			service := fmt.Sprintf("loadgen-%d", i+1)
 			got[service] = sumRED(scrapes, redCalls, "service_name", service)
+			want[service] = workers * tracesPerWorker * spansPerTrace
 		}
-		perService := float64(workers * tracesPerWorker * spansPerTrace)
-		return got["loadgen-1"] == perService && got["loadgen-2"] == perService, fmt.Sprintf("calls per service %v, want %v each", got, perService)
+		return maps.Equal(got, want), fmt.Sprintf("calls per service %v, want %v", got, want)
 	})
 }

@@ -112,10 +112,10 @@ func (r ReplayResult) LastDelivered(reqs []EncodedRequest) map[pcommon.TraceID]t
 // them, with concurrency requests in flight, until every request is sent
 // (or, with loop, over and over) or ctx ends. A request refused with a
 // code the OTLP specification lets a client retry (Unavailable is what a
-// collector answers while memory_limiter refuses) is sent again after
-// retryBackoff, as an SDK or an agent does, up to retryAttempts times; one refused otherwise, or
-// every time, counts as failed; one cut off by ctx's end counts as
-// neither. The target's CPU spent on refused attempts stays in the run.
+// collector answers while memory_limiter refuses) is sent again, as an SDK
+// or an agent does (replayRetryFor); one refused otherwise, or until then,
+// counts as failed; one cut off by ctx's end counts as neither. The
+// target's CPU spent on refused attempts stays in the run.
 // dialOpts come after the replay's own (plaintext; e.g. TLS credentials).
 func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurrency int, loop bool, dialOpts ...grpc.DialOption) (ReplayResult, error) {
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -148,11 +148,10 @@ func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurren
 				}
 				var resp []byte
 				body := reqs[i].Body
-				err := conn.Invoke(ctx, TraceExportMethod, &body, &resp)
-				for attempt := 1; err != nil && attempt <= retryAttempts && retryable[status.Code(err)] && sleepCtx(ctx, retryBackoff); attempt++ {
-					retried.Add(1)
-					err = conn.Invoke(ctx, TraceExportMethod, &body, &resp)
-				}
+				retries, err := retryRefused(ctx, replayRetryFor, replayRetryBackoff, replayRetryBackoff, func() error {
+					return conn.Invoke(ctx, TraceExportMethod, &body, &resp)
+				})
+				retried.Add(retries)
 				if err != nil {
 					if ctx.Err() == nil { // not cut off by the end of the replay
 						failed.Add(1)
@@ -172,26 +171,13 @@ func Replay(ctx context.Context, target string, reqs []EncodedRequest, concurren
 		Elapsed: time.Since(start), Acked: acked}, nil
 }
 
-// A refused request is sent again every retryBackoff, up to retryAttempts
-// times (5s in all): long enough for a collector's queues to drain, short
+// A refused request is sent again every replayRetryBackoff for up to
+// replayRetryFor: long enough for a collector's queues to drain, short
 // enough that a target that is gone fails the replay.
 const (
-	retryBackoff  = 50 * time.Millisecond
-	retryAttempts = 100
+	replayRetryBackoff = 50 * time.Millisecond
+	replayRetryFor     = 5 * time.Second
 )
-
-// sleepCtx sleeps d, or less if ctx ends first; it reports whether ctx is
-// still going.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
 
 // NullSink is an OTLP/gRPC trace endpoint that accepts every request
 // without decoding it: a backend (or a gateway, for an agent) that costs

@@ -71,20 +71,42 @@ var retryable = map[codes.Code]bool{
 	codes.Aborted: true, codes.OutOfRange: true, codes.DataLoss: true, codes.ResourceExhausted: true,
 }
 
+// retryRefused calls call until it succeeds, fails with a code the OTLP
+// specification does not let a client retry, ctx ends or retryFor has
+// passed (0: one call). Between calls it waits backoff, doubled each time
+// up to maxBackoff. It returns how many times it called again, and the
+// last call's error.
+func retryRefused(ctx context.Context, retryFor, backoff, maxBackoff time.Duration, call func() error) (retries int64, err error) {
+	deadline := time.Now().Add(retryFor)
+	for err = call(); err != nil && retryable[status.Code(err)] && time.Now().Before(deadline) && sleepCtx(ctx, backoff); err = call() {
+		retries++
+		backoff = min(2*backoff, maxBackoff)
+	}
+	return retries, err
+}
+
+// sleepCtx sleeps d, or less if ctx ends first; it reports whether ctx is
+// still going.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // export sends req once, or with retries for cfg.RetryFor.
 func (cfg SendConfig) export(ctx context.Context, client ptraceotlp.GRPCClient, req ptraceotlp.ExportRequest) error {
-	deadline := time.Now().Add(cfg.RetryFor)
-	backoff := 100 * time.Millisecond
-	for {
+	_, err := retryRefused(ctx, cfg.RetryFor, 100*time.Millisecond, 2*time.Second, func() error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		_, err := client.Export(cctx, req)
-		cancel()
-		if err == nil || cfg.RetryFor == 0 || !retryable[status.Code(err)] || time.Now().After(deadline) || ctx.Err() != nil {
-			return err
-		}
-		time.Sleep(backoff)
-		backoff = min(2*backoff, 2*time.Second)
-	}
+		return err
+	})
+	return err
 }
 
 // SendWith is Send with the agents reached as cfg says.
@@ -151,27 +173,25 @@ func SendWith(ctx context.Context, plans []TracePlan, cfg SendConfig) (SendResul
 			next++
 		}
 		for agent, spans := range due {
+			var release func()
 			if cfg.RetryFor > 0 {
 				// An SDK's export queue is bounded: while its exports are
 				// retried, what does not fit is dropped.
-				if queued[agent].Add(int64(len(spans))) > sdkQueueSpans {
-					queued[agent].Add(-int64(len(spans)))
+				n := int64(len(spans))
+				if queued[agent].Add(n) > sdkQueueSpans {
+					queued[agent].Add(-n)
 					fail(spans, "sender queue full")
 					continue
 				}
+				release = func() { queued[agent].Add(-n) }
 			} else {
 				slots[agent] <- struct{}{}
+				release = func() { <-slots[agent] }
 			}
 			wg.Add(1)
 			go func(agent int, spans []scheduledSpan) {
 				defer wg.Done()
-				defer func() {
-					if cfg.RetryFor > 0 {
-						queued[agent].Add(-int64(len(spans)))
-					} else {
-						<-slots[agent]
-					}
-				}()
+				defer release()
 				td := buildTraces(base, spans)
 				if cfg.Instrumented {
 					putInstrumentationAttributes(td)
