@@ -47,7 +47,7 @@ func run() error {
 		guardOnly = flag.Bool("membership-only", false, "only write the section of -out on rebalance_guard's cost of one membership change (make bench-guard)")
 		ceiling   = flag.Bool("ceiling-only", false, "only measure each tier at its ceiling and print the section")
 		only      = flag.String("only", "", "with -ceiling-only: measure only the built-in configurations whose name matches this regexp (and every -extra one)")
-		extra     = flag.String("extra", "", "with -ceiling-only: more configurations to measure, `name=tier:config.yaml[:VAR=value,...]` separated by ';' (tailgate binary)")
+		extra     = flag.String("extra", "", "with -ceiling-only: more configurations to measure, `name=tier:config.yaml[:VAR=value,...]` separated by ';', run on the tailgate binary or, given bin=/path among the VARs, on that build (an experiment measured in the same interleaved runs)")
 		profDir   = flag.String("cpuprofile", "", "with -ceiling-only: write a CPU profile of every tailgate run to this directory (its pprof extension)")
 		pgoOut    = flag.String("pgo-out", "", "with -ceiling-only: merge the profiled runs of both shipped tiers into this file (make pgo: cmd/tailgate/default.pgo)")
 		compress  = flag.Bool("compression", false, "measure the compression between the tiers again (~3 min); without it the report keeps the section of the last run that did")

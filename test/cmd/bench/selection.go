@@ -64,6 +64,13 @@ func newCeilingSelection(only, extra, profDir, tailgate string) (ceilingSelectio
 				if !ok {
 					return sel, fmt.Errorf("-extra %q: %q is not VAR=value", e, kv)
 				}
+				if k == "bin" { // another build of tailgate, not an environment variable
+					if _, err := os.Stat(v); err != nil {
+						return sel, fmt.Errorf("-extra %q: bin: %w", e, err)
+					}
+					c.bin = v
+					continue
+				}
 				c.env[k] = v
 			}
 		}

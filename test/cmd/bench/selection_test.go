@@ -32,7 +32,16 @@ func TestCeilingSelection(t *testing.T) {
 	assert.Contains(t, all.profileFile(tierConfig{name: "tailgate gateway", bin: "/bin/tailgate"}, 1), "tailgate_gateway.run2.pprof")
 	assert.Contains(t, all.profileFile(tierConfig{name: "stock gateway", bin: "/bin/baseline"}, 0), "stock_gateway.run1.pprof", "the stock configs enable pprof too")
 
-	for _, bad := range []string{"mine=collector:stock/gateway.yaml", "mine=gateway", "mine=gateway:/no/such.yaml", "mine=gateway:stock/gateway.yaml:GOGC"} {
+	other := filepath.Join(t.TempDir(), "tailgate-experiment")
+	require.NoError(t, os.WriteFile(other, nil, 0o755))
+	experiment, err := newCeilingSelection("^$", "exp=gateway:stock/gateway.yaml:bin="+other+",GOGC=50", "", "/bin/tailgate")
+	require.NoError(t, err)
+	got = experiment.apply(builtin)
+	require.Len(t, got, 1)
+	assert.Equal(t, other, got[0].bin, "bin= names the build to run")
+	assert.Equal(t, map[string]string{"GOGC": "50"}, got[0].env, "bin= is not passed on as an environment variable")
+
+	for _, bad := range []string{"mine=collector:stock/gateway.yaml", "mine=gateway", "mine=gateway:/no/such.yaml", "mine=gateway:stock/gateway.yaml:GOGC", "mine=gateway:stock/gateway.yaml:bin=/no/such/tailgate"} {
 		_, err := newCeilingSelection("", bad, "", "/bin/tailgate")
 		assert.Error(t, err, bad)
 	}
