@@ -370,10 +370,8 @@ func (s *Sink) ScopeAttr(id pcommon.SpanID, key string) (string, bool) {
 // until ctx ends. It reports whether that state was reached.
 func (s *Sink) WaitQuiet(ctx context.Context, minWait, quiet, maxWait time.Duration, done func() bool) bool {
 	start := time.Now()
-	select {
-	case <-ctx.Done():
+	if !sleepCtx(ctx, minWait) {
 		return false
-	case <-time.After(minWait):
 	}
 	last, lastChange := s.SpanCount(), time.Now()
 	for time.Since(start) < maxWait {
@@ -382,10 +380,8 @@ func (s *Sink) WaitQuiet(ctx context.Context, minWait, quiet, maxWait time.Durat
 		} else if time.Since(lastChange) >= quiet && (done == nil || done()) {
 			return true
 		}
-		select {
-		case <-ctx.Done():
+		if !sleepCtx(ctx, 250*time.Millisecond) {
 			return false
-		case <-time.After(250 * time.Millisecond):
 		}
 	}
 	return false
