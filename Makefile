@@ -114,7 +114,10 @@ $(MDATAGEN):
 generate: $(OCB) $(MDATAGEN) ## Regenerate components' metadata (mdatagen) and cmd/tailgate (ocb).
 	for c in $(COMPONENTS); do (cd $$c && $(MDATAGEN) metadata.yaml); done
 	mkdir -p cmd/tailgate
-	$(OCB) --config builder-config.yaml --skip-compilation --skip-strict-versioning=false
+	# ocb leaves an empty directory in TMPDIR (its default output path)
+	# whenever the manifest sets output_path: give it one to remove.
+	scratch=$$(mktemp -d) && TMPDIR=$$scratch $(OCB) --config builder-config.yaml --skip-compilation --skip-strict-versioning=false; \
+		status=$$?; rm -rf "$$scratch"; exit $$status
 
 build: $(BIN) ## Build bin/tailgate.
 

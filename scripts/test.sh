@@ -98,7 +98,10 @@ fail() { echo "make test: $*" >&2; status=1; }
 
 stamp "building the control plane, the nodes, the binary and the suite's test binary"
 compiled=$(mktemp -d) # test binaries compiled ahead; only the build cache keeps them
-trap 'stop_all; rm -rf "$compiled"' EXIT
+# The fuzzing runs' TMPDIR: a worker still running when -fuzztime ends is
+# killed, and leaves the temporary directories of its test behind.
+fuzz_tmp=$(mktemp -d)
+trap 'stop_all; rm -rf "$compiled" "$fuzz_tmp"' EXIT
 # The second half's tools, in the order its tests run (by file name), at
 # idle priority from the start, in one process tree, which promote raises
 # whole (the builds it starts later inherit its priority). The first stage
@@ -170,7 +173,7 @@ stamp "fuzzing each of the components' Fuzz targets for ${FUZZTIME:?}, in the ba
   fuzz_status=0
   for c in "${components[@]}"; do
     for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$c"/*_test.go 2>/dev/null | cut -d' ' -f2); do
-      (cd "$c" && exec go test -tags tailgate_fuzz -vet=off -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 2s .) & wait $! ||
+      (cd "$c" && TMPDIR=$fuzz_tmp exec go test -tags tailgate_fuzz -vet=off -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 2s .) & wait $! ||
         { echo "make test: fuzzing $c $target failed" >&2; fuzz_status=1; }
     done
   done

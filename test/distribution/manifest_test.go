@@ -59,18 +59,19 @@ func (m manifest) byKind() map[string][]module {
 	}
 }
 
-func ocbPath(t *testing.T) string {
+// ocb is the pinned ocb with args, its scratch in the test's temporary
+// directory (harness.OCB).
+func ocb(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	ocb := os.Getenv("TAILGATE_OCB")
-	require.NotEmpty(t, ocb, "TAILGATE_OCB is not set: run the tests through `make test`, which installs the pinned ocb")
-	return ocb
+	cmd, err := harness.OCB(t.TempDir(), args...)
+	require.NoError(t, err)
+	return cmd
 }
 
 // TestGeneratedCodeInSync regenerates the sources from builder-config.yaml
 // into a temporary directory and compares them with cmd/tailgate: a manifest
 // edit without `make generate` fails here.
 func TestGeneratedCodeInSync(t *testing.T) {
-	ocb := ocbPath(t)
 	root := harness.RepoRoot()
 	data, err := os.ReadFile(filepath.Join(root, "builder-config.yaml"))
 	require.NoError(t, err)
@@ -85,9 +86,7 @@ func TestGeneratedCodeInSync(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(tmpManifest, patched, 0o644))
 
-	cmd := exec.Command(ocb, "--config", tmpManifest, "--skip-compilation", "--skip-get-modules")
-	cmd.Dir = root // relative component paths resolve from the repository root, as in `make generate`
-	outBytes, err := cmd.CombinedOutput()
+	outBytes, err := ocb(t, "--config", tmpManifest, "--skip-compilation", "--skip-get-modules").CombinedOutput()
 	require.NoError(t, err, "ocb: %s", outBytes)
 
 	generated, err := filepath.Glob(filepath.Join(out, "*.go"))
@@ -135,7 +134,7 @@ func TestGeneratedCodeInSync(t *testing.T) {
 // generated go.mod, so the Makefile's OCB_VERSION must be the core release
 // of the manifest.
 func TestOCBMatchesCoreVersion(t *testing.T) {
-	out, err := exec.Command(ocbPath(t), "version").CombinedOutput()
+	out, err := ocb(t, "version").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	fields := strings.Fields(string(out))
 	ocbVersion := strings.TrimPrefix(fields[len(fields)-1], "v")

@@ -112,6 +112,23 @@ func existingBinary(envVar, fallback, build string) (string, error) {
 	return bin, nil
 }
 
+// OCB is the pinned ocb (TAILGATE_OCB, which make installs) run with args
+// from the repository root, where the manifest's relative component paths
+// resolve, as in `make generate`. ocb makes a temporary directory for its
+// default output path before it reads the manifest and leaves it behind when
+// the manifest sets output_path, as every manifest here does: scratch, which
+// the caller removes, is its TMPDIR, so nothing is left in the system's.
+func OCB(scratch string, args ...string) (*exec.Cmd, error) {
+	ocb := os.Getenv("TAILGATE_OCB")
+	if ocb == "" {
+		return nil, errors.New("TAILGATE_OCB is not set: run through make (make test, make bench), which installs the pinned ocb")
+	}
+	cmd := exec.Command(ocb, args...)
+	cmd.Dir = RepoRoot()
+	cmd.Env = append(os.Environ(), "TMPDIR="+scratch)
+	return cmd, nil
+}
+
 // ToolBinary builds (once, cached by version, see scripts/install-go-tool.sh)
 // a third-party program the tests run and returns the path of one of its
 // binaries: ToolBinary("prometheus", "promtool").

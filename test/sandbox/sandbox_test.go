@@ -49,7 +49,9 @@ func TestNothingOutlivesAKilledTestBinary(t *testing.T) {
 	require.Equal(t, 0, os.Geteuid(), "this test makes namespaces and mounts and must run as root (as CI does)")
 	report := filepath.Join(t.TempDir(), "report.json")
 	child := exec.Command(os.Args[0], "-test.run=^TestNothingOutlivesAKilledTestBinary$", "-test.count=1", "-test.v")
-	child.Env = append(os.Environ(), childEnv+"="+report)
+	// The child's temporary directories go under this test's: killed, it
+	// cannot remove them itself.
+	child.Env = append(os.Environ(), childEnv+"="+report, "TMPDIR="+t.TempDir())
 	out, err := os.Create(filepath.Join(t.TempDir(), "child.log"))
 	require.NoError(t, err)
 	defer out.Close()

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -18,7 +17,7 @@ import (
 // tailgate's own manifest minus the in-house components (those with a
 // `path:`): the same upstream components at the same versions, so the two
 // binaries differ only by what tailgate adds. It is cached by manifest hash.
-func buildBaseline(ocb, cacheDir string) (string, error) {
+func buildBaseline(cacheDir string) (string, error) {
 	root := harness.RepoRoot()
 	data, err := os.ReadFile(filepath.Join(root, "builder-config.yaml"))
 	if err != nil {
@@ -75,8 +74,15 @@ func buildBaseline(ocb, cacheDir string) (string, error) {
 		return "", err
 	}
 	fmt.Printf("building the baseline with ocb into %s (cached afterwards)\n", out)
-	cmd := exec.Command(ocb, "--config", manifestPath, "--skip-strict-versioning=false")
-	cmd.Dir = root
+	scratch, err := os.MkdirTemp("", "tailgate-ocb-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(scratch)
+	cmd, err := harness.OCB(scratch, "--config", manifestPath, "--skip-strict-versioning=false")
+	if err != nil {
+		return "", err
+	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("ocb baseline build: %w", err)

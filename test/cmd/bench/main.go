@@ -72,11 +72,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	ocb := os.Getenv("TAILGATE_OCB")
-	if ocb == "" {
-		return fmt.Errorf("TAILGATE_OCB is not set: run `make bench`")
-	}
-	baseline, err := buildBaseline(ocb, *cache)
+	baseline, err := buildBaseline(*cache)
 	if err != nil {
 		return err
 	}
