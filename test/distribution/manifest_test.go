@@ -59,13 +59,14 @@ func (m manifest) byKind() map[string][]module {
 	}
 }
 
-// ocb is the pinned ocb with args, its scratch in the test's temporary
-// directory (harness.OCB).
-func ocb(t *testing.T, args ...string) *exec.Cmd {
+// ocb is the pinned ocb with args and its scratch directory (harness.OCB),
+// in the test's temporary directory.
+func ocb(t *testing.T, args ...string) (cmd *exec.Cmd, scratch string) {
 	t.Helper()
-	cmd, err := harness.OCB(t.TempDir(), args...)
+	scratch = t.TempDir()
+	cmd, err := harness.OCB(scratch, args...)
 	require.NoError(t, err)
-	return cmd
+	return cmd, scratch
 }
 
 // TestGeneratedCodeInSync regenerates the sources from builder-config.yaml
@@ -86,8 +87,14 @@ func TestGeneratedCodeInSync(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(tmpManifest, patched, 0o644))
 
-	outBytes, err := ocb(t, "--config", tmpManifest, "--skip-compilation", "--skip-get-modules").CombinedOutput()
+	cmd, scratch := ocb(t, "--config", tmpManifest, "--skip-compilation", "--skip-get-modules")
+	outBytes, err := cmd.CombinedOutput()
 	require.NoError(t, err, "ocb: %s", outBytes)
+	// ocb's default output directory, left behind, went to the scratch
+	// directory the test removes, not to the system's.
+	leftovers, err := filepath.Glob(filepath.Join(scratch, "otelcol-distribution*"))
+	require.NoError(t, err)
+	assert.NotEmpty(t, leftovers, "ocb did not take its TMPDIR from harness.OCB")
 
 	generated, err := filepath.Glob(filepath.Join(out, "*.go"))
 	require.NoError(t, err)
@@ -134,7 +141,8 @@ func TestGeneratedCodeInSync(t *testing.T) {
 // generated go.mod, so the Makefile's OCB_VERSION must be the core release
 // of the manifest.
 func TestOCBMatchesCoreVersion(t *testing.T) {
-	out, err := ocb(t, "version").CombinedOutput()
+	cmd, _ := ocb(t, "version")
+	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	fields := strings.Fields(string(out))
 	ocbVersion := strings.TrimPrefix(fields[len(fields)-1], "v")

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tailgate-dev/tailgate/test/harness"
@@ -51,7 +52,8 @@ func TestNothingOutlivesAKilledTestBinary(t *testing.T) {
 	child := exec.Command(os.Args[0], "-test.run=^TestNothingOutlivesAKilledTestBinary$", "-test.count=1", "-test.v")
 	// The child's temporary directories go under this test's: killed, it
 	// cannot remove them itself.
-	child.Env = append(os.Environ(), childEnv+"="+report, "TMPDIR="+t.TempDir())
+	childTmp := t.TempDir()
+	child.Env = append(os.Environ(), childEnv+"="+report, "TMPDIR="+childTmp)
 	out, err := os.Create(filepath.Join(t.TempDir(), "child.log"))
 	require.NoError(t, err)
 	defer out.Close()
@@ -76,6 +78,9 @@ func TestNothingOutlivesAKilledTestBinary(t *testing.T) {
 	waitFor(t, 30*time.Second, "the child's process and mount namespace gone", func() bool {
 		return !alive(h.Pid) && len(processesIn(h.MountNS)) == 0
 	}, out.Name())
+	left, err := os.ReadDir(childTmp)
+	require.NoError(t, err)
+	assert.NotEmpty(t, left, "the killed child's temporary directories are not under this test's, which removes them")
 }
 
 // holdAndWait is the child's side: inside its sandbox it mounts a tmpfs,
